@@ -1,0 +1,48 @@
+"""Wiring shared by every entry point: environment -> Config -> Service."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any, Mapping, Optional
+
+from .config import Config
+from .errors import ConfigError
+from .service import ModelHolder, Service
+
+log = logging.getLogger("tfserverless")
+
+
+def setup_logging(level: str) -> None:
+    root = logging.getLogger("tfserverless")
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+        root.propagate = False
+    root.setLevel(level)
+
+
+def load_model(config: Config) -> Any:
+    from . import storage
+    from .model import Model
+
+    local = storage.fetch_model(config)
+    return Model.load(local)
+
+
+def create_service(environ: Mapping[str, str], *, config: Optional[Config] = None) -> Service:
+    config = config or Config.from_environ(environ)
+    setup_logging(config.log_level)
+    config.require_model_path()
+    holder = ModelHolder(lambda: load_model(config), wait=config.load_timeout)
+    return Service(config, holder)
+
+
+def create_service_or_exit(environ: Mapping[str, str]) -> Service:
+    """For deployable entry points: a bad setting stops the start with one line, exit 2."""
+    try:
+        return create_service(environ)
+    except ConfigError as e:
+        print(f"tfserverless: configuration error: {e.message}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -1,0 +1,181 @@
+"""Every environment read lives here: ``Config.from_environ(environ)``.
+
+Like Starlette's config, the mapping is injected (tests pass a dict; the handlers pass
+``os.environ``) and a malformed value fails at start with one line naming the key and value.
+Secret values (``SERVICE_TOKEN``, access keys) are never echoed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from typing import Any, Callable, Dict, Mapping, Optional, TypeVar
+
+from .errors import ConfigError
+
+T = TypeVar("T")
+
+_SIZE_RE = re.compile(r"^\s*(\d+)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+SECRET_KEYS = frozenset(
+    {
+        "SERVICE_TOKEN",
+        "ALIBABA_CLOUD_ACCESS_KEY_ID",
+        "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
+        "ALIBABA_CLOUD_SECURITY_TOKEN",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+    }
+)
+
+
+def parse_size(key: str, value: str) -> int:
+    """``'64MiB'``, ``'65536'``, ``'1g'`` -> bytes; anything else is a one-line ConfigError."""
+    m = _SIZE_RE.match(value)
+    if not m:
+        raise ConfigError(
+            f"{key}={value!r} is not a size; expected bytes like 67108864 or 64MiB"
+        )
+    unit = (m.group(2) or "").lower()[:1]
+    return int(m.group(1)) * _SIZE_UNITS[unit]
+
+
+def _positive_int(key: str, value: str) -> int:
+    try:
+        n = int(value.strip())
+    except ValueError:
+        raise ConfigError(f"{key}={value!r} is not an integer; expected a whole number") from None
+    if n < 0:
+        raise ConfigError(f"{key}={value!r} is negative; expected 0 or more")
+    return n
+
+
+def _seconds(key: str, value: str) -> float:
+    try:
+        n = float(value.strip())
+    except ValueError:
+        raise ConfigError(f"{key}={value!r} is not a number; expected seconds like 30") from None
+    if not n >= 0:
+        raise ConfigError(f"{key}={value!r} is negative; expected 0 or more seconds")
+    return n
+
+
+def _bool(key: str, value: str) -> bool:
+    v = value.strip().lower()
+    if v in ("1", "true", "yes", "on"):
+        return True
+    if v in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"{key}={value!r} is not a boolean; expected true or false")
+
+
+def default_cache_dir(environ: Mapping[str, str]) -> str:
+    """The platform's writable tmp: Lambda and FC allow writes only under /tmp."""
+    return os.path.join(environ.get("TMPDIR") or tempfile.gettempdir(), "tfserverless-cache")
+
+
+class Config:
+    """Settings of one function instance.  Build it with ``from_environ``."""
+
+    def __init__(
+        self,
+        *,
+        model_path: str = "",
+        service_name: str = "",
+        service_token: str = "",
+        max_body_bytes: int = 64 << 20,
+        model_cache_dir: str = "",
+        log_level: str = "INFO",
+        warm_up_data_path: str = "",
+        warm_up_count: int = 5,
+        load_timeout: float = 600.0,
+        s3_endpoint_url: str = "",
+        oss_endpoint: str = "",
+        max_extract_bytes: int = 16 << 30,
+        max_archive_members: int = 100_000,
+        environ: Optional[Mapping[str, str]] = None,
+    ) -> None:
+        self.model_path = model_path
+        self.service_name = service_name
+        self.service_token = service_token
+        self.max_body_bytes = max_body_bytes
+        self.model_cache_dir = model_cache_dir or default_cache_dir(environ or {})
+        self.log_level = log_level
+        self.warm_up_data_path = warm_up_data_path
+        self.warm_up_count = warm_up_count
+        self.load_timeout = load_timeout
+        self.s3_endpoint_url = s3_endpoint_url
+        self.oss_endpoint = oss_endpoint
+        self.max_extract_bytes = max_extract_bytes
+        self.max_archive_members = max_archive_members
+        # Credentials and other platform settings stay in the mapping the config came from,
+        # so storage backends read them through the config, never from os.environ directly.
+        self.environ: Dict[str, str] = dict(environ or {})
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str], **overrides: Any) -> Config:
+        def get(key: str, parse: Callable[[str, str], T], default: T) -> T:
+            raw = environ.get(key)
+            if raw is None or raw.strip() == "":
+                return default
+            return parse(key, raw)
+
+        def text(key: str, value: str) -> str:
+            return value.strip()
+
+        def level(key: str, value: str) -> str:
+            v = value.strip().upper()
+            if v not in LOG_LEVELS:
+                raise ConfigError(
+                    f"{key}={value!r} is not a log level; expected one of {', '.join(LOG_LEVELS)}"
+                )
+            return v
+
+        def body_limit(key: str, value: str) -> int:
+            n = parse_size(key, value)
+            if n <= 0:
+                raise ConfigError(f"{key}={value!r} must be more than 0 bytes")
+            return n
+
+        def service_name(key: str, value: str) -> str:
+            v = value.strip()
+            if not re.match(r"^[A-Za-z0-9_.-]+$", v):
+                raise ConfigError(
+                    f"{key}={value!r} is not a service name; expected letters, digits, '_', '-', '.'"
+                )
+            return v
+
+        def token(key: str, value: str) -> str:
+            return value.strip()
+
+        kwargs: Dict[str, Any] = dict(
+            model_path=get("MODEL_PATH", text, ""),
+            service_name=get("SERVICE_NAME", service_name, ""),
+            service_token=get("SERVICE_TOKEN", token, ""),
+            max_body_bytes=get("MAX_BODY_BYTES", body_limit, 64 << 20),
+            model_cache_dir=get("MODEL_CACHE_DIR", text, ""),
+            log_level=get("LOG_LEVEL", level, "INFO"),
+            warm_up_data_path=get("WARM_UP_DATA_PATH", text, ""),
+            warm_up_count=get("WARM_UP_COUNT", _positive_int, 5),
+            load_timeout=get("MODEL_LOAD_TIMEOUT", _seconds, 600.0),
+            s3_endpoint_url=get("S3_ENDPOINT_URL", text, ""),
+            oss_endpoint=get("OSS_ENDPOINT", text, ""),
+            max_extract_bytes=get("MAX_EXTRACT_BYTES", parse_size, 16 << 30),
+            max_archive_members=get("MAX_ARCHIVE_MEMBERS", _positive_int, 100_000),
+            environ=environ,
+        )
+        kwargs.update(overrides)
+        return cls(**kwargs)
+
+    def require_model_path(self) -> str:
+        if not self.model_path:
+            raise ConfigError(
+                "MODEL_PATH is not set; expected a SavedModel directory, archive or "
+                "oss:// s3:// http(s):// URL"
+            )
+        return self.model_path
+
+
+__all__ = ["Config", "SECRET_KEYS", "parse_size", "_bool"]

@@ -1,0 +1,72 @@
+"""One base error carrying the HTTP status; every failure a client can see is one of these.
+
+The service maps it to a reply in one place (``service.error_response``).  Messages are one
+line, say what was wrong and what was expected, and never carry secrets.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Optional
+
+
+class TFServerlessError(Exception):
+    """Base error: ``status`` is the HTTP status the client gets, ``message`` one line."""
+
+    status = 500
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: Optional[int] = None,
+        headers: Optional[Dict[str, str]] = None,
+    ) -> None:
+        # Keep replies to one line whatever the cause's text looked like.
+        message = " ".join(str(message).split())
+        super().__init__(message)
+        self.message = message
+        if status is not None:
+            self.status = status
+        self.headers: Dict[str, str] = dict(headers or {})
+
+
+class BadRequest(TFServerlessError):
+    status = 400
+
+
+class Unauthorized(TFServerlessError):
+    status = 401
+
+
+class NotFound(TFServerlessError):
+    status = 404
+
+
+class MethodNotAllowed(TFServerlessError):
+    status = 405
+
+
+class PayloadTooLarge(TFServerlessError):
+    status = 413
+
+
+class ModelUnavailable(TFServerlessError):
+    """The model cannot be served yet (loading, or its last load failed): retry later."""
+
+    status = 503
+
+    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+        super().__init__(message, headers={"Retry-After": str(max(1, int(retry_after)))})
+        self.retry_after = retry_after
+
+
+class ModelError(TFServerlessError):
+    """The model itself cannot do what was asked (not the client's input); not retried by SDKs."""
+
+    status = 501
+
+
+class ConfigError(TFServerlessError):
+    """A setting is missing or malformed; raised at start, never at request time."""
+
+    status = 500

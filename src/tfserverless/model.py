@@ -1,0 +1,219 @@
+"""The only module that imports TensorFlow, and only when a model is loaded.
+
+One code path for TensorFlow 1.12 .. 2.x: the SavedModel's MetaGraph is loaded into a
+graph-mode session (as TF Serving does), its ``signature_def`` map gives the aliases, and each
+(signature, outputs) pair gets a cached ``Session.make_callable`` so a request costs one call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Type
+
+import numpy as np
+
+from .codec import Signature, TensorSpec
+from .errors import BadRequest, ModelError, ModelUnavailable
+
+log = logging.getLogger("tfserverless.model")
+
+INIT_OP_KEY = "__saved_model_init_op"
+DEFAULT_KEY = "serving_default"
+PREDICT_METHOD = "tensorflow/serving/predict"
+
+
+def _tf() -> Any:
+    # Deferred: importing TensorFlow takes seconds and must happen in the serving worker,
+    # after gunicorn forks, never at package import.
+    import tensorflow as tf
+
+    return tf
+
+
+def tf_version() -> str:
+    return str(_tf().__version__)
+
+
+def choose_default(signatures: Dict[str, Signature]) -> str:
+    """The signature an empty ``signature_name`` means.
+
+    ``serving_default`` when it is a predict signature, else the first predict signature by
+    name (TF Serving's MNIST export has a classify ``serving_default`` beside
+    ``predict_images``, and EAS answers with ``predict_images``), else ``serving_default``,
+    else the first by name.
+    """
+    if not signatures:
+        return ""
+    sig = signatures.get(DEFAULT_KEY)
+    if sig is not None and sig.method in ("", PREDICT_METHOD):
+        return DEFAULT_KEY
+    predict = sorted(n for n, s in signatures.items() if s.method == PREDICT_METHOD)
+    if predict:
+        return predict[0]
+    if sig is not None:
+        return DEFAULT_KEY
+    return sorted(signatures)[0]
+
+
+def _spec(alias: str, info: Any) -> TensorSpec:
+    shape: Optional[Tuple[int, ...]]
+    if info.tensor_shape.unknown_rank:
+        shape = None
+    else:
+        shape = tuple(int(d.size) if d.size >= 0 else -1 for d in info.tensor_shape.dim)
+    return TensorSpec(alias, int(info.dtype), shape, str(info.name))
+
+
+def signatures_from_meta_graph(meta: Any) -> Dict[str, Signature]:
+    out = {}
+    for key, sd in meta.signature_def.items():
+        if key == INIT_OP_KEY:
+            continue
+        if any(not i.name for i in list(sd.inputs.values()) + list(sd.outputs.values())):
+            log.warning("signature %r uses composite (sparse/ragged) tensors; not served", key)
+            continue
+        out[str(key)] = Signature(
+            str(key),
+            {str(a): _spec(a, i) for a, i in sd.inputs.items()},
+            {str(a): _spec(a, i) for a, i in sd.outputs.items()},
+            str(sd.method_name),
+        )
+    return out
+
+
+def _read_tag_sets(path: str) -> List[List[str]]:
+    tf = _tf()
+    from tensorflow.core.protobuf import saved_model_pb2  # same deferral as _tf()
+
+    pb = os.path.join(path, "saved_model.pb")
+    sm = saved_model_pb2.SavedModel()
+    with tf.io.gfile.GFile(pb, "rb") if hasattr(tf, "io") and hasattr(tf.io, "gfile") else open(
+        pb, "rb"
+    ) as f:
+        sm.ParseFromString(f.read())
+    return [list(m.meta_info_def.tags) for m in sm.meta_graphs]
+
+
+def configure_devices(tf: Any, config_proto: Any) -> List[str]:
+    """Let several workers share a GPU (memory growth) and report the devices seen."""
+    devices: List[str] = []
+    try:
+        if hasattr(tf, "config") and hasattr(tf.config, "list_physical_devices"):
+            gpus = tf.config.list_physical_devices("GPU")
+            for gpu in gpus:
+                with contextlib.suppress(RuntimeError, ValueError):  # already initialised
+                    tf.config.experimental.set_memory_growth(gpu, True)
+            devices = [d.name for d in tf.config.list_physical_devices()]
+    except Exception as e:  # device probing must never stop a CPU load
+        log.warning("could not list devices: %s", e)
+    config_proto.gpu_options.allow_growth = True
+    return devices
+
+
+class Model:
+    """A loaded SavedModel: its signatures and a thread-safe ``run``."""
+
+    def __init__(
+        self,
+        path: str,
+        signatures: Dict[str, Signature],
+        session: Any,
+        *,
+        tf_version: str = "",
+        devices: Sequence[str] = (),
+    ) -> None:
+        self.path = path
+        self.signatures = signatures
+        self.default_signature = choose_default(signatures)
+        self.session = session
+        self.tf_version = tf_version
+        self.devices = list(devices)
+        self._callables: Dict[Tuple[str, Tuple[str, ...]], Callable[..., List[Any]]] = {}
+        self._lock = threading.Lock()
+        self._errors: Tuple[Type[BaseException], Type[BaseException]] = (Exception, Exception)
+
+    @classmethod
+    def load(cls, path: str) -> Model:
+        if not os.path.isfile(os.path.join(path, "saved_model.pb")):
+            raise ModelUnavailable(f"no saved_model.pb in {path}; expected a SavedModel directory")
+        t0 = time.monotonic()
+        tf = _tf()
+        t_import = time.monotonic() - t0
+        v1 = tf.compat.v1 if hasattr(tf, "compat") and hasattr(tf.compat, "v1") else tf
+        tag_sets = _read_tag_sets(path)
+        tags = next((t for t in tag_sets if "serve" in t), tag_sets[0] if tag_sets else ["serve"])
+        graph = tf.Graph()
+        config = v1.ConfigProto()
+        devices = configure_devices(tf, config)
+        session = v1.Session(graph=graph, config=config)
+        try:
+            with graph.as_default():
+                meta = v1.saved_model.loader.load(session, tags, path)
+        except Exception as e:
+            session.close()
+            raise ModelUnavailable(
+                f"TensorFlow {tf.__version__} cannot load the SavedModel at {path}: "
+                f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            ) from e
+        sigs = signatures_from_meta_graph(meta)
+        if not sigs:
+            raise ModelUnavailable(f"the SavedModel at {path} has no servable signature")
+        model = cls(path, sigs, session, tf_version=str(tf.__version__), devices=devices)
+        model._errors = (tf.errors.InvalidArgumentError, tf.errors.OpError)
+        log.info(
+            "loaded %s with TensorFlow %s (import %.2fs, load %.2fs): signatures %s, default %r, "
+            "devices %s",
+            path, tf.__version__, t_import, time.monotonic() - t0 - t_import,
+            sorted(sigs), model.default_signature, devices or ["CPU"],
+        )
+        return model
+
+    def signature(self, name: str) -> Signature:
+        key = name or self.default_signature
+        sig = self.signatures.get(key)
+        if sig is None:
+            raise BadRequest(
+                f"unknown signature_name {name!r}; expected one of "
+                f"{', '.join(repr(k) for k in sorted(self.signatures))}"
+            )
+        return sig
+
+    def _callable(self, sig: Signature, outputs: Tuple[str, ...]) -> Callable[..., List[Any]]:
+        key = (sig.name, outputs)
+        fn = self._callables.get(key)
+        if fn is None:
+            with self._lock:
+                fn = self._callables.get(key)
+                if fn is None:
+                    feeds = [sig.inputs[n].tensor for n in sorted(sig.inputs)]
+                    fetches = [sig.outputs[n].tensor for n in outputs]
+                    fn = self.session.make_callable(fetches, feed_list=feeds)
+                    self._callables[key] = fn
+        return fn
+
+    def run(
+        self, sig: Signature, feeds: Dict[str, np.ndarray], outputs: Sequence[str]
+    ) -> Dict[str, np.ndarray]:
+        names = tuple(outputs)
+        fn = self._callable(sig, names)
+        args = [feeds[n] for n in sorted(sig.inputs)]
+        invalid, op_error = self._errors
+        try:
+            values = fn(*args)
+        except invalid as e:
+            raise BadRequest(f"the model rejected the input: {_first_line(e)}") from e
+        except op_error as e:
+            raise ModelError(f"the model failed: {_first_line(e)}") from e
+        return {n: np.asarray(v) for n, v in zip(names, values)}
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def _first_line(e: BaseException) -> str:
+    text = getattr(e, "message", None) or str(e)
+    return str(text).strip().splitlines()[0] if str(text).strip() else type(e).__name__

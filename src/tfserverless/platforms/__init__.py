@@ -1,0 +1,1 @@
+"""Thin adapters: a platform's event -> ``service.Request``; ``service.Response`` -> its reply."""

@@ -1,0 +1,25 @@
+"""Importing the package (and the deployable handler) loads no heavy dependency."""
+
+from __future__ import annotations
+
+import subprocess
+
+from .conftest import PYTHON, ROOT
+
+CHECK = """
+import sys, os, runpy
+import tfserverless, tfserverless.codec, tfserverless.service, tfserverless.config
+import tfserverless.storage, tfserverless.platforms.gcf, tfserverless.app
+os.environ.setdefault("MODEL_PATH", "/nonexistent")
+runpy.run_path("handler/main.py")
+heavy = [m for m in ("tensorflow", "boto3", "botocore", "oss2", "google.protobuf")
+         if m in sys.modules]
+print(",".join(heavy))
+"""
+
+
+def test_import_loads_no_tensorflow_boto3_or_protobuf() -> None:
+    proc = subprocess.run([PYTHON, "-c", CHECK], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "", f"imported at package import: {proc.stdout.strip()}"
