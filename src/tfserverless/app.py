@@ -28,7 +28,8 @@ def load_model(config: Config) -> Any:
     from .model import Model
 
     local = storage.fetch_model(config)
-    return Model.load(local)
+    return Model.load(local, intra_op_threads=config.intra_op_threads,
+                      inter_op_threads=config.inter_op_threads)
 
 
 def create_service(environ: Mapping[str, str], *, config: Optional[Config] = None) -> Service:

@@ -139,6 +139,8 @@ class _Malformed(BadRequest):
 
 
 def _read_varint(buf: memoryview, pos: int, end: int) -> Tuple[int, int]:
+    if pos < end and buf[pos] < 0x80:  # tags and short lengths: the common case
+        return buf[pos], pos + 1
     result = 0
     shift = 0
     while True:
@@ -157,12 +159,12 @@ def _read_varint(buf: memoryview, pos: int, end: int) -> Tuple[int, int]:
 def decode_varints(data: Buffer, *, allow_partial: bool = False) -> Tuple[np.ndarray, int]:
     """Split and assemble a run of varints without a Python loop per value.
 
-    Returns ``(values as uint64, bytes consumed)``.  With ``allow_partial`` a trailing
-    incomplete varint is left unconsumed instead of being an error.
+    Returns ``(values as uint64, bytes consumed)``.  With ``allow_partial`` decoding stops
+    before the first incomplete or overlong varint instead of raising.
     """
+    if len(data) <= _SMALL:
+        return _decode_varints_small(data, allow_partial=allow_partial)
     b = np.frombuffer(data, dtype=np.uint8)
-    if b.size == 0:
-        return _EMPTY_U64, 0
     ends = np.flatnonzero(b < 0x80)
     used = int(ends[-1]) + 1 if ends.size else 0
     if used != b.size and not allow_partial:
@@ -177,10 +179,37 @@ def decode_varints(data: Buffer, *, allow_partial: bool = False) -> Tuple[np.nda
     starts[1:] = ends[:-1] + 1
     lengths = ends - starts + 1
     if int(lengths.max()) > 10:
-        raise _Malformed("varint longer than 10 bytes")
+        if not allow_partial:
+            raise _Malformed("varint longer than 10 bytes")
+        k = int(np.argmax(lengths > 10))  # keep only what precedes the bad varint
+        if k == 0:
+            return _EMPTY_U64, 0
+        ends, starts, lengths = ends[:k], starts[:k], lengths[:k]
+        used = int(ends[-1]) + 1
+        b = b[:used]
     shifts = (np.arange(used, dtype=np.int64) - np.repeat(starts, lengths)) * 7
     parts = (b & 0x7F).astype(np.uint64) << shifts.astype(np.uint64)
     return np.bitwise_or.reduceat(parts, starts), used
+
+
+_ONE_BYTE = [bytes((i,)) for i in range(0x80)]
+_SMALL = 24  # below this many bytes a plain loop beats numpy's per-call overhead (shapes, scalars)
+
+
+def _decode_varints_small(data: Buffer, *, allow_partial: bool) -> Tuple[np.ndarray, int]:
+    out: List[int] = []
+    mv = memoryview(data).cast("B") if not isinstance(data, memoryview) else data
+    pos, end, used = 0, len(mv), 0
+    while pos < end:
+        try:
+            v, pos = _read_varint(mv, pos, end)
+        except BadRequest:
+            if allow_partial:  # keep what precedes the truncated or overlong varint
+                break
+            raise
+        out.append(v)
+        used = pos
+    return np.array(out, dtype=np.uint64), used
 
 
 def encode_varints(values: np.ndarray) -> bytes:
@@ -188,6 +217,8 @@ def encode_varints(values: np.ndarray) -> bytes:
     u = np.ascontiguousarray(values).astype(np.int64, copy=False).view(np.uint64)
     if u.size == 0:
         return b""
+    if u.size <= 4:
+        return b"".join(_varint_bytes(int(v)) for v in u.tolist())
     if bool((u < 0x80).all()):
         return u.astype(np.uint8).tobytes()
     nbytes = np.ones(u.shape, dtype=np.int64)
@@ -202,6 +233,8 @@ def encode_varints(values: np.ndarray) -> bytes:
 
 
 def _varint_bytes(n: int) -> bytes:
+    if 0 <= n < 0x80:
+        return _ONE_BYTE[n]
     out = bytearray()
     n &= 0xFFFFFFFFFFFFFFFF
     while n >= 0x80:
@@ -378,12 +411,13 @@ class WireArray:
         window = 256
         while True:
             stop = min(end, start + window)
-            vals, _used = decode_varints(buf[start:stop], allow_partial=True)
+            vals, used = decode_varints(buf[start:stop], allow_partial=True)
             pairs = vals.size // 2
             tags = vals[0 : 2 * pairs : 2]
             ok = tags == key
             good = pairs if bool(ok.all()) else int(np.argmin(ok))
-            if good < pairs or stop == end:
+            # stop when the run ended, the message ended, or decoding hit a non-varint
+            if good < pairs or stop == end or used < stop - start - 10:
                 break
             window *= 4
         if good == 0:
@@ -532,9 +566,8 @@ def _tagged(field: int, payload: bytes) -> bytes:
 def encode_array(array: np.ndarray) -> bytes:
     """One ArrayProto: dtype, shape, and the values packed in the field the dtype uses."""
     dt = dtype_for_numpy(array)
-    out = [_varint_bytes(F_DTYPE << 3) + _varint_bytes(dt.code)]
-    out.append(_tagged(F_SHAPE, _tagged(1, encode_varints(np.asarray(array.shape, np.int64)))
-                       if array.ndim else b""))
+    dims = b"".join(_varint_bytes(d) for d in array.shape)
+    out = [bytes((F_DTYPE << 3, dt.code)), _tagged(F_SHAPE, _tagged(1, dims) if dims else b"")]
     flat = array.reshape(-1)
     if dt.field == F_STRING:
         out.extend(_tagged(F_STRING, _as_bytes(v)) for v in flat)

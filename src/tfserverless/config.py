@@ -52,6 +52,16 @@ def _positive_int(key: str, value: str) -> int:
     return n
 
 
+def _thread_count(key: str, value: str) -> int:
+    try:
+        n = int(value.strip())
+    except ValueError:
+        raise ConfigError(f"{key}={value!r} is not an integer; expected -1, 0 or a thread count") from None
+    if n < -1:
+        raise ConfigError(f"{key}={value!r} is below -1; expected -1 (caller thread), 0 or more")
+    return n
+
+
 def _seconds(key: str, value: str) -> float:
     try:
         n = float(value.strip())
@@ -95,6 +105,8 @@ class Config:
         oss_endpoint: str = "",
         max_extract_bytes: int = 16 << 30,
         max_archive_members: int = 100_000,
+        intra_op_threads: int = 0,
+        inter_op_threads: int = -1,
         environ: Optional[Mapping[str, str]] = None,
     ) -> None:
         self.model_path = model_path
@@ -110,6 +122,8 @@ class Config:
         self.oss_endpoint = oss_endpoint
         self.max_extract_bytes = max_extract_bytes
         self.max_archive_members = max_archive_members
+        self.intra_op_threads = intra_op_threads
+        self.inter_op_threads = inter_op_threads
         # Credentials and other platform settings stay in the mapping the config came from,
         # so storage backends read them through the config, never from os.environ directly.
         self.environ: Dict[str, str] = dict(environ or {})
@@ -164,6 +178,8 @@ class Config:
             oss_endpoint=get("OSS_ENDPOINT", text, ""),
             max_extract_bytes=get("MAX_EXTRACT_BYTES", parse_size, 16 << 30),
             max_archive_members=get("MAX_ARCHIVE_MEMBERS", _positive_int, 100_000),
+            intra_op_threads=get("TF_INTRA_OP_THREADS", _positive_int, 0),
+            inter_op_threads=get("TF_INTER_OP_THREADS", _thread_count, -1),
             environ=environ,
         )
         kwargs.update(overrides)
