@@ -146,3 +146,134 @@ def predict_pb2(tmp_path_factory: pytest.TempPathFactory) -> Any:
         return importlib.import_module("predict_pb2")
     finally:
         sys.path.remove(str(out))
+
+
+# --- object stores on loopback -------------------------------------------------------------------
+
+AWS_KEY_ID = "AKIDTESTING0000"
+AWS_SECRET = "aws-secret-never-logged-5f3a"
+OSS_KEY_ID = "LTAItesting0000"
+OSS_SECRET = "oss-secret-never-logged-9c1e"
+
+
+class MotoServer:
+    """moto's S3 in server mode: a real HTTP object store on 127.0.0.1 (boto3 and oss2)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = f"/tmp/moto-{self.port}.log"
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [os.path.join(BIN, "moto_server"), "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                requests.get(self.url + "/moto-api/", timeout=2)
+                break
+            except requests.RequestException:
+                time.sleep(0.2)
+        else:
+            raise AssertionError("moto server did not start")
+
+    def client(self) -> Any:
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.url, region_name="us-east-1",
+                            aws_access_key_id=AWS_KEY_ID, aws_secret_access_key=AWS_SECRET)
+
+    def env(self) -> Dict[str, str]:
+        """What a function instance needs to reach this server by s3:// and oss://."""
+        return {"S3_ENDPOINT_URL": self.url, "AWS_ACCESS_KEY_ID": AWS_KEY_ID,
+                "AWS_SECRET_ACCESS_KEY": AWS_SECRET, "AWS_DEFAULT_REGION": "us-east-1",
+                "OSS_ENDPOINT": self.url, "ALIBABA_CLOUD_ACCESS_KEY_ID": OSS_KEY_ID,
+                "ALIBABA_CLOUD_ACCESS_KEY_SECRET": OSS_SECRET}
+
+    def stop(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        self.proc.wait(10)
+        self._log.close()
+
+
+@pytest.fixture(scope="session")
+def moto() -> Iterator[MotoServer]:
+    server = MotoServer()
+    yield server
+    server.stop()
+
+
+class FileServer:
+    """``http.server`` in a thread: serves ``files``, counts GETs, can truncate or stall."""
+
+    def __init__(self, port: int = 0) -> None:
+        import http.server
+        import threading
+
+        self.files: Dict[str, bytes] = {}
+        self.gets: Dict[str, int] = {}
+        self.truncate: Dict[str, int] = {}  # path -> bytes actually sent
+        self.delay: Dict[str, float] = {}  # path -> seconds per 64 KiB
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _head(self) -> Optional[bytes]:
+                path = self.path.split("?")[0]
+                data = owner.files.get(path)
+                if data is None:
+                    self.send_response(404)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return None
+                import hashlib
+
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.send_header("ETag", '"' + hashlib.md5(data).hexdigest() + '"')
+                self.send_header("Content-Type", "application/octet-stream")
+                self.end_headers()
+                return data
+
+            def do_HEAD(self) -> None:
+                self._head()
+
+            def do_GET(self) -> None:
+                path = self.path.split("?")[0]
+                owner.gets[path] = owner.gets.get(path, 0) + 1
+                data = self._head()
+                if data is None:
+                    return
+                if path in owner.truncate:
+                    data = data[: owner.truncate[path]]
+                    self.close_connection = True
+                step = 1 << 16
+                for i in range(0, len(data), step):
+                    if path in owner.delay:
+                        time.sleep(owner.delay[path])
+                    try:
+                        self.wfile.write(data[i:i + step])
+                    except OSError:
+                        return
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def files() -> Iterator[FileServer]:
+    server = FileServer()
+    yield server
+    server.stop()

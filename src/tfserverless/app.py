@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from typing import Any, Mapping, Optional
 
 from .config import Config
@@ -24,12 +25,20 @@ def setup_logging(level: str) -> None:
 
 
 def load_model(config: Config) -> Any:
+    """Fetch (or reuse) the model and load it; logs the one-line cold-start timeline."""
     from . import storage
     from .model import Model
 
-    local = storage.fetch_model(config)
-    return Model.load(local, intra_op_threads=config.intra_op_threads,
-                      inter_op_threads=config.inter_op_threads)
+    t0 = time.monotonic()
+    fetched = storage.fetch_model(config)
+    model = Model.load(fetched.path, intra_op_threads=config.intra_op_threads,
+                       inter_op_threads=config.inter_op_threads)
+    fetch = "cached" if fetched.cached else f"{fetched.seconds:.2f}s ({fetched.nbytes / 1e6:.1f} MB)"
+    log.info(
+        "cold start: fetch+extract %s, TensorFlow import %.2fs, load %.2fs, total %.2fs",
+        fetch, model.import_seconds, model.load_seconds, time.monotonic() - t0,
+    )
+    return model
 
 
 def create_service(environ: Mapping[str, str], *, config: Optional[Config] = None) -> Service:

@@ -154,6 +154,8 @@ class Model:
         self.devices = list(devices)
         self._callables: Dict[Tuple[str, Tuple[str, ...]], Callable[..., List[Any]]] = {}
         self._lock = threading.Lock()
+        self.import_seconds = 0.0
+        self.load_seconds = 0.0
         self._errors: Tuple[Type[BaseException], Type[BaseException]] = (Exception, Exception)
 
     @classmethod
@@ -192,6 +194,8 @@ class Model:
         if not sigs:
             raise ModelUnavailable(f"the SavedModel at {path} has no servable signature")
         model = cls(path, sigs, session, tf_version=str(tf.__version__), devices=devices)
+        model.import_seconds = t_import
+        model.load_seconds = time.monotonic() - t0 - t_import
         model._errors = (tf.errors.InvalidArgumentError, tf.errors.OpError)
         log.info(
             "loaded %s with TensorFlow %s (import %.2fs, load %.2fs): signatures %s, default %r, "

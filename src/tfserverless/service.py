@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import json
 import logging
+import os
 import threading
 import time
 from typing import Any, Callable, Dict, List, Mapping, Optional
@@ -306,7 +307,7 @@ class Service:
     def health(self) -> Response:
         h = self.holder
         h.start()  # a readiness probe is what first starts the load on an idle instance
-        info: Dict[str, Any] = {"status": h.state}
+        info: Dict[str, Any] = {"status": h.state, "pid": os.getpid()}
         if h.model is not None:
             info.update(
                 signatures=sorted(h.model.signatures),

@@ -1,0 +1,227 @@
+"""Safe extraction of model archives (.tar, .tar.gz/.tgz, .zip).
+
+Nothing an archive says is trusted: member names with ``..`` or absolute paths, links that
+point outside, device files and FIFOs are refused; the member count and the bytes actually
+written are bounded (zip bombs lie about sizes); free disk is checked before writing.  Tar
+archives are extracted while they stream in; zip needs random access, so it is spooled first.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import tarfile
+import zipfile
+import zlib
+from typing import IO, Optional
+
+from .base import CHUNK, Progress, unavailable
+
+GZIP_MAGIC = b"\x1f\x8b"
+ZIP_MAGIC = b"PK\x03\x04"
+DISK_MARGIN = 16 << 20  # keep this much free beyond what we write
+
+
+class Limits:
+    def __init__(self, *, max_bytes: int, max_members: int) -> None:
+        self.max_bytes = max_bytes
+        self.max_members = max_members
+
+
+def kind_of(name: str, head: bytes) -> str:
+    """``"zip"``, ``"tar"`` (any compression tarfile streams) or ``""`` when neither."""
+    if head.startswith(ZIP_MAGIC) or head.startswith(b"PK\x05\x06"):
+        return "zip"
+    if head.startswith(GZIP_MAGIC) or head.startswith(b"BZh") or head.startswith(b"\xfd7zXZ"):
+        return "tar"
+    if len(head) >= 262 and head[257:262] == b"ustar":
+        return "tar"
+    lower = name.lower().split("?")[0]
+    if lower.endswith((".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")):
+        return "tar"
+    if lower.endswith(".zip"):
+        return "zip"
+    return ""
+
+
+def _safe_relpath(url: str, name: str) -> str:
+    """Normalise a member name, refusing anything that could land outside the root."""
+    raw = name.replace("\\", "/")
+    if raw.startswith("/") or (len(raw) > 1 and raw[1] == ":"):
+        raise unavailable(url, f"archive member {name!r} has an absolute path; refused")
+    parts = [p for p in raw.split("/") if p not in ("", ".")]
+    if any(p == ".." for p in parts):
+        raise unavailable(url, f"archive member {name!r} climbs out with '..'; refused")
+    return "/".join(parts)
+
+
+def _check_disk(url: str, directory: str, need: int) -> None:
+    free = shutil.disk_usage(directory).free
+    if need + DISK_MARGIN > free:
+        raise unavailable(
+            url, f"not enough free disk in {directory}: need {need / 1e6:.1f} MB, "
+                 f"{free / 1e6:.1f} MB free", retry_after=60)
+
+
+class _Budget:
+    def __init__(self, url: str, limits: Limits, dest: str) -> None:
+        self.url = url
+        self.limits = limits
+        self.dest = dest
+        self.written = 0
+        self.members = 0
+        self._checked_at = 0
+
+    def member(self) -> None:
+        self.members += 1
+        if self.members > self.limits.max_members:
+            raise unavailable(self.url, f"archive has more than {self.limits.max_members} "
+                                        "members (MAX_ARCHIVE_MEMBERS); refused")
+
+    def add(self, n: int) -> None:
+        self.written += n
+        if self.written > self.limits.max_bytes:
+            raise unavailable(self.url, f"archive expands past {self.limits.max_bytes} bytes "
+                                        "(MAX_EXTRACT_BYTES); refused as a possible bomb")
+        if self.written - self._checked_at >= 64 << 20:
+            self._checked_at = self.written
+            _check_disk(self.url, self.dest, 0)
+
+
+def _copy(src: IO[bytes], path: str, budget: _Budget) -> None:
+    with open(path, "wb") as out:
+        while True:
+            chunk = src.read(CHUNK)
+            if not chunk:
+                break
+            budget.add(len(chunk))
+            out.write(chunk)
+
+
+def _target(url: str, dest: str, rel: str) -> str:
+    path = os.path.join(dest, rel)
+    parent = os.path.dirname(path)
+    os.makedirs(parent, exist_ok=True)
+    # a directory created earlier can never be a link (we never create links), so the
+    # real path check is cheap insurance against anything we missed
+    if not os.path.realpath(parent).startswith(os.path.realpath(dest)):
+        raise unavailable(url, f"archive member {rel!r} resolves outside the model directory")
+    return path
+
+
+def _link_target(url: str, rel: str, linkname: str, *, symlink: bool) -> str:
+    base = os.path.dirname(rel) if symlink else ""
+    joined = os.path.normpath(os.path.join(base, linkname.replace("\\", "/")))
+    if linkname.startswith("/") or joined.startswith("..") or os.path.isabs(joined):
+        raise unavailable(url, f"archive link {rel!r} -> {linkname!r} points outside; refused")
+    return joined
+
+
+def extract_tar(url: str, stream: IO[bytes], dest: str, limits: Limits) -> int:
+    """Extract a tar stream (compressed or not) into ``dest``; returns bytes written."""
+    budget = _Budget(url, limits, dest)
+    try:
+        with tarfile.open(fileobj=stream, mode="r|*") as tar:
+            for m in tar:
+                budget.member()
+                rel = _safe_relpath(url, m.name)
+                if not rel:
+                    continue
+                if m.isdir():
+                    os.makedirs(_target(url, dest, rel + "/x")[:-2], exist_ok=True)
+                elif m.isfile():
+                    src = tar.extractfile(m)
+                    if src is None:
+                        raise unavailable(url, f"archive member {m.name!r} cannot be read")
+                    _copy(src, _target(url, dest, rel), budget)
+                elif m.issym() or m.islnk():
+                    # links are materialised as copies of files already extracted inside the
+                    # root; anything pointing outside is refused
+                    target = _link_target(url, rel, m.linkname, symlink=m.issym())
+                    src_path = os.path.join(dest, target)
+                    if not os.path.isfile(src_path):
+                        raise unavailable(url, f"archive link {m.name!r} -> {m.linkname!r} does "
+                                               "not name a file extracted before it; refused")
+                    budget.add(os.path.getsize(src_path))
+                    shutil.copyfile(src_path, _target(url, dest, rel))
+                else:
+                    raise unavailable(url, f"archive member {m.name!r} is a device, FIFO or "
+                                           "other special file; refused")
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
+        if isinstance(e, OSError) and e.errno == 28:  # ENOSPC
+            raise unavailable(url, "disk full while extracting", retry_after=60) from None
+        raise unavailable(url, f"corrupt or truncated archive ({type(e).__name__}: "
+                               f"{str(e)[:120]})") from None
+    return budget.written
+
+
+def extract_zip(url: str, path: str, dest: str, limits: Limits) -> int:
+    budget = _Budget(url, limits, dest)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+            if len(infos) > limits.max_members:
+                raise unavailable(url, f"archive has {len(infos)} members, over "
+                                       f"{limits.max_members} (MAX_ARCHIVE_MEMBERS); refused")
+            declared = sum(i.file_size for i in infos)
+            if declared > limits.max_bytes:
+                raise unavailable(url, f"archive declares {declared} bytes, over "
+                                       f"{limits.max_bytes} (MAX_EXTRACT_BYTES); refused")
+            _check_disk(url, dest, declared)
+            for info in infos:
+                budget.member()
+                rel = _safe_relpath(url, info.filename)
+                mode = info.external_attr >> 16
+                if info.flag_bits & 0x1:
+                    raise unavailable(url, f"archive member {info.filename!r} is encrypted")
+                if stat.S_ISLNK(mode):
+                    raise unavailable(url, f"archive member {info.filename!r} is a symlink; "
+                                           "refused")
+                if stat.S_IFMT(mode) not in (0, stat.S_IFREG, stat.S_IFDIR):
+                    raise unavailable(url, f"archive member {info.filename!r} is a special "
+                                           "file; refused")
+                if not rel:
+                    continue
+                if info.is_dir():
+                    os.makedirs(_target(url, dest, rel + "/x")[:-2], exist_ok=True)
+                    continue
+                with zf.open(info) as src:
+                    _copy(src, _target(url, dest, rel), budget)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error,
+            NotImplementedError) as e:
+        raise unavailable(url, f"corrupt or truncated archive ({type(e).__name__}: "
+                               f"{str(e)[:120]})") from None
+    return budget.written
+
+
+class Peekable:
+    """A stream whose first bytes can be looked at before it is handed on."""
+
+    def __init__(self, stream: IO[bytes], progress: Optional[Progress] = None) -> None:
+        self._stream = stream
+        self._head = b""
+        self._progress = progress
+
+    def peek(self, n: int) -> bytes:
+        while len(self._head) < n:
+            chunk = self._stream.read(n - len(self._head))
+            if not chunk:
+                break
+            if self._progress:
+                self._progress.add(len(chunk))
+            self._head += chunk
+        return self._head[:n]
+
+    def read(self, n: int = -1) -> bytes:
+        """May return fewer bytes than asked (as raw streams do); b"" only at the end."""
+        if self._head:
+            if n < 0 or n >= len(self._head):
+                head, self._head = self._head, b""
+                return head
+            head, self._head = self._head[:n], self._head[n:]
+            return head
+        data = self._stream.read(n)
+        if self._progress and data:
+            self._progress.add(len(data))
+        return data

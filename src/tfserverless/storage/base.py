@@ -1,0 +1,107 @@
+"""The one small interface every scheme implements, and helpers they share."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import IO, Iterator, List, NamedTuple, Optional, Tuple
+from urllib.parse import urlsplit, urlunsplit
+
+from ..errors import ModelUnavailable
+
+log = logging.getLogger("tfserverless.storage")
+
+CHUNK = 1 << 20
+
+
+class ObjectInfo(NamedTuple):
+    """What one ``stat`` learns: a single object or a prefix of many, and its version."""
+
+    kind: str  # "object" or "prefix"
+    version: str  # ETag / Last-Modified / mtime+size / a digest of a prefix listing
+    size: int  # bytes of the object, or of all objects under the prefix
+    entries: Tuple[Tuple[str, int], ...] = ()  # prefix: (relative key, size) of each object
+
+
+class Source:
+    """A model location.  ``stat`` once, then ``open`` the object or each prefix entry."""
+
+    url: str
+
+    def stat(self) -> ObjectInfo:
+        raise NotImplementedError
+
+    def open(self, relative: str = "") -> IO[bytes]:
+        """A readable stream of the object (or of ``relative`` under a prefix)."""
+        raise NotImplementedError
+
+    def local_dir(self) -> Optional[str]:
+        """A directory that can be served in place (local paths), else None."""
+        return None
+
+
+def redact(url: str) -> str:
+    """The URL without user info or query string (presigned signatures, tokens)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable url>"
+    if not parts.scheme:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def unavailable(url: str, what: str, *, retry_after: int = 5) -> ModelUnavailable:
+    return ModelUnavailable(f"cannot fetch {redact(url)}: {what}", retry_after=retry_after)
+
+
+def prefix_version(entries: List[Tuple[str, int, str]]) -> str:
+    """A version for a prefix: a digest of every (key, size, etag) under it."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for key, size, tag in sorted(entries):
+        h.update(f"{key}\0{size}\0{tag}\n".encode())
+    return "prefix-" + h.hexdigest()[:32]
+
+
+class Progress:
+    """Logs bytes, rate and ETA at most once a second for large transfers."""
+
+    def __init__(self, what: str, total: int, *, min_size: int = 16 << 20,
+                 interval: float = 1.0) -> None:
+        self.what = what
+        self.total = total
+        self.done = 0
+        self.start = time.monotonic()
+        self._last = self.start
+        self._interval = interval
+        self._quiet = 0 < total < min_size
+
+    def add(self, n: int) -> None:
+        self.done += n
+        now = time.monotonic()
+        if not self._quiet and now - self._last >= self._interval:
+            self._last = now
+            log.info("%s", self.line(now))
+
+    def line(self, now: Optional[float] = None) -> str:
+        now = now or time.monotonic()
+        elapsed = max(now - self.start, 1e-6)
+        rate = self.done / elapsed
+        if self.total > 0:
+            eta = (self.total - self.done) / rate if rate > 0 else float("inf")
+            return (f"{self.what}: {self.done / 1e6:.1f} / {self.total / 1e6:.1f} MB "
+                    f"({100 * self.done / self.total:.0f}%), {rate / 1e6:.1f} MB/s, ETA {eta:.1f}s")
+        return f"{self.what}: {self.done / 1e6:.1f} MB, {rate / 1e6:.1f} MB/s"
+
+
+def iter_chunks(stream: IO[bytes], size: int = CHUNK) -> Iterator[bytes]:
+    while True:
+        chunk = stream.read(size)
+        if not chunk:
+            return
+        yield chunk

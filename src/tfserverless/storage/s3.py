@@ -1,0 +1,120 @@
+"""s3://bucket/key (an archive) or s3://bucket/prefix/ (every object under it), via boto3.
+
+Credentials come from boto3's default chain; ``S3_ENDPOINT_URL`` points at a private or
+local S3-compatible server.
+"""
+
+from __future__ import annotations
+
+from typing import IO, Any, List, Tuple
+
+from ..config import Config
+from .base import ObjectInfo, Source, prefix_version, unavailable
+
+
+def _split(url: str) -> Tuple[str, str]:
+    rest = url[len("s3://"):]
+    bucket, _, key = rest.partition("/")
+    return bucket, key
+
+
+class S3Source(Source):
+    def __init__(self, url: str, config: Config) -> None:
+        self.url = url
+        self.bucket, self.key = _split(url)
+        if not self.bucket:
+            raise unavailable(url, "no bucket in the URL; expected s3://bucket/key")
+        # Deferred: boto3 costs ~0.3 s to import and only s3:// models need it.
+        import boto3
+        from botocore.config import Config as BotoConfig
+
+        env = config.environ
+        # keys from the config's mapping when it has them (Lambda injects them there); else
+        # boto3's default chain (instance/task roles, profiles)
+        session = boto3.session.Session(
+            aws_access_key_id=env.get("AWS_ACCESS_KEY_ID") or None,
+            aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY") or None,
+            aws_session_token=env.get("AWS_SESSION_TOKEN") or None,
+        )
+        self._client = session.client(
+            "s3",
+            endpoint_url=config.s3_endpoint_url or None,
+            region_name=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
+            config=BotoConfig(retries={"max_attempts": 3, "mode": "standard"},
+                              connect_timeout=10, read_timeout=60),
+        )
+        self._prefix = ""
+
+    def _fail(self, e: Exception) -> Exception:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        if isinstance(e, ClientError):
+            err = e.response.get("Error", {})
+            code = err.get("Code", "?")
+            status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "?")
+            return unavailable(self.url, f"{code} (HTTP {status})")
+        if isinstance(e, BotoCoreError):
+            return unavailable(self.url, type(e).__name__)
+        return e
+
+    def stat(self) -> ObjectInfo:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            if self.key and not self.key.endswith("/"):
+                try:
+                    head = self._client.head_object(Bucket=self.bucket, Key=self.key)
+                    return ObjectInfo("object", str(head.get("ETag", "")),
+                                      int(head.get("ContentLength", 0)))
+                except ClientError as e:
+                    if e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") != 404:
+                        raise
+            prefix = self.key if not self.key or self.key.endswith("/") else self.key + "/"
+            entries: List[Tuple[str, int, str]] = []
+            pages = self._client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=prefix)
+            for page in pages:
+                for obj in page.get("Contents", []):
+                    rel = obj["Key"][len(prefix):]
+                    if rel and not rel.endswith("/"):
+                        entries.append((rel, int(obj["Size"]), str(obj.get("ETag", ""))))
+        except (ClientError, BotoCoreError) as e:
+            raise self._fail(e) from None
+        if not entries:
+            raise unavailable(self.url, "no such object or prefix (NoSuchKey)")
+        self._prefix = prefix
+        return ObjectInfo("prefix", prefix_version(entries), sum(e[1] for e in entries),
+                          tuple((k, s) for k, s, _ in sorted(entries)))
+
+    def open(self, relative: str = "") -> IO[bytes]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        key = self._prefix + relative if relative else self.key
+        try:
+            body: Any = self._client.get_object(Bucket=self.bucket, Key=key)["Body"]
+        except (ClientError, BotoCoreError) as e:
+            raise self._fail(e) from None
+        return _Body(body, self)  # type: ignore[return-value]
+
+
+class _Body:
+    """boto3's StreamingBody with its errors turned into clear 503s."""
+
+    def __init__(self, body: Any, source: S3Source) -> None:
+        self._body = body
+        self._source = source
+
+    def read(self, n: int = -1) -> bytes:
+        from botocore.exceptions import BotoCoreError
+
+        try:
+            return bytes(self._body.read(n if n >= 0 else None))
+        except BotoCoreError as e:
+            raise unavailable(self._source.url, f"download interrupted ({type(e).__name__})") from None
+
+    def close(self) -> None:
+        self._body.close()
+
+
+def open_source(url: str, config: Config) -> Source:
+    return S3Source(url, config)

@@ -1,0 +1,126 @@
+"""Cold start from object storage through a real server process and the EAS SDK."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, Dict
+
+import numpy as np
+import pytest
+import requests
+
+from tfserverless import codec
+
+from ..conftest import AWS_SECRET, OSS_SECRET, FileServer, MotoServer, eas_call, free_port
+from . import archives
+
+TOKEN = "tok-never-logged-77"
+SECRETS = (AWS_SECRET, OSS_SECRET, TOKEN, "presigned-query-secret")
+
+
+def sdk_predict(url: str) -> Dict[str, Any]:
+    [res] = eas_call({"custom_url": url + "/", "token": TOKEN, "requests": [
+        {"signature": "predict_images",
+         "feeds": [{"name": "images", "shape": [1, 784], "dtype": 1, "values": [0.5] * 784}]}]})
+    return res
+
+
+def assert_no_secrets(*texts: str) -> None:
+    for t in texts:
+        for s in SECRETS:
+            assert s not in t
+
+
+@pytest.mark.parametrize("scheme,kind", [("s3", "tar.gz"), ("oss", "zip"), ("s3", "prefix"),
+                                         ("http", "tgz")])
+def test_serves_from_each_scheme(start_server: Any, moto: MotoServer, files: FileServer,
+                                 models: Dict[str, str], tmp_path: Any, scheme: str,
+                                 kind: str) -> None:
+    src = models["tf1_mnist"]
+    bucket = "m-" + uuid.uuid4().hex[:10]
+    if scheme == "http":
+        files.files["/mnist.tgz"] = archives.tar_of(src)
+        url = files.url + "/mnist.tgz?X-Amz-Signature=presigned-query-secret"
+    else:
+        moto.client().create_bucket(Bucket=bucket)
+        if kind == "prefix":
+            for rel, data in archives.tree(src).items():
+                moto.client().put_object(Bucket=bucket, Key="mnist/1/" + rel, Body=data)
+            url = f"{scheme}://{bucket}/mnist/"
+        else:
+            data = archives.tar_of(src) if kind == "tar.gz" else archives.zip_of(src)
+            moto.client().put_object(Bucket=bucket, Key=f"mnist.{kind}", Body=data)
+            url = f"{scheme}://{bucket}/mnist.{kind}"
+    env = dict(moto.env(), MODEL_PATH=url, MODEL_CACHE_DIR=str(tmp_path / "cache"),
+               SERVICE_TOKEN=TOKEN)
+    s = start_server(env)
+    res = sdk_predict(s.url)
+    assert res["ok"], res
+    assert len(res["outputs"]["scores"]["values"]) == 10
+    log = s.log()
+    assert "cold start: fetch+extract" in log and "TensorFlow import" in log
+    assert_no_secrets(log)
+
+
+def test_missing_object_then_fixed_without_restart(start_server: Any, moto: MotoServer,
+                                                    models: Dict[str, str], tmp_path: Any) -> None:
+    bucket = "m-" + uuid.uuid4().hex[:10]
+    moto.client().create_bucket(Bucket=bucket)
+    url = f"s3://{bucket}/late.tar.gz"
+    s = start_server(dict(moto.env(), MODEL_PATH=url, MODEL_CACHE_DIR=str(tmp_path / "c"),
+                          SERVICE_TOKEN=TOKEN), wait_ready=False)
+    health = s.wait_ready(status=503)
+    deadline = time.monotonic() + 60
+    while health["status"] != "failed" and time.monotonic() < deadline:
+        time.sleep(0.2)
+        health = requests.get(s.url + "/healthz").json()
+    assert "NoSuchKey" in health["error"] and url in health["error"]
+    r = requests.post(s.url + "/", data=b"\x0a\x00", headers={"Authorization": TOKEN})
+    assert r.status_code == 503 and "NoSuchKey" in r.text and int(r.headers["Retry-After"]) >= 1
+    moto.client().put_object(Bucket=bucket, Key="late.tar.gz",
+                             Body=archives.tar_of(models["tf1_mnist"]))
+    s.wait_ready(timeout=120)
+    assert sdk_predict(s.url)["ok"]
+    assert_no_secrets(s.log(), r.text, str(health))
+
+
+def test_server_down_then_up(start_server: Any, models: Dict[str, str], tmp_path: Any) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/m.tgz"
+    s = start_server({"MODEL_PATH": url, "MODEL_CACHE_DIR": str(tmp_path / "c"),
+                      "SERVICE_TOKEN": TOKEN}, wait_ready=False)
+    s.wait_ready(status=503)
+    r = requests.get(s.url + "/", headers={"Authorization": TOKEN})
+    assert r.status_code == 503
+    files = FileServer(port)
+    try:
+        files.files["/m.tgz"] = archives.tar_of(models["tf1_mnist"])
+        s.wait_ready(timeout=120)
+        assert sdk_predict(s.url)["ok"]
+    finally:
+        files.stop()
+
+
+def test_two_workers_one_download(start_server: Any, files: FileServer,
+                                  models: Dict[str, str], tmp_path: Any) -> None:
+    files.files["/m.tgz"] = archives.tar_of(models["tf1_mnist"])
+    files.delay["/m.tgz"] = 0.02
+    s = start_server({"MODEL_PATH": files.url + "/m.tgz", "MODEL_CACHE_DIR": str(tmp_path / "c"),
+                      "WORKERS": "2", "THREADS": "4"}, wait_ready=False)
+    body = codec.encode_request({"images": np.zeros((1, 784), np.float32)})
+    pids = set()
+    deadline = time.monotonic() + 120
+    while len(pids) < 2 and time.monotonic() < deadline:
+        try:
+            with requests.Session() as sess:  # a new connection may land on the other worker
+                h = sess.get(s.url + "/healthz")
+                if h.status_code == 200:
+                    pids.add(h.json()["pid"])
+                    assert sess.post(s.url + "/", data=body).status_code == 200
+        except requests.ConnectionError:  # not listening yet
+            pass
+        time.sleep(0.05)
+    assert len(pids) == 2, "both workers should have loaded the model"
+    assert files.gets["/m.tgz"] == 1
+    assert s.log().count("cold start: fetch+extract") == 2
