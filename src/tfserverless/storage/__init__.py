@@ -58,7 +58,7 @@ def open_source(url: str, config: Config) -> Source:
     return source
 
 
-def find_saved_model_root(path: str) -> str:
+def find_saved_model_root(path: str, *, quiet: bool = False) -> str:
     """The directory holding saved_model.pb; for TF Serving's ``<name>/<version>/`` layout the
     highest numeric version (said in the log)."""
     if os.path.isfile(os.path.join(path, "saved_model.pb")):
@@ -77,7 +77,7 @@ def find_saved_model_root(path: str) -> str:
     versions = [f for f in shallow if os.path.basename(f).isdigit()]
     if versions:
         best = max(versions, key=lambda f: int(os.path.basename(f)))
-        if len(versions) > 1 or len(shallow) == 1:
+        if not quiet:
             log.info("versioned layout: serving version %s of %s", os.path.basename(best),
                      sorted(int(os.path.basename(v)) for v in versions))
         return best
@@ -301,7 +301,7 @@ def fetch(url: str, config: Config) -> Fetched:
                 nbytes = _download_prefix(source, info, dest, config)
             else:
                 nbytes = _download_object(source, info, dest, config)
-            find_saved_model_root(dest)  # refuse to cache what cannot be served
+            find_saved_model_root(dest, quiet=True)  # refuse to cache what cannot be served
             _write_manifest(dest, url, info.version)
             os.rename(dest, final)
         except TFServerlessError:
