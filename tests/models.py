@@ -100,6 +100,10 @@ def build_tf2_multi(tf: Any, out: str) -> str:
         def add(self, a, b):  # type: ignore[no-untyped-def]
             return {"sum": a + b, "diff": a - b}
 
+        @tf.function(input_signature=[spec([None], tf.float32, name="x")])
+        def expand(self, x):  # type: ignore[no-untyped-def]
+            return {"y": tf.tile(x, [4])}
+
         @tf.function(input_signature=[spec([None, None], tf.float16, name="x")])
         def half(self, x):  # type: ignore[no-untyped-def]
             return {"y": tf.identity(x)}
@@ -120,8 +124,50 @@ def build_tf2_multi(tf: Any, out: str) -> str:
     m = Multi()
     tf.saved_model.save(m, _fresh(out), signatures={
         "echo": m.echo, "serving_default": m.add, "fixed": m.fixed,
-        "scalar": m.scalar, "check": m.check, "half": m.half,
+        "scalar": m.scalar, "check": m.check, "half": m.half, "expand": m.expand,
     })
+    return out
+
+
+def _ld(field: int, payload: bytes) -> bytes:
+    n, out = len(payload), bytearray()
+    out.append(field << 3 | 2)
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out) + payload
+
+
+def tf_serving_warmup_record(tf: Any, signature: str, inputs: Dict[str, np.ndarray]) -> bytes:
+    """A serialized ``tensorflow.serving.PredictionLog`` with TF's own TensorProtos."""
+    request = _ld(1, _ld(3, signature.encode()))  # model_spec.signature_name
+    for name, value in inputs.items():
+        tensor = tf.make_tensor_proto(value).SerializeToString()
+        request += _ld(2, _ld(1, name.encode()) + _ld(2, tensor))
+    return _ld(6, _ld(1, request))  # predict_log.request
+
+
+def build_counter(tf: Any, out: str) -> str:
+    """Counts its calls (output ``calls``), with TF Serving warm-up data in assets.extra."""
+
+    class Counter(tf.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls = tf.Variable(0, dtype=tf.int64)
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="x")])
+        def serve(self, x):  # type: ignore[no-untyped-def]
+            n = self.calls.assign_add(1)
+            return {"y": x * 2.0, "calls": tf.identity(n)}
+
+    m = Counter()
+    tf.saved_model.save(m, _fresh(out), signatures={"serving_default": m.serve})
+    extra = os.path.join(out, "assets.extra")
+    os.makedirs(extra, exist_ok=True)
+    with tf.io.TFRecordWriter(os.path.join(extra, "tf_serving_warmup_requests")) as w:
+        w.write(tf_serving_warmup_record(tf, "serving_default",
+                                         {"x": np.array([1, 2, 3], np.float32)}))
     return out
 
 
@@ -132,6 +178,7 @@ def build_all(out_dir: str) -> Dict[str, str]:
     built = {"tf1_mnist": build_tf1_mnist(tf, os.path.join(out_dir, "tf1_mnist"))}
     if int(tf.__version__.split(".")[0]) >= 2:
         built["tf2_multi"] = build_tf2_multi(tf, os.path.join(out_dir, "tf2_multi"))
+        built["counter"] = build_counter(tf, os.path.join(out_dir, "counter"))
     return built
 
 

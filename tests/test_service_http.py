@@ -258,7 +258,7 @@ BAD = [
     ("random bytes", b"\xff\xfe\xfd\xfc" * 10, "malformed protobuf body"),
     ("truncated", _req({"a": A, "b": A})[:-7], "malformed protobuf body"),
     ("unknown signature", _req({"a": A, "b": A}, signature_name="nope"),
-     "unknown signature_name 'nope'; expected one of 'check', 'echo', 'fixed', 'half'"),
+     "unknown signature_name 'nope'; expected one of 'check', 'echo', 'expand', 'fixed', 'half'"),
     ("unknown input", _req({"a": A, "b": A, "c": A}), "unknown input 'c'"),
     ("missing input", _req({"a": A}), "missing input 'b'"),
     ("dtype mismatch", _req({"a": A.astype(np.float64), "b": A}),
@@ -330,10 +330,10 @@ def test_missing_model_is_503_and_health_503(start_server: Any, tmp_path: Any) -
     s = start_server({"MODEL_PATH": str(tmp_path / "nothing-here")}, wait_ready=False)
     s.wait_ready(status=503)
     r = requests.post(s.url + "/", data=_req({"a": A}))
-    assert r.status_code == 503 and "does not exist" in r.text
+    assert r.status_code == 503 and "no such file or directory" in r.text
     assert int(r.headers["Retry-After"]) >= 1
     h = requests.get(s.url + "/healthz").json()
-    assert h["status"] == "failed" and "does not exist" in h["error"]
+    assert h["status"] == "failed" and "no such file or directory" in h["error"]
 
 
 @pytest.mark.parametrize("env,msg", [

@@ -46,7 +46,9 @@ def create_service(environ: Mapping[str, str], *, config: Optional[Config] = Non
     setup_logging(config.log_level)
     config.require_model_path()
     holder = ModelHolder(lambda: load_model(config), wait=config.load_timeout)
-    return Service(config, holder)
+    service = Service(config, holder)
+    holder.after_load.append(service.warm_up)  # readiness waits for the warm-up
+    return service
 
 
 def create_service_or_exit(environ: Mapping[str, str]) -> Service:

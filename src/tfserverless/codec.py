@@ -11,7 +11,7 @@ decoded the same way.  This module imports no TensorFlow.
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -259,6 +259,35 @@ def _skip(buf: memoryview, pos: int, end: int, wire: int) -> int:
     if pos > end:
         raise _Malformed("field runs past the end of its message")
     return pos
+
+
+def iter_fields(data: Buffer) -> Iterator[Tuple[int, int, Union[int, memoryview]]]:
+    """(field, wire type, value) of each field of a message: ints for varint/fixed fields,
+    a memoryview for length-delimited ones.  For cold paths (warm-up files), not traffic."""
+    buf = memoryview(data).cast("B") if not isinstance(data, memoryview) else data.cast("B")
+    pos, end = 0, len(buf)
+    while pos < end:
+        key, pos = _read_varint(buf, pos, end)
+        field, wire = key >> 3, key & 7
+        if field == 0:
+            raise _Malformed("field number 0")
+        if wire == 0:
+            value, pos = _read_varint(buf, pos, end)
+            yield field, wire, value
+        elif wire == 2:
+            n, pos = _read_varint(buf, pos, end)
+            if pos + n > end:
+                raise _Malformed("field runs past the end of its message")
+            yield field, wire, buf[pos:pos + n]
+            pos += n
+        elif wire in (1, 5):
+            width = 8 if wire == 1 else 4
+            if pos + width > end:
+                raise _Malformed("field runs past the end of its message")
+            yield field, wire, int.from_bytes(bytes(buf[pos:pos + width]), "little")
+            pos += width
+        else:
+            raise _Malformed(f"unsupported wire type {wire}")
 
 
 # --- ArrayProto ------------------------------------------------------------------------------

@@ -10,11 +10,9 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-from typing import Any, Callable, Dict, Mapping, Optional, TypeVar
+from typing import Any, Callable, Dict, Mapping, Optional
 
 from .errors import ConfigError
-
-T = TypeVar("T")
 
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
@@ -29,6 +27,20 @@ SECRET_KEYS = frozenset(
         "AWS_SESSION_TOKEN",
     }
 )
+
+
+PLATFORM_INIT_BUDGET = {"aws": 9.0, "fc": 280.0}
+
+
+def detect_platform(environ: Mapping[str, str]) -> str:
+    """Where this instance runs, from the variables each platform sets."""
+    if environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+        return "aws"
+    if environ.get("FC_FUNCTION_NAME") or environ.get("FC_FUNC_CODE_PATH"):
+        return "fc"
+    if environ.get("K_SERVICE"):
+        return "cloudrun"
+    return "local"
 
 
 def parse_size(key: str, value: str) -> int:
@@ -107,6 +119,8 @@ class Config:
         max_archive_members: int = 100_000,
         intra_op_threads: int = 0,
         inter_op_threads: int = -1,
+        platform: str = "local",
+        init_budget: Optional[float] = None,
         environ: Optional[Mapping[str, str]] = None,
     ) -> None:
         self.model_path = model_path
@@ -124,13 +138,18 @@ class Config:
         self.max_archive_members = max_archive_members
         self.intra_op_threads = intra_op_threads
         self.inter_op_threads = inter_op_threads
+        self.platform = platform
+        # seconds an init hook may spend loading before it returns and lets the first request
+        # finish the load (Lambda's init phase is capped at 10 s)
+        self.init_budget = PLATFORM_INIT_BUDGET.get(platform, 600.0) if init_budget is None \
+            else init_budget
         # Credentials and other platform settings stay in the mapping the config came from,
         # so storage backends read them through the config, never from os.environ directly.
         self.environ: Dict[str, str] = dict(environ or {})
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str], **overrides: Any) -> Config:
-        def get(key: str, parse: Callable[[str, str], T], default: T) -> T:
+        def get(key: str, parse: Callable[[str, str], Any], default: Any) -> Any:
             raw = environ.get(key)
             if raw is None or raw.strip() == "":
                 return default
@@ -180,6 +199,8 @@ class Config:
             max_archive_members=get("MAX_ARCHIVE_MEMBERS", _positive_int, 100_000),
             intra_op_threads=get("TF_INTRA_OP_THREADS", _positive_int, 0),
             inter_op_threads=get("TF_INTER_OP_THREADS", _thread_count, -1),
+            platform=detect_platform(environ),
+            init_budget=get("INIT_LOAD_BUDGET", _seconds, None),
             environ=environ,
         )
         kwargs.update(overrides)

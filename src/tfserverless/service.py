@@ -37,7 +37,7 @@ PROTOBUF = "application/octet-stream"
 class Request:
     """An HTTP request as every platform can describe it (header names any case)."""
 
-    __slots__ = ("body", "content_length", "headers", "method", "path", "query")
+    __slots__ = ("body", "content_length", "headers", "method", "path", "payload_limit", "query")
 
     def __init__(
         self,
@@ -48,6 +48,7 @@ class Request:
         *,
         query: Optional[Mapping[str, str]] = None,
         content_length: Optional[int] = None,
+        payload_limit: Optional[PayloadLimit] = None,
     ) -> None:
         self.method = method.upper()
         self.path = path or "/"
@@ -56,6 +57,18 @@ class Request:
         self.query = dict(query or {})
         # what the client declared; lets adapters refuse a huge body before reading it
         self.content_length = content_length
+        # the platform's own cap on request and response bodies (Lambda: 6 MB), if any
+        self.payload_limit = payload_limit
+
+
+class PayloadLimit:
+    """A platform's synchronous payload cap, named in the 413 it causes."""
+
+    __slots__ = ("name", "nbytes")
+
+    def __init__(self, name: str, nbytes: int) -> None:
+        self.name = name
+        self.nbytes = nbytes
 
 
 class Response:
@@ -200,6 +213,12 @@ class ModelHolder:
         self.error = message
         log.error("model not loaded (attempt %d, retry in %.0fs): %s", self.failures, delay, message)
 
+    def wait(self, seconds: float) -> bool:
+        """Start if needed and wait up to ``seconds``; True when the model is ready."""
+        self.start()
+        self._done.wait(max(0.0, seconds))
+        return self.model is not None
+
     def load_now(self) -> Any:
         """Load in the calling thread's time (init hooks): start, then wait."""
         self.start()
@@ -225,12 +244,20 @@ class Service:
     def __init__(self, config: Config, holder: ModelHolder) -> None:
         self.config = config
         self.holder = holder
+        self.warmup: Dict[str, Any] = {}
+        self._first_request_logged = False
 
     # routing ---------------------------------------------------------------------------------
 
     def handle(self, req: Request) -> Response:
         try:
-            return self._route(req)
+            resp = self._route(req)
+            cap = req.payload_limit
+            if cap is not None and len(resp.body) > cap.nbytes:
+                raise PayloadTooLarge(
+                    f"response of {len(resp.body)} bytes is over {cap.name}'s limit of "
+                    f"{cap.nbytes} bytes; ask for fewer outputs (output_filter) or a smaller batch")
+            return resp
         except TFServerlessError as e:
             if e.status >= 500:
                 log.warning("%s %s -> %d: %s", req.method, req.path, e.status, e.message)
@@ -276,6 +303,10 @@ class Service:
         if n > limit:
             raise PayloadTooLarge(f"request body of {n} bytes is over the limit of {limit} bytes "
                                   "(MAX_BODY_BYTES)")
+        cap = req.payload_limit
+        if cap is not None and n > cap.nbytes:
+            raise PayloadTooLarge(f"request body of {n} bytes is over {cap.name}'s limit of "
+                                  f"{cap.nbytes} bytes; send smaller batches")
 
     # endpoints -------------------------------------------------------------------------------
 
@@ -285,7 +316,10 @@ class Service:
         return Response(200, codec.signature_json_bytes(sig), {"Content-Type": "application/json"})
 
     def predict_arrays(self, body: bytes) -> Dict[str, Any]:
-        """Decode, validate, run: the path traffic and warm-up share."""
+        return self.run_predict(self.holder.get(), body)
+
+    def run_predict(self, model: Any, body: bytes) -> Dict[str, Any]:
+        """Decode, validate, run: the one path traffic and warm-up share."""
         if _looks_like_json(body):
             raise BadRequest(
                 "JSON bodies are not accepted; expected a serialized PredictRequest protobuf "
@@ -293,7 +327,6 @@ class Service:
                 "EAS SDK's TFRequest.to_string()"
             )
         wire = codec.decode_request(body)
-        model = self.holder.get()
         sig = model.signature(wire.signature_name)
         feeds = codec.feeds_for_signature(wire, sig)
         outputs = codec.output_names(wire, sig)
@@ -301,8 +334,57 @@ class Service:
         return result
 
     def predict(self, req: Request) -> Response:
+        t0 = time.perf_counter()
         outputs = self.predict_arrays(req.body)
-        return Response(200, codec.encode_response(outputs), {"Content-Type": PROTOBUF})
+        resp = Response(200, codec.encode_response(outputs), {"Content-Type": PROTOBUF})
+        if not self._first_request_logged:
+            self._first_request_logged = True
+            w = self.warmup
+            log.info("first request: %.1f ms (%s)", (time.perf_counter() - t0) * 1e3,
+                     f"after warm-up of {w['replayed']} replays" if w.get("replayed")
+                     else "no warm-up")
+        return resp
+
+    # warm-up ---------------------------------------------------------------------------------
+
+    def warm_up(self, model: Any) -> None:
+        """Replay the warm-up requests ``WARM_UP_COUNT`` times each through ``run_predict``.
+
+        Runs as the holder's after-load hook, so readiness waits for it.  A failing request is
+        logged with its reason and recorded for /healthz; it never stops the service."""
+        from . import storage, warmup
+
+        info: Dict[str, Any] = {"source": "", "requests": 0, "replayed": 0, "failed": 0,
+                                "errors": []}
+        self.warmup = info
+        t0 = time.perf_counter()
+        try:
+            source, bodies = warmup.load_requests(self.config, model.path, storage.read_bytes)
+        except TFServerlessError as e:
+            info["errors"].append(e.message)
+            log.error("warm-up data not usable: %s", e.message)
+            return
+        info.update(source=storage.redact(source), requests=len(bodies))
+        first: List[float] = []
+        for i, body in enumerate(bodies):
+            for n in range(self.config.warm_up_count):
+                t = time.perf_counter()
+                try:
+                    self.run_predict(model, body)
+                    info["replayed"] += 1
+                    if n == 0:
+                        first.append(time.perf_counter() - t)
+                except TFServerlessError as e:
+                    info["failed"] += 1
+                    if len(info["errors"]) < 5:
+                        info["errors"].append(f"request {i + 1}: {e.message}")
+                    log.error("warm-up request %d failed: %s", i + 1, e.message)
+                    break
+        info["seconds"] = round(time.perf_counter() - t0, 3)
+        if bodies:
+            log.info("warm-up: %d request(s) x %d from %s in %.2fs; first replay %.1f ms, "
+                     "failed %d", len(bodies), self.config.warm_up_count, info["source"],
+                     info["seconds"], first[0] * 1e3 if first else float("nan"), info["failed"])
 
     def health(self) -> Response:
         h = self.holder
@@ -316,6 +398,8 @@ class Service:
             )
         if h.error:
             info["error"] = h.error
+        if self.warmup:
+            info["warm_up"] = self.warmup
         return json_response(200 if h.model is not None else 503, info,
                              None if h.model is not None else {"Retry-After": "1"})
 

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any, Callable, Dict, Tuple
 
 from ..service import Request, Service
-
-
-def read_body(stream: Any, declared: int, limit: int) -> bytes:
-    """Read at most ``limit + 1`` bytes: enough to know a body is too large, never more."""
-    if declared > limit:
-        return b""
-    return bytes(stream.read(limit + 1))
+from . import read_body
 
 
 def to_request(flask_request: Any, limit: int) -> Request:
@@ -27,7 +22,11 @@ def to_request(flask_request: Any, limit: int) -> Request:
 
 
 def make_handler(service: Service) -> Callable[[Any], Tuple[bytes, int, Dict[str, str]]]:
+    """The ``predict`` target.  The model loads (and warms up) in each worker right after
+    gunicorn forks it, never in the master, so no TensorFlow state crosses a fork."""
     limit = service.config.max_body_bytes
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=service.holder.start)
 
     def predict(request: Any) -> Tuple[bytes, int, Dict[str, str]]:
         resp = service.handle(to_request(request, limit))

@@ -1,0 +1,85 @@
+"""Alibaba Cloud Function Compute.
+
+* FC 3.0 built-in runtimes, HTTP trigger: ``handler(event, context)`` with a JSON event
+  (``rawPath``, ``headers``, ``queryParameters``, ``body``, ``isBase64Encoded``,
+  ``requestContext.http.method``), answered with ``statusCode``/``headers``/``body``.
+* FC 2.0 HTTP functions and custom runtimes: ``handler(environ, start_response)`` (WSGI).
+* ``initializer(context)``: loads and warms up the model, with the temporary credentials FC
+  passes in ``context.credentials`` for ``oss://`` models.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any, Callable, Dict
+
+from ..errors import BadRequest
+from ..service import PayloadLimit, Request, Response, Service, error_response
+from . import load_in_init
+from .wsgi import is_wsgi_call, make_app
+
+# FC's synchronous invocation payload cap
+FC_PAYLOAD = PayloadLimit("Function Compute's 32 MB synchronous payload", 32 * 1024 * 1024 * 3 // 4)
+
+
+def decode_event(event: Any) -> Request:
+    try:
+        data = json.loads(event) if isinstance(event, (bytes, bytearray, str)) else event
+    except ValueError:
+        raise BadRequest("the FC event is not JSON; expected an HTTP trigger event") from None
+    if not isinstance(data, dict) or "requestContext" not in data:
+        raise BadRequest("unsupported FC event; expected an HTTP trigger event with "
+                         "rawPath and requestContext")
+    http = (data.get("requestContext") or {}).get("http") or {}
+    body = data.get("body") or ""
+    if data.get("isBase64Encoded"):
+        try:
+            raw = base64.b64decode(body)
+        except (ValueError, TypeError):
+            raise BadRequest("isBase64Encoded body is not valid base64") from None
+    else:
+        raw = body.encode("utf-8") if isinstance(body, str) else bytes(body)
+    headers = {str(k): str(v) for k, v in (data.get("headers") or {}).items()}
+    query = {str(k): str(v) for k, v in (data.get("queryParameters") or {}).items()}
+    return Request(http.get("method", "GET"), data.get("rawPath") or http.get("path") or "/",
+                   headers, raw, query=query, payload_limit=FC_PAYLOAD)
+
+
+def encode_response(resp: Response) -> Dict[str, Any]:
+    if resp.is_binary:
+        body, b64 = base64.b64encode(resp.body).decode("ascii"), True
+    else:
+        body, b64 = resp.body.decode("utf-8", "replace"), False
+    return {"statusCode": resp.status, "headers": dict(resp.headers), "body": body,
+            "isBase64Encoded": b64}
+
+
+def make_handler(service: Service) -> Callable[[Any, Any], Any]:
+    wsgi_app = make_app(service, FC_PAYLOAD)
+
+    def handler(event: Any, context: Any) -> Any:
+        if is_wsgi_call(event, context):  # FC 2.0 / custom runtime: (environ, start_response)
+            return wsgi_app(event, context)
+        try:
+            req = decode_event(event)
+        except BadRequest as e:
+            return encode_response(error_response(e))
+        return encode_response(service.handle(req))
+
+    return handler
+
+
+def make_initializer(service: Service) -> Callable[[Any], None]:
+    def initializer(context: Any) -> None:
+        creds = getattr(context, "credentials", None)
+        env = service.config.environ
+        for key, attr in (("ALIBABA_CLOUD_ACCESS_KEY_ID", "access_key_id"),
+                          ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "access_key_secret"),
+                          ("ALIBABA_CLOUD_SECURITY_TOKEN", "security_token")):
+            value = getattr(creds, attr, None) if creds is not None else None
+            if value:
+                env[key] = str(value)  # the role's temporary keys win over stale ones
+        load_in_init(service, "FC initializer")
+
+    return initializer

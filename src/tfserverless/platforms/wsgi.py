@@ -1,0 +1,47 @@
+"""Plain WSGI: Function Compute 2.0 HTTP functions and custom runtimes
+(``handler(environ, start_response)``), or any WSGI server."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any, Callable, Dict, Iterable, List, Tuple
+from urllib.parse import parse_qsl
+
+from ..service import PayloadLimit, Request, Service
+from . import read_body
+
+StartResponse = Callable[[str, List[Tuple[str, str]]], Any]
+
+
+def is_wsgi_call(first: Any, second: Any) -> bool:
+    return isinstance(first, dict) and "REQUEST_METHOD" in first and callable(second)
+
+
+def to_request(environ: Dict[str, Any], limit: int,
+               payload_limit: PayloadLimit | None = None) -> Request:
+    headers = {k[5:].replace("_", "-"): str(v) for k, v in environ.items()
+               if k.startswith("HTTP_")}
+    if environ.get("CONTENT_TYPE"):
+        headers["Content-Type"] = environ["CONTENT_TYPE"]
+    length = str(environ.get("CONTENT_LENGTH") or "0")
+    declared = int(length) if length.isdigit() else 0
+    if declared:
+        headers["Content-Length"] = str(declared)
+    body = read_body(environ["wsgi.input"], declared, limit)
+    return Request(environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO") or "/",
+                   headers, body, query=dict(parse_qsl(environ.get("QUERY_STRING", ""))),
+                   content_length=declared, payload_limit=payload_limit)
+
+
+def make_app(service: Service, payload_limit: PayloadLimit | None = None
+             ) -> Callable[[Dict[str, Any], StartResponse], Iterable[bytes]]:
+    limit = service.config.max_body_bytes
+
+    def app(environ: Dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        resp = service.handle(to_request(environ, limit, payload_limit))
+        headers = dict(resp.headers)
+        headers["Content-Length"] = str(len(resp.body))
+        start_response(f"{resp.status} {HTTPStatus(resp.status).phrase}", list(headers.items()))
+        return [resp.body]
+
+    return app
