@@ -35,6 +35,7 @@ serve: venv sample
 
 lint: venv
 	$(BIN)/ruff check src handler tests samples benchmarks
+	$(BIN)/cfn-lint template.yaml
 
 typecheck: venv
 	$(BIN)/mypy

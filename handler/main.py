@@ -5,13 +5,6 @@
 * Alibaba Function Compute: ``main.handler`` with initializer ``main.initializer``
 """
 
-import os
+from tfserverless.entrypoints import handler, initializer, lambda_handler, predict, service
 
-from tfserverless.app import create_service_or_exit
-from tfserverless.platforms import aws_lambda, fc, gcf
-
-service = create_service_or_exit(os.environ)
-predict = gcf.make_handler(service)
-lambda_handler = aws_lambda.make_handler(service)
-handler = fc.make_handler(service)
-initializer = fc.make_initializer(service)
+__all__ = ["handler", "initializer", "lambda_handler", "predict", "service"]

@@ -1,0 +1,23 @@
+"""Every platform's entry point, wired to one Service built from the environment.
+
+Importing this module builds the service (a bad setting exits with one line); it is what
+``handler/main.py`` re-exports and what ``python -m tfserverless serve`` hands to
+functions-framework.
+
+* functions-framework / Cloud Run / Cloud Functions: ``predict``
+* AWS Lambda: ``lambda_handler``
+* Alibaba Function Compute: ``handler`` with initializer ``initializer``
+
+Absolute imports: functions-framework loads this file by path, outside its package.
+"""
+
+import os
+
+from tfserverless.app import create_service_or_exit
+from tfserverless.platforms import aws_lambda, fc, gcf
+
+service = create_service_or_exit(os.environ)
+predict = gcf.make_handler(service)
+lambda_handler = aws_lambda.make_handler(service)
+handler = fc.make_handler(service)
+initializer = fc.make_initializer(service)

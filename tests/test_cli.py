@@ -1,0 +1,127 @@
+"""``python -m tfserverless serve|render --config service.json`` with EAS service configs."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from typing import Any, Dict, List
+
+import pytest
+
+from .conftest import PYTHON, ROOT, Server, eas_call, free_port
+
+EAS_EXAMPLE = {  # the EAS docs' example, as it is, plus warm-up and rpc settings
+    "name": "tf_serving_test",
+    "model_path": "http://examplebucket.oss-cn-shanghai.aliyuncs.com/models/model.tar.gz",
+    "processor": "tensorflow_cpu_1.15",
+    "warm_up_data_path": "oss://path/to/warm_up_test.bin",
+    "metadata": {"instance": 2, "cpu": 1, "memory": 4000, "rpc": {"keepalive": 30000}},
+}
+
+
+def cli(args: List[str], config: Any, tmp_path: Any) -> subprocess.CompletedProcess:  # type: ignore[type-arg]
+    path = tmp_path / "service.json"
+    path.write_text(json.dumps(config) if not isinstance(config, str) else config)
+    return subprocess.run([PYTHON, "-m", "tfserverless", *args, "--config", str(path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+
+def render(platform: str, config: Any, tmp_path: Any) -> Dict[str, Any]:
+    proc = cli(["render", "--platform", platform, "--json"], config, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    return dict(json.loads(proc.stdout))
+
+
+def test_render_aws_matches_the_template(tmp_path: Any) -> None:
+    out = render("aws", EAS_EXAMPLE, tmp_path)
+    p = out["parameters"]
+    assert out["image"] == "tfserverless:tensorflow_cpu_1.15-lambda"
+    assert p["ModelPath"] == EAS_EXAMPLE["model_path"]
+    assert p["WarmUpDataPath"] == "oss://path/to/warm_up_test.bin"
+    assert p["MemorySize"] == "4000" and p["Timeout"] == "30" and p["ProvisionedConcurrency"] == "2"
+    with open(os.path.join(ROOT, "template.yaml"), encoding="utf-8") as f:
+        template = f.read()
+    params = set(re.findall(r"^  (\w+):\n    Type:", template, re.M))
+    assert set(p) <= params, set(p) - params
+    assert "sam deploy --template-file template.yaml --stack-name tf_serving_test" in out["command"]
+
+
+def test_render_fc_and_cloudrun(tmp_path: Any) -> None:
+    fc = render("fc", EAS_EXAMPLE, tmp_path)
+    assert fc["image"] == "tfserverless:tensorflow_cpu_1.15-fc"
+    assert fc["parameters"]["MEMORY"] == "4032" and fc["parameters"]["CPU"] == "1"
+    with open(os.path.join(ROOT, "s.yaml"), encoding="utf-8") as f:
+        syaml = f.read()
+    for key in fc["parameters"]:
+        assert f"env('{key}'" in syaml, key
+    run = render("cloudrun", EAS_EXAMPLE, tmp_path)
+    assert run["command"].startswith("gcloud run deploy tf_serving_test")
+    assert "--image=tfserverless:tensorflow_cpu_1.15-cloudrun" in run["command"]
+    assert "--memory=4000Mi" in run["command"] and "--max-instances=2" in run["command"]
+    gpu = dict(EAS_EXAMPLE, processor="tensorflow_gpu_2.7",
+               metadata={"instance": 1, "cpu": 4, "memory": 16000, "gpu": 1})
+    run = render("cloudrun", gpu, tmp_path)
+    assert "--gpu=1" in run["command"] and "tensorflow_gpu_2.7-cloudrun" in run["command"]
+
+
+def test_token_is_never_printed(tmp_path: Any) -> None:
+    cfg = dict(EAS_EXAMPLE, token="tok-secret-123")
+    for platform in ("aws", "fc", "cloudrun"):
+        proc = cli(["render", "--platform", platform], cfg, tmp_path)
+        assert proc.returncode == 0 and "tok-secret-123" not in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("config,msg", [
+    (dict(EAS_EXAMPLE, processor="tensorflow_cpu_9.9"),
+     "processor='tensorflow_cpu_9.9' is not a known processor"),
+    (dict(EAS_EXAMPLE, metadata={"memory": "lots"}), "metadata.memory='lots' is not a number"),
+    (dict(EAS_EXAMPLE, metadata={"cpu": -1}), "metadata.cpu=-1 is below"),
+    (dict(EAS_EXAMPLE, metadata={"gpu": 1}), "metadata.gpu=1 but processor tensorflow_cpu_1.15"),
+    ({k: v for k, v in EAS_EXAMPLE.items() if k != "model_path"}, "model_path=None"),
+    (dict(EAS_EXAMPLE, name="bad name!"), "name='bad name!' is not a service name"),
+    ("{not json", "is not valid JSON"),
+])
+def test_bad_configs_fail_with_one_line(config: Any, msg: str, tmp_path: Any) -> None:
+    proc = cli(["render", "--platform", "cloudrun"], config, tmp_path)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and msg in lines[0], proc.stderr
+
+
+def test_gpu_on_lambda_is_refused(tmp_path: Any) -> None:
+    cfg = dict(EAS_EXAMPLE, processor="tensorflow_gpu_1.15", metadata={"gpu": 1})
+    proc = cli(["render", "--platform", "aws"], cfg, tmp_path)
+    assert proc.returncode == 2 and "AWS Lambda has no GPUs" in proc.stderr
+
+
+def test_unknown_fields_are_named_and_ignored(tmp_path: Any) -> None:
+    proc = cli(["render", "--platform", "aws"], dict(EAS_EXAMPLE, colour="blue"), tmp_path)
+    assert proc.returncode == 0 and "field 'colour' is not used here; ignored" in proc.stderr
+
+
+def test_serve_runs_an_eas_config_locally(models: Dict[str, str], tmp_path: Any) -> None:
+    cfg = {"name": "mnist_cfg", "model_path": models["tf1_mnist"], "token": "cfg-token",
+           "processor": "tensorflow_cpu_2.21", "metadata": {"instance": 1, "rpc": {"worker_threads": 4}}}
+    path = tmp_path / "service.json"
+    path.write_text(json.dumps(cfg))
+    port = free_port()
+    server = Server.__new__(Server)
+    server.port = port
+    server.url = f"http://127.0.0.1:{port}"
+    server.log_path = str(tmp_path / "serve.log")
+    server._log = open(server.log_path, "wb")  # noqa: SIM115 - closed by stop()
+    server.proc = subprocess.Popen(
+        [PYTHON, "-m", "tfserverless", "serve", "--config", str(path), "--host", "127.0.0.1",
+         "--port", str(port)], cwd=ROOT, stdout=server._log, stderr=subprocess.STDOUT,
+        start_new_session=True)
+    try:
+        server.wait_ready()
+        [res] = eas_call({"endpoint": server.url, "service": "mnist_cfg", "token": "cfg-token",
+                          "requests": [{"signature": "predict_images", "feeds": [
+                              {"name": "images", "shape": [1, 784], "dtype": 1,
+                               "values": [0.1] * 784}]}]})
+        assert res["ok"], res
+    finally:
+        server.stop()
