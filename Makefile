@@ -34,7 +34,7 @@ serve: venv sample
 	  --target predict --host 0.0.0.0 --port $(PORT)
 
 lint: venv
-	$(BIN)/ruff check src handler tests samples benchmarks
+	$(BIN)/ruff check src handler tests samples benchmarks packaging/build
 	$(BIN)/cfn-lint template.yaml
 
 typecheck: venv
@@ -48,6 +48,8 @@ test: lint typecheck pytest
 bench: venv eas-venv sample
 	$(BIN)/python benchmarks/codec_bench.py
 	$(BIN)/python benchmarks/e2e_bench.py
+	$(BIN)/python benchmarks/fetch_bench.py
+	$(BIN)/python benchmarks/warmup_bench.py
 
 clean:
 	rm -rf $(VENV) $(EAS_VENV) samples/mnist .pytest_cache .mypy_cache .ruff_cache

@@ -79,53 +79,56 @@ def build_tf1_mnist(tf: Any, out: str) -> str:
     return out
 
 
-def build_tf2_multi(tf: Any, out: str) -> str:
-    """TF2 ``tf.saved_model.save``: several signatures, several inputs, every wire dtype
-    (``echo``: all the EAS SDK can send; ``half``: DT_HALF, which it cannot)."""
-    spec = tf.TensorSpec
-    echo_specs = [spec([None, None], getattr(tf, t), name=n) for n, (t, _) in ECHO_DTYPES.items()]
-    names = list(ECHO_DTYPES)
+def _v1(tf: Any) -> Any:
+    return tf.compat.v1 if hasattr(tf, "compat") and hasattr(tf.compat, "v1") else tf
 
-    class Multi(tf.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.scale = tf.Variable(2.0)
 
-        @tf.function(input_signature=echo_specs)
-        def echo(self, *args):  # type: ignore[no-untyped-def]
-            return {n + "_out": tf.identity(a) for n, a in zip(names, args)}
+def _save_v1(tf: Any, graph: Any, out: str, signatures: Dict[str, Any]) -> None:
+    """TF1-style export (Session + SavedModelBuilder), which TF 1.x and 2.x both write."""
+    v1 = _v1(tf)
+    with graph.as_default():
+        sess = v1.Session(graph=graph)
+        sess.run(v1.global_variables_initializer())
+        sdu = v1.saved_model.signature_def_utils
+        builder = v1.saved_model.builder.SavedModelBuilder(_fresh(out))
+        builder.add_meta_graph_and_variables(
+            sess, ["serve"],
+            signature_def_map={k: sdu.predict_signature_def(inputs=i, outputs=o)
+                               for k, (i, o) in signatures.items()})
+        builder.save()
+        sess.close()
 
-        @tf.function(input_signature=[spec([None, 3], tf.float32, name="a"),
-                                      spec([None, 3], tf.float32, name="b")])
-        def add(self, a, b):  # type: ignore[no-untyped-def]
-            return {"sum": a + b, "diff": a - b}
 
-        @tf.function(input_signature=[spec([None], tf.float32, name="x")])
-        def expand(self, x):  # type: ignore[no-untyped-def]
-            return {"y": tf.tile(x, [4])}
-
-        @tf.function(input_signature=[spec([None, None], tf.float16, name="x")])
-        def half(self, x):  # type: ignore[no-untyped-def]
-            return {"y": tf.identity(x)}
-
-        @tf.function(input_signature=[spec([2, 3], tf.float32, name="x")])
-        def fixed(self, x):  # type: ignore[no-untyped-def]
-            return {"y": x * self.scale}
-
-        @tf.function(input_signature=[spec([], tf.float32, name="x")])
-        def scalar(self, x):  # type: ignore[no-untyped-def]
-            return {"y": x + 1.0}
-
-        @tf.function(input_signature=[spec([None], tf.int32, name="x")])
-        def check(self, x):  # type: ignore[no-untyped-def]
-            tf.debugging.assert_non_negative(x, message="x must be >= 0")
-            return {"y": x * 2}
-
-    m = Multi()
-    tf.saved_model.save(m, _fresh(out), signatures={
-        "echo": m.echo, "serving_default": m.add, "fixed": m.fixed,
-        "scalar": m.scalar, "check": m.check, "half": m.half, "expand": m.expand,
-    })
+def build_multi(tf: Any, out: str) -> str:
+    """Several signatures, several inputs, every wire dtype (``echo``: all the EAS SDK can
+    send; ``half``: DT_HALF, which it cannot).  Built the TF1 way so every TF can build it."""
+    v1 = _v1(tf)
+    g = tf.Graph()
+    with g.as_default():
+        ph = v1.placeholder
+        echo_in = {n: ph(getattr(tf, t), [None, None], name=n) for n, (t, _) in ECHO_DTYPES.items()}
+        echo_out = {n + "_out": tf.identity(x) for n, x in echo_in.items()}
+        a = ph(tf.float32, [None, 3], name="a")
+        b = ph(tf.float32, [None, 3], name="b")
+        scale = v1.Variable(2.0, name="scale")
+        fx = ph(tf.float32, [2, 3], name="fixed_x")
+        sx = ph(tf.float32, [], name="scalar_x")
+        cx = ph(tf.int32, [None], name="check_x")
+        check = v1.assert_non_negative(cx, message="x must be >= 0")
+        with tf.control_dependencies([check]):
+            cy = cx * 2
+        hx = ph(tf.float16, [None, None], name="half_x")
+        ex = ph(tf.float32, [None], name="expand_x")
+        sigs = {
+            "echo": (echo_in, echo_out),
+            "serving_default": ({"a": a, "b": b}, {"sum": a + b, "diff": a - b}),
+            "fixed": ({"x": fx}, {"y": fx * scale}),
+            "scalar": ({"x": sx}, {"y": sx + 1.0}),
+            "check": ({"x": cx}, {"y": cy}),
+            "half": ({"x": hx}, {"y": tf.identity(hx)}),
+            "expand": ({"x": ex}, {"y": tf.tile(ex, [4])}),
+        }
+    _save_v1(tf, g, out, sigs)
     return out
 
 
@@ -150,24 +153,38 @@ def tf_serving_warmup_record(tf: Any, signature: str, inputs: Dict[str, np.ndarr
 
 def build_counter(tf: Any, out: str) -> str:
     """Counts its calls (output ``calls``), with TF Serving warm-up data in assets.extra."""
+    v1 = _v1(tf)
+    g = tf.Graph()
+    with g.as_default():
+        x = v1.placeholder(tf.float32, [None], name="x")
+        calls = v1.Variable(0, dtype=tf.int64, name="calls")
+        n = tf.identity(calls.assign_add(1))
+        with tf.control_dependencies([n]):
+            y = x * 2.0
+    _save_v1(tf, g, out, {"serving_default": ({"x": x}, {"y": y, "calls": n})})
+    extra = os.path.join(out, "assets.extra")
+    os.makedirs(extra, exist_ok=True)
+    writer = tf.io.TFRecordWriter if hasattr(tf, "io") else v1.python_io.TFRecordWriter
+    with writer(os.path.join(extra, "tf_serving_warmup_requests")) as w:
+        w.write(tf_serving_warmup_record(tf, "serving_default",
+                                         {"x": np.array([1, 2, 3], np.float32)}))
+    return out
 
-    class Counter(tf.Module):
+
+def build_tf2_native(tf: Any, out: str) -> str:
+    """A TF2-only export (``tf.saved_model.save`` of a ``tf.Module``): TF 1.x cannot load it."""
+
+    class Doubler(tf.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.calls = tf.Variable(0, dtype=tf.int64)
+            self.k = tf.Variable(2.0)
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="x")])
         def serve(self, x):  # type: ignore[no-untyped-def]
-            n = self.calls.assign_add(1)
-            return {"y": x * 2.0, "calls": tf.identity(n)}
+            return {"y": x * self.k}
 
-    m = Counter()
+    m = Doubler()
     tf.saved_model.save(m, _fresh(out), signatures={"serving_default": m.serve})
-    extra = os.path.join(out, "assets.extra")
-    os.makedirs(extra, exist_ok=True)
-    with tf.io.TFRecordWriter(os.path.join(extra, "tf_serving_warmup_requests")) as w:
-        w.write(tf_serving_warmup_record(tf, "serving_default",
-                                         {"x": np.array([1, 2, 3], np.float32)}))
     return out
 
 
@@ -175,10 +192,13 @@ def build_all(out_dir: str) -> Dict[str, str]:
     import tensorflow as tf  # deferred: only the builder subprocess imports TensorFlow
 
     os.makedirs(out_dir, exist_ok=True)
-    built = {"tf1_mnist": build_tf1_mnist(tf, os.path.join(out_dir, "tf1_mnist"))}
+    built = {
+        "tf1_mnist": build_tf1_mnist(tf, os.path.join(out_dir, "tf1_mnist")),
+        "multi": build_multi(tf, os.path.join(out_dir, "multi")),
+        "counter": build_counter(tf, os.path.join(out_dir, "counter")),
+    }
     if int(tf.__version__.split(".")[0]) >= 2:
-        built["tf2_multi"] = build_tf2_multi(tf, os.path.join(out_dir, "tf2_multi"))
-        built["counter"] = build_counter(tf, os.path.join(out_dir, "counter"))
+        built["tf2_native"] = build_tf2_native(tf, os.path.join(out_dir, "tf2_native"))
     return built
 
 

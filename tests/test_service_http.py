@@ -37,7 +37,7 @@ def mnist_server(models: Dict[str, str]) -> Iterator[Server]:
 
 @pytest.fixture(scope="module")
 def multi_server(models: Dict[str, str]) -> Iterator[Server]:
-    s = Server({"MODEL_PATH": models["tf2_multi"], "MAX_BODY_BYTES": "1MiB"})
+    s = Server({"MODEL_PATH": models["multi"], "MAX_BODY_BYTES": "1MiB"})
     yield s
     s.stop()
 

@@ -232,11 +232,10 @@ class Model:
         self, sig: Signature, feeds: Dict[str, np.ndarray], outputs: Sequence[str]
     ) -> Dict[str, np.ndarray]:
         names = tuple(outputs)
-        fn = self._callable(sig, names)
         args = [feeds[n] for n in sorted(sig.inputs)]
         invalid, op_error = self._errors
         try:
-            values = fn(*args)
+            values = self._callable(sig, names)(*args)
         except invalid as e:
             raise BadRequest(f"the model rejected the input: {_first_line(e)}") from e
         except op_error as e:

@@ -374,11 +374,13 @@ class Service:
                     info["replayed"] += 1
                     if n == 0:
                         first.append(time.perf_counter() - t)
-                except TFServerlessError as e:
+                except Exception as e:  # a warm-up failure is reported, never fatal
+                    msg = e.message if isinstance(e, TFServerlessError) else \
+                        f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
                     info["failed"] += 1
                     if len(info["errors"]) < 5:
-                        info["errors"].append(f"request {i + 1}: {e.message}")
-                    log.error("warm-up request %d failed: %s", i + 1, e.message)
+                        info["errors"].append(f"request {i + 1}: {msg}")
+                    log.error("warm-up request %d failed: %s", i + 1, msg)
                     break
         info["seconds"] = round(time.perf_counter() - t0, 3)
         if bodies:

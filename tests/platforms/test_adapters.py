@@ -97,7 +97,7 @@ def test_query_picks_schema_signature(platform: str, mnist_service: Service) -> 
 
 @pytest.fixture(scope="module")
 def multi_service(models: Dict[str, str]) -> Iterator[Service]:
-    s = make_service(models["tf2_multi"], SERVICE_TOKEN="", SERVICE_NAME="")
+    s = make_service(models["multi"], SERVICE_TOKEN="", SERVICE_NAME="")
     yield s
     s.holder.model.close()
 

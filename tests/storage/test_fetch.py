@@ -21,7 +21,7 @@ from . import archives
 
 @pytest.fixture(scope="module")
 def model_dir(models: Dict[str, str]) -> str:
-    return models["tf2_multi"]
+    return models["multi"]
 
 
 @pytest.fixture
