@@ -8,7 +8,7 @@ PORT ?= 8080
 MODEL_PATH ?= samples/mnist
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: venv eas-venv sample serve test lint typecheck pytest bench clean
+.PHONY: venv eas-venv sample serve test lint typecheck pytest bench clean compat
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml requirements-dev.txt
@@ -51,5 +51,36 @@ bench: venv eas-venv sample
 	$(BIN)/python benchmarks/fetch_bench.py
 	$(BIN)/python benchmarks/warmup_bench.py
 
+# --- compatibility matrix: the engine's tests on other processors' Python and TensorFlow ---
+COMPAT := .compat
+COMPAT_TESTS := tests/test_codec.py tests/test_imports.py tests/test_service_http.py \
+	tests/test_warmup.py tests/platforms tests/test_cross_version.py
+pyenv_python = $(shell PYENV_VERSION=$(1) pyenv which python 2>/dev/null || command -v python$(basename $(1)))
+
+$(COMPAT)/%/.installed: packaging/compat/%.txt pyproject.toml
+	rm -rf $(COMPAT)/$*
+	$(call pyenv_python,$(COMPAT_PY_$*)) -m venv $(COMPAT)/$*
+	$(COMPAT)/$*/bin/pip install -q --upgrade pip
+	$(COMPAT)/$*/bin/pip install -q -r packaging/compat/$*.txt
+	$(COMPAT)/$*/bin/pip install -q --no-deps -e .
+	touch $@
+COMPAT_PY_tensorflow_cpu_1.15 := 3.7.16
+COMPAT_PY_tensorflow_cpu_2.7 := 3.9.18
+
+compat: venv eas-venv $(COMPAT)/tensorflow_cpu_1.15/.installed $(COMPAT)/tensorflow_cpu_2.7/.installed
+	rm -rf $(COMPAT)/models-1.15 $(COMPAT)/models-current
+	$(COMPAT)/tensorflow_cpu_1.15/bin/python tests/models.py $(COMPAT)/models-1.15 > /dev/null
+	$(BIN)/python tests/models.py $(COMPAT)/models-current > /dev/null
+	set -e; foreign='{"tf1_15_mnist": "$(abspath $(COMPAT))/models-1.15/tf1_mnist", "tf2_native": "$(abspath $(COMPAT))/models-current/tf2_native"}'; \
+	for p in tensorflow_cpu_1.15 tensorflow_cpu_2.7; do \
+	  echo "== compat: $$p"; \
+	  TFS_COMPAT=1 TFS_FOREIGN_MODELS="$$foreign" EAS_PYTHON=$(abspath $(EAS_VENV))/bin/python \
+	    $(COMPAT)/$$p/bin/pytest -q -p no:cacheprovider $(COMPAT_TESTS) -rs | tail -n 25; \
+	  test $${PIPESTATUS[0]} -eq 0; \
+	done; \
+	echo "== compat: current TensorFlow serving the TF 1.15 export"; \
+	TFS_FOREIGN_MODELS="$$foreign" EAS_PYTHON=$(abspath $(EAS_VENV))/bin/python \
+	  $(BIN)/pytest -q -p no:cacheprovider tests/test_cross_version.py
+
 clean:
-	rm -rf $(VENV) $(EAS_VENV) samples/mnist .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(EAS_VENV) $(COMPAT) samples/mnist .pytest_cache .mypy_cache .ruff_cache

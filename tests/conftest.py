@@ -204,6 +204,8 @@ class MotoServer:
 
 @pytest.fixture(scope="session")
 def moto() -> Iterator[MotoServer]:
+    if os.environ.get("TFS_COMPAT") and not os.path.exists(os.path.join(BIN, "moto_server")):
+        pytest.skip("the compat venvs test the engine on old TensorFlow; storage runs in make test")
     server = MotoServer()
     yield server
     server.stop()
