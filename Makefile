@@ -53,7 +53,7 @@ bench: venv eas-venv sample
 
 # --- compatibility matrix: the engine's tests on other processors' Python and TensorFlow ---
 COMPAT := .compat
-COMPAT_TESTS := tests/test_codec.py tests/test_imports.py tests/test_service_http.py \
+COMPAT_TESTS := tests/test_codec.py tests/test_imports.py tests/test_service_http.py tests/test_model.py \
 	tests/test_warmup.py tests/platforms tests/test_cross_version.py
 pyenv_python = $(shell PYENV_VERSION=$(1) pyenv which python 2>/dev/null || command -v python$(basename $(1)))
 

@@ -32,7 +32,8 @@ def load_model(config: Config) -> Any:
     t0 = time.monotonic()
     fetched = storage.fetch_model(config)
     model = Model.load(fetched.path, intra_op_threads=config.intra_op_threads,
-                       inter_op_threads=config.inter_op_threads)
+                       inter_op_threads=config.inter_op_threads, processor=config.processor,
+                       cuda_visible_devices=config.cuda_visible_devices)
     fetch = "cached" if fetched.cached else f"{fetched.seconds:.2f}s ({fetched.nbytes / 1e6:.1f} MB)"
     log.info(
         "cold start: fetch+extract %s, TensorFlow import %.2fs, load %.2fs, total %.2fs",

@@ -120,6 +120,8 @@ class Config:
         intra_op_threads: int = 0,
         inter_op_threads: int = -1,
         platform: str = "local",
+        processor: str = "",
+        cuda_visible_devices: Optional[str] = None,
         init_budget: Optional[float] = None,
         environ: Optional[Mapping[str, str]] = None,
     ) -> None:
@@ -139,6 +141,8 @@ class Config:
         self.intra_op_threads = intra_op_threads
         self.inter_op_threads = inter_op_threads
         self.platform = platform
+        self.processor = processor  # set in the images packaging/build makes
+        self.cuda_visible_devices = cuda_visible_devices
         # seconds an init hook may spend loading before it returns and lets the first request
         # finish the load (Lambda's init phase is capped at 10 s)
         self.init_budget = PLATFORM_INIT_BUDGET.get(platform, 600.0) if init_budget is None \
@@ -200,6 +204,8 @@ class Config:
             intra_op_threads=get("TF_INTRA_OP_THREADS", _positive_int, 0),
             inter_op_threads=get("TF_INTER_OP_THREADS", _thread_count, -1),
             platform=detect_platform(environ),
+            processor=get("TFSERVERLESS_PROCESSOR", text, ""),
+            cuda_visible_devices=environ.get("CUDA_VISIBLE_DEVICES"),
             init_budget=get("INIT_LOAD_BUDGET", _seconds, None),
             environ=environ,
         )

@@ -98,19 +98,31 @@ def _read_tag_sets(path: str) -> List[List[str]]:
     return [list(m.meta_info_def.tags) for m in sm.meta_graphs]
 
 
-def configure_devices(tf: Any, config_proto: Any) -> List[str]:
-    """Let several workers share a GPU (memory growth) and report the devices seen."""
+def configure_devices(tf: Any, config_proto: Any, *, processor: str = "",
+                      cuda_visible_devices: Optional[str] = None) -> List[str]:
+    """Let several workers share a GPU (memory growth / ``allow_growth``), report the devices
+    TensorFlow sees (it honours ``CUDA_VISIBLE_DEVICES`` itself), and say in one line when a
+    GPU processor finds no GPU: it then serves on the CPU instead of failing."""
+    config_proto.gpu_options.allow_growth = True
     devices: List[str] = []
     try:
-        if hasattr(tf, "config") and hasattr(tf.config, "list_physical_devices"):
-            gpus = tf.config.list_physical_devices("GPU")
-            for gpu in gpus:
+        cfg = getattr(tf, "config", None)
+        lister = getattr(cfg, "list_physical_devices", None) or getattr(
+            getattr(cfg, "experimental", None), "list_physical_devices", None)
+        if lister is not None:
+            for gpu in lister("GPU"):
                 with contextlib.suppress(RuntimeError, ValueError):  # already initialised
                     tf.config.experimental.set_memory_growth(gpu, True)
-            devices = [d.name for d in tf.config.list_physical_devices()]
+            devices = [str(d.name) for d in lister()]
+        else:  # TF < 1.14
+            from tensorflow.python.client import device_lib  # same deferral as _tf()
+
+            devices = [str(d.name) for d in device_lib.list_local_devices(config_proto)]
     except Exception as e:  # device probing must never stop a CPU load
         log.warning("could not list devices: %s", e)
-    config_proto.gpu_options.allow_growth = True
+    if "gpu" in processor and not any("GPU" in d.upper() for d in devices):
+        log.warning("processor %s found no GPU (CUDA_VISIBLE_DEVICES=%s); serving on CPU",
+                    processor, "unset" if cuda_visible_devices is None else repr(cuda_visible_devices))
     return devices
 
 
@@ -159,7 +171,8 @@ class Model:
         self._errors: Tuple[Type[BaseException], Type[BaseException]] = (Exception, Exception)
 
     @classmethod
-    def load(cls, path: str, *, intra_op_threads: int = 0, inter_op_threads: int = -1) -> Model:
+    def load(cls, path: str, *, intra_op_threads: int = 0, inter_op_threads: int = -1,
+             processor: str = "", cuda_visible_devices: Optional[str] = None) -> Model:
         """Load the SavedModel at ``path``.
 
         ``inter_op_threads=-1`` runs each request's ops in the calling thread (TF >= 1.13):
@@ -179,7 +192,8 @@ class Model:
             inter_op_threads = 0  # older sessions cannot run ops in the caller thread
         config = v1.ConfigProto(intra_op_parallelism_threads=intra_op_threads,
                                 inter_op_parallelism_threads=inter_op_threads)
-        devices = configure_devices(tf, config)
+        devices = configure_devices(tf, config, processor=processor,
+                                    cuda_visible_devices=cuda_visible_devices)
         session = v1.Session(graph=graph, config=config)
         try:
             with graph.as_default():
