@@ -34,7 +34,7 @@ serve: venv sample
 	  --target predict --host 0.0.0.0 --port $(PORT)
 
 lint: venv
-	$(BIN)/ruff check src handler tests samples benchmarks packaging/build
+	$(BIN)/ruff check src handler tests samples benchmarks packaging/build layers/build
 	$(BIN)/cfn-lint template.yaml
 
 typecheck: venv

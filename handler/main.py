@@ -2,9 +2,10 @@
 
 * functions-framework / Cloud Run / Cloud Functions: ``--target predict``
 * AWS Lambda: ``main.lambda_handler``
-* Alibaba Function Compute: ``main.handler`` with initializer ``main.initializer``
+* Alibaba Function Compute: ``main.handler`` with initializer ``main.initializer``;
+  custom containers: ``gunicorn main:fc_app`` (``POST /initialize`` is the initializer)
 """
 
-from tfserverless.entrypoints import handler, initializer, lambda_handler, predict, service
+from tfserverless.entrypoints import fc_app, handler, initializer, lambda_handler, predict, service
 
-__all__ = ["handler", "initializer", "lambda_handler", "predict", "service"]
+__all__ = ["fc_app", "handler", "initializer", "lambda_handler", "predict", "service"]

@@ -6,7 +6,8 @@ functions-framework.
 
 * functions-framework / Cloud Run / Cloud Functions: ``predict``
 * AWS Lambda: ``lambda_handler``
-* Alibaba Function Compute: ``handler`` with initializer ``initializer``
+* Alibaba Function Compute: ``handler`` with initializer ``initializer``; ``fc_app`` (WSGI)
+  in custom containers, where ``POST /initialize`` is the initializer
 
 Absolute imports: functions-framework loads this file by path, outside its package.
 """
@@ -21,3 +22,4 @@ predict = gcf.make_handler(service)
 lambda_handler = aws_lambda.make_handler(service)
 handler = fc.make_handler(service)
 initializer = fc.make_initializer(service)
+fc_app = fc.make_container_app(service)  # FC custom containers (gunicorn main:fc_app)

@@ -140,3 +140,36 @@ def test_fc_oss_prefix_model_from_moto(moto: MotoServer, models: Dict[str, str],
     assert service.holder.model.path.endswith(os.path.join("export", "7")) or \
         service.holder.model.path.endswith("7")
     service.holder.model.close()
+
+
+def test_fc_custom_container_initialize_then_traffic(models: Dict[str, str], tmp_path: Any) -> None:
+    """The fc image runs ``gunicorn main:fc_app``: FC calls POST /initialize (credentials in
+    x-fc-* headers), then sends traffic.  Here the WSGI app behind a real HTTP server."""
+    import requests
+
+    from tfserverless.app import create_service
+    from tfserverless.config import Config
+    from tfserverless.platforms import fc
+
+    service = create_service({}, config=Config.from_environ({
+        "MODEL_PATH": models["tf1_mnist"], "FC_FUNCTION_NAME": "f", "LOG_LEVEL": "WARNING"}))
+    app = fc.make_container_app(service)
+    httpd = make_server("127.0.0.1", 0, app, handler_class=_Quiet)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{httpd.server_port}"
+    try:
+        assert requests.get(url + "/healthz").status_code in (200, 503)
+        r = requests.post(url + "/initialize", headers={
+            "x-fc-access-key-id": "STS.k", "x-fc-access-key-secret": "s",
+            "x-fc-security-token": "t"})
+        assert r.status_code == 200 and r.text == "initialized\n"
+        assert service.config.environ["ALIBABA_CLOUD_SECURITY_TOKEN"] == "t"
+        assert requests.get(url + "/healthz").json()["status"] == "ready"
+        res = eas_call({"custom_url": url + "/", "requests": [{"signature": "predict_images",
+                        "feeds": [{"name": "images", "shape": [1, 784], "dtype": 1,
+                                   "values": [0.0] * 784}]}]})
+        assert res[0]["ok"]
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        service.holder.model.close()

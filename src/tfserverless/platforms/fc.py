@@ -70,6 +70,40 @@ def make_handler(service: Service) -> Callable[[Any, Any], Any]:
     return handler
 
 
+class _HeaderContext:
+    """The initializer's context for custom containers, where FC passes the role's temporary
+    credentials as ``x-fc-*`` headers of ``POST /initialize``."""
+
+    def __init__(self, environ: Dict[str, Any]) -> None:
+        class Credentials:
+            access_key_id = environ.get("HTTP_X_FC_ACCESS_KEY_ID", "")
+            access_key_secret = environ.get("HTTP_X_FC_ACCESS_KEY_SECRET", "")
+            security_token = environ.get("HTTP_X_FC_SECURITY_TOKEN", "")
+
+        self.credentials = Credentials()
+        self.request_id = environ.get("HTTP_X_FC_REQUEST_ID", "")
+
+
+def make_container_app(service: Service) -> Callable[[Dict[str, Any], Any], Any]:
+    """WSGI app for FC custom containers: ``POST /initialize`` runs the initializer (FC's
+    lifecycle hook for containers); everything else is ordinary traffic."""
+    wsgi_app = make_app(service, FC_PAYLOAD)
+    initializer = make_initializer(service)
+
+    def app(environ: Dict[str, Any], start_response: Any) -> Any:
+        if environ.get("PATH_INFO") == "/initialize" and environ.get("REQUEST_METHOD") == "POST":
+            initializer(_HeaderContext(environ))
+            ok = service.holder.model is not None or service.holder.state == "loading"
+            body = (b"initialized\n" if ok else
+                    f"initializer: model not loaded: {service.holder.error}\n".encode())
+            start_response("200 OK" if ok else "503 Service Unavailable",
+                           [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+            return [body]
+        return wsgi_app(environ, start_response)
+
+    return app
+
+
 def make_initializer(service: Service) -> Callable[[Any], None]:
     def initializer(context: Any) -> None:
         creds = getattr(context, "credentials", None)

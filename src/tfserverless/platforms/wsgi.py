@@ -27,7 +27,12 @@ def to_request(environ: Dict[str, Any], limit: int,
     declared = int(length) if length.isdigit() else 0
     if declared:
         headers["Content-Length"] = str(declared)
-    body = read_body(environ["wsgi.input"], declared, limit)
+    # PEP 3333: without CONTENT_LENGTH the input may only be read when the server says it ends
+    # (chunked bodies); reading a bare socket would wait forever
+    if declared or environ.get("wsgi.input_terminated"):
+        body = read_body(environ["wsgi.input"], declared, limit)
+    else:
+        body = b""
     return Request(environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO") or "/",
                    headers, body, query=dict(parse_qsl(environ.get("QUERY_STRING", ""))),
                    content_length=declared, payload_limit=payload_limit)

@@ -1,0 +1,56 @@
+"""layers/build: the zips' contents import and work in a fresh venv of the target Python."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import zipfile
+from typing import Any
+
+import pytest
+
+from .conftest import PYTHON, ROOT
+
+CHECK = """
+import sys
+import numpy as np
+from tfserverless import codec
+from tfserverless.platforms import aws_lambda, fc, wsgi
+x = np.arange(6, dtype=np.float32).reshape(2, 3)
+body = codec.encode_request({"x": x}, signature_name="s")
+assert np.array_equal(codec.decode_request(body).inputs["x"].to_numpy("x"), x)
+assert "tensorflow" not in sys.modules
+print("ok", sys.version_info[:2], np.__version__)
+"""
+
+
+def target_python(version: str) -> str:
+    out = subprocess.run(["pyenv", "which", "python"], env=dict(os.environ, PYENV_VERSION=version),
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        pytest.fail(f"Python {version} is not installed (pyenv)")
+    return out.stdout.strip()
+
+
+@pytest.mark.parametrize("platform,python", [("aws", "3.11.7"), ("fc", "3.9.18")])
+def test_layer_imports_in_a_fresh_venv(platform: str, python: str, tmp_path: Any) -> None:
+    short = ".".join(python.split(".")[:2])
+    proc = subprocess.run([PYTHON, os.path.join(ROOT, "layers", "build"), "--platform", platform,
+                           "--python", short, "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    zpath = tmp_path / f"tfserverless-{platform}-py{short}.zip"
+    assert "MB zipped" in proc.stdout
+    with zipfile.ZipFile(zpath) as zf:
+        names = zf.namelist()
+        assert all(n.startswith("python/") for n in names)
+        assert "python/tfserverless/codec.py" in names
+        assert not any(n.startswith("python/tensorflow") for n in names)
+        zf.extractall(tmp_path / "opt")
+    venv = tmp_path / "venv"
+    subprocess.run([target_python(python), "-m", "venv", "--without-pip", str(venv)], check=True)
+    run = subprocess.run([str(venv / "bin" / "python"), "-c", CHECK],
+                         env={"PYTHONPATH": str(tmp_path / "opt" / "python"), "PATH": "/usr/bin:/bin"},
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.startswith(f"ok ({short.replace('.', ', ')})")

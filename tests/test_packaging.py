@@ -1,0 +1,97 @@
+"""packaging/build: a valid build context for every processor x flavour (hadolint), and the
+README's processors table in step with packaging/processors.json."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from typing import Any, Dict
+
+import pytest
+
+from .conftest import BIN, PYTHON, ROOT
+
+BUILD = os.path.join(ROOT, "packaging", "build")
+
+
+def processors() -> Dict[str, Any]:
+    with open(os.path.join(ROOT, "packaging", "processors.json"), encoding="utf-8") as f:
+        return dict(json.load(f))
+
+
+@pytest.fixture(scope="module")
+def contexts(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, str]:
+    out = tmp_path_factory.mktemp("contexts")
+    proc = subprocess.run([PYTHON, BUILD, "--processor", "all", "--flavour", "all", "--dry-run",
+                           "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    cmds = [c for c in proc.stdout.splitlines() if c.startswith("docker build")]
+    assert len(cmds) == len(processors()["processors"]) * 3
+    return {c.split()[-1].rsplit("/", 1)[-1]: c for c in cmds} | {"_out": str(out)}
+
+
+EXPECTED_CMD = {"cloudrun": '"functions-framework"', "lambda": '"awslambdaric"',
+                "fc": '"main:fc_app"'}
+
+
+@pytest.mark.parametrize("name", sorted(processors()["processors"]))
+@pytest.mark.parametrize("flavour", ["cloudrun", "lambda", "fc"])
+def test_context_is_complete_and_lints(contexts: Dict[str, str], name: str, flavour: str) -> None:
+    key = f"{name}-{flavour}"
+    ctx = os.path.join(contexts["_out"], key)
+    cmd = contexts[key]
+    proc = processors()["processors"][name]
+    assert f"-t tfserverless:{key} " in cmd and "--network host" in cmd
+    assert f"BASE_IMAGE={proc['base_image']}" in cmd
+    with open(os.path.join(ctx, "Dockerfile"), encoding="utf-8") as f:
+        docker = f.read()
+    with open(os.path.join(ctx, "requirements.txt"), encoding="utf-8") as f:
+        reqs = f.read().split()
+    assert proc["tensorflow"] in reqs and all(p in reqs for p in proc["pins"])
+    assert any(n.endswith(".whl") for n in os.listdir(os.path.join(ctx, "dist")))
+    assert os.path.isfile(os.path.join(ctx, "handler", "main.py"))
+    assert os.path.isfile(os.path.join(ctx, "build-only", "ca-bundle.pem"))
+    final = docker.split("\nFROM ${BASE_IMAGE}\n", 1)[1]  # the final stage
+    assert "build-only" not in final and "PIP_CERT" not in final and "pip install" not in final
+    assert "USER 10001" in final and EXPECTED_CMD[flavour] in final
+    assert f"TFSERVERLESS_PROCESSOR={name}" in final
+    assert ("NVIDIA_VISIBLE_DEVICES" in final) == (proc["device"] == "gpu")
+    lint = subprocess.run([os.path.join(BIN, "hadolint"), os.path.join(ctx, "Dockerfile")],
+                          capture_output=True, text=True, timeout=60)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
+@pytest.mark.parametrize("args,msg", [(["--processor", "tensorflow_cpu_0.1"], "unknown processor"),
+                                      (["--flavour", "azure"], "unknown flavour")])
+def test_unknown_names_fail_with_one_line(args: Any, msg: str, tmp_path: Any) -> None:
+    proc = subprocess.run([PYTHON, BUILD, *args, "--dry-run", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert msg in proc.stderr
+
+
+def test_readme_table_is_generated_from_processors_json() -> None:
+    table = subprocess.run([PYTHON, BUILD, "--readme-table"], capture_output=True, text=True,
+                           check=True).stdout
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    m = re.search(r"<!-- processors:start -->\n(.*?)<!-- processors:end -->", readme, re.S)
+    assert m and m.group(1) == table, "run packaging/build --readme-table and update README.md"
+    eas = {f"tensorflow_{d}_{v}" for d, vs in (("cpu", ["1.12", "1.14", "1.15", "2.3", "2.4", "2.7"]),
+                                               ("gpu", ["1.12", "1.14", "1.15", "2.4", "2.7"]))
+           for v in vs}
+    assert eas <= set(processors()["processors"])
+
+
+def test_compat_flags_match_make_compat() -> None:
+    with open(os.path.join(ROOT, "Makefile"), encoding="utf-8") as f:
+        makefile = f.read()
+    flagged = {n for n, p in processors()["processors"].items() if p.get("compat")}
+    current = f"tensorflow_cpu_{processors()['current']}"
+    assert current in flagged
+    for name in flagged - {current}:  # the current one is what make test itself runs
+        assert os.path.isfile(os.path.join(ROOT, "packaging", "compat", f"{name}.txt")), name
+        assert f"COMPAT_PY_{name} :=" in makefile, name
+        assert f"$(COMPAT)/{name}/.installed" in makefile, name
