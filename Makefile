@@ -8,7 +8,7 @@ PORT ?= 8080
 MODEL_PATH ?= samples/mnist
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: venv eas-venv sample serve test lint typecheck pytest bench clean compat
+.PHONY: venv eas-venv sample serve test lint typecheck pytest bench clean compat images-e2e
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml requirements-dev.txt
@@ -81,6 +81,10 @@ compat: venv eas-venv $(COMPAT)/tensorflow_cpu_1.15/.installed $(COMPAT)/tensorf
 	echo "== compat: current TensorFlow serving the TF 1.15 export"; \
 	TFS_FOREIGN_MODELS="$$foreign" EAS_PYTHON=$(abspath $(EAS_VENV))/bin/python \
 	  $(BIN)/pytest -q -p no:cacheprovider tests/test_cross_version.py
+
+# --- real images: debootstrap bases, a local Docker daemon, containers driven with the SDK ---
+images-e2e: venv eas-venv
+	bash packaging/images-e2e.sh
 
 clean:
 	rm -rf $(VENV) $(EAS_VENV) $(COMPAT) samples/mnist .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,97 @@
+"""Built images, run as containers, driven over HTTP with the EAS SDK (``make images-e2e``).
+
+The Makefile builds the images (a debootstrap base imported into a local Docker daemon) and
+names them in ``TFS_IMAGES``; ``DOCKER_HOST`` points at that daemon.  Without them this module
+skips: plain ``make test`` does not build images.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from typing import Any, Dict, Iterator
+
+import numpy as np
+import pytest
+import requests
+
+from tfserverless import codec
+
+from ..conftest import eas_call, free_port
+
+IMAGES = [i for i in os.environ.get("TFS_IMAGES", "").split(",") if i]
+TOKEN = "image-token-2718"
+pytestmark = pytest.mark.skipif(not IMAGES, reason="run by make images-e2e (TFS_IMAGES unset)")
+
+
+def docker(*args: str, check: bool = True) -> str:
+    proc = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=300)
+    if check:
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout.strip()
+
+
+@pytest.fixture(params=IMAGES or ["none"])
+def container(request: Any, models: Dict[str, str]) -> Iterator[Dict[str, Any]]:
+    image = request.param
+    port = free_port()
+    # the container runs as uid 10001: give it a world-readable copy of the model
+    model_root = tempfile.mkdtemp(prefix="tfs-image-models-")
+    os.chmod(model_root, 0o755)
+    shutil.copytree(models["tf1_mnist"], os.path.join(model_root, "tf1_mnist"))
+    subprocess.run(["chmod", "-R", "a+rX", model_root], check=True)
+    cid = docker("run", "-d", "--network", "host", "-e", f"PORT={port}",
+                 "-e", "MODEL_PATH=/models/tf1_mnist", "-e", f"SERVICE_TOKEN={TOKEN}",
+                 "-e", "SERVICE_NAME=mnist", "-v", f"{model_root}:/models:ro", image)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(url + "/healthz", timeout=5).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            time.sleep(0.5)
+        else:
+            raise AssertionError(f"{image} never became ready: {docker('logs', cid)[-3000:]}")
+        yield {"image": image, "id": cid, "url": url}
+    finally:
+        docker("rm", "-f", cid, check=False)
+        shutil.rmtree(model_root, ignore_errors=True)
+
+
+def test_sdk_and_bad_inputs(container: Dict[str, Any]) -> None:
+    url = container["url"]
+    x = np.random.RandomState(0).rand(2, 784).astype(np.float32)
+    res = eas_call({"endpoint": url, "service": "mnist", "token": TOKEN, "requests": [
+        {"signature": "predict_images",
+         "feeds": [{"name": "images", "shape": [2, 784], "dtype": 1,
+                    "values": x.reshape(-1).tolist()}]},
+        {"signature": "nope",
+         "feeds": [{"name": "images", "shape": [2, 784], "dtype": 1,
+                    "values": x.reshape(-1).tolist()}]},
+        {"signature": "predict_images",
+         "feeds": [{"name": "images", "shape": [3, 784], "dtype": 1,
+                    "values": x.reshape(-1).tolist()}]},
+    ]})
+    assert res[0]["ok"] and res[0]["outputs"]["scores"]["shape"] == [2, 10]
+    assert res[1]["status"] == 400 and "unknown signature_name" in res[1]["body"]
+    assert res[2]["status"] == 400 and "needs 2352" in res[2]["body"]
+    auth = {"Authorization": TOKEN}
+    for body, status in ((b"\xff\xfe\xfd", 400), (b'{"a": 1}', 400),
+                         (codec.encode_request({"images": x}, signature_name="predict_images"), 200)):
+        assert requests.post(url + "/api/predict/mnist", data=body, headers=auth).status_code == status
+    assert requests.post(url + "/api/predict/mnist", data=b"x").status_code == 401
+    assert requests.get(url + "/healthz").json()["status"] == "ready"
+
+
+def test_image_is_non_root_without_build_secrets(container: Dict[str, Any]) -> None:
+    assert docker("exec", container["id"], "id", "-u") == "10001"
+    found = docker("run", "--rm", "--entrypoint", "sh", container["image"], "-c",
+                   "ls /tmp/build-only /tmp/requirements.txt 2>/dev/null; "
+                   "command -v gcc cc g++ make >/dev/null && echo tools || true", check=False)
+    assert "ca-bundle" not in found and "tools" not in found, found
