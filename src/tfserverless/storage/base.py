@@ -58,6 +58,17 @@ def unavailable(url: str, what: str, *, retry_after: int = 5) -> ModelUnavailabl
     return ModelUnavailable(f"cannot fetch {redact(url)}: {what}", retry_after=retry_after)
 
 
+def prefix_info(url: str, prefix: str, listing: List[Tuple[str, int, str]]) -> ObjectInfo:
+    """The ObjectInfo of a listed prefix: (full key, size, etag) of each object under it;
+    "directory" placeholder keys are skipped, an empty prefix is a missing model."""
+    entries = [(key[len(prefix):], size, tag) for key, size, tag in listing
+               if key[len(prefix):] and not key.endswith("/")]
+    if not entries:
+        raise unavailable(url, "no such object or prefix (NoSuchKey)")
+    return ObjectInfo("prefix", prefix_version(entries), sum(e[1] for e in entries),
+                      tuple((k, s) for k, s, _ in sorted(entries)))
+
+
 def prefix_version(entries: List[Tuple[str, int, str]]) -> str:
     """A version for a prefix: a digest of every (key, size, etag) under it."""
     import hashlib

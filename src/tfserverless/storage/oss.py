@@ -11,7 +11,7 @@ from typing import IO, Any, List, Tuple
 
 from ..config import Config
 from ..errors import ConfigError
-from .base import ObjectInfo, Source, prefix_version, unavailable
+from .base import ObjectInfo, Source, prefix_info, unavailable
 
 
 def endpoint_for(config: Config) -> str:
@@ -73,18 +73,12 @@ class OssSource(Source):
                 except oss2.exceptions.NotFound:
                     pass
             prefix = self.key if not self.key or self.key.endswith("/") else self.key + "/"
-            entries: List[Tuple[str, int, str]] = []
-            for key, size, etag in self._list(prefix):
-                rel = key[len(prefix):]
-                if rel and not rel.endswith("/"):
-                    entries.append((rel, size, etag))
+            listing = self._list(prefix)
         except oss2.exceptions.OssError as e:
             raise self._fail(e) from None
-        if not entries:
-            raise unavailable(self.url, "no such object or prefix (NoSuchKey)")
+        info = prefix_info(self.url, prefix, listing)
         self._prefix = prefix
-        return ObjectInfo("prefix", prefix_version(entries), sum(e[1] for e in entries),
-                          tuple((k, s) for k, s, _ in sorted(entries)))
+        return info
 
     def _list(self, prefix: str) -> List[Tuple[str, int, str]]:
         """ListObjects, parsed without minding XML namespaces: OSS answers without one,

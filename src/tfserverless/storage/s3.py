@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import IO, Any, List, Tuple
 
 from ..config import Config
-from .base import ObjectInfo, Source, prefix_version, unavailable
+from .base import ObjectInfo, Source, prefix_info, unavailable
 
 
 def _split(url: str) -> Tuple[str, str]:
@@ -70,21 +70,17 @@ class S3Source(Source):
                     if e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") != 404:
                         raise
             prefix = self.key if not self.key or self.key.endswith("/") else self.key + "/"
-            entries: List[Tuple[str, int, str]] = []
+            listing: List[Tuple[str, int, str]] = []
             pages = self._client.get_paginator("list_objects_v2").paginate(
                 Bucket=self.bucket, Prefix=prefix)
             for page in pages:
-                for obj in page.get("Contents", []):
-                    rel = obj["Key"][len(prefix):]
-                    if rel and not rel.endswith("/"):
-                        entries.append((rel, int(obj["Size"]), str(obj.get("ETag", ""))))
+                listing += [(o["Key"], int(o["Size"]), str(o.get("ETag", "")))
+                            for o in page.get("Contents", [])]
         except (ClientError, BotoCoreError) as e:
             raise self._fail(e) from None
-        if not entries:
-            raise unavailable(self.url, "no such object or prefix (NoSuchKey)")
+        info = prefix_info(self.url, prefix, listing)
         self._prefix = prefix
-        return ObjectInfo("prefix", prefix_version(entries), sum(e[1] for e in entries),
-                          tuple((k, s) for k, s, _ in sorted(entries)))
+        return info
 
     def open(self, relative: str = "") -> IO[bytes]:
         from botocore.exceptions import BotoCoreError, ClientError
