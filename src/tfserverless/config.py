@@ -17,16 +17,6 @@ from .errors import ConfigError
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-SECRET_KEYS = frozenset(
-    {
-        "SERVICE_TOKEN",
-        "ALIBABA_CLOUD_ACCESS_KEY_ID",
-        "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
-        "ALIBABA_CLOUD_SECURITY_TOKEN",
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_SESSION_TOKEN",
-    }
-)
 
 
 PLATFORM_INIT_BUDGET = {"aws": 9.0, "fc": 280.0}
@@ -82,15 +72,6 @@ def _seconds(key: str, value: str) -> float:
     if not n >= 0:
         raise ConfigError(f"{key}={value!r} is negative; expected 0 or more seconds")
     return n
-
-
-def _bool(key: str, value: str) -> bool:
-    v = value.strip().lower()
-    if v in ("1", "true", "yes", "on"):
-        return True
-    if v in ("0", "false", "no", "off", ""):
-        return False
-    raise ConfigError(f"{key}={value!r} is not a boolean; expected true or false")
 
 
 def default_cache_dir(environ: Mapping[str, str]) -> str:
@@ -221,4 +202,4 @@ class Config:
         return self.model_path
 
 
-__all__ = ["Config", "SECRET_KEYS", "parse_size", "_bool"]
+__all__ = ["Config", "detect_platform", "parse_size"]

@@ -16,7 +16,7 @@ import numpy as np
 
 from . import codec
 from .config import Config
-from .errors import BadRequest, TFServerlessError
+from .errors import TFServerlessError
 
 TF_SERVING_WARMUP = os.path.join("assets.extra", "tf_serving_warmup_requests")
 MAX_RECORDS = 1000  # TF Serving's own limit
@@ -232,5 +232,5 @@ def load_requests(config: Config, model_dir: str,
     return "", []
 
 
-__all__ = ["BadRequest", "WarmupError", "load_requests", "parse_warmup_file",
+__all__ = ["WarmupError", "load_requests", "parse_warmup_file",
            "prediction_log_to_request", "read_tfrecords", "write_tfrecords"]

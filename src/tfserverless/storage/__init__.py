@@ -342,5 +342,5 @@ def read_bytes(url: str, config: Config, *, limit: int = 256 << 20) -> bytes:
     return bytes(data)
 
 
-__all__ = ["SCHEMES", "Fetched", "TFServerlessError", "fetch", "fetch_model",
+__all__ = ["SCHEMES", "Fetched", "fetch", "fetch_model",
            "find_saved_model_root", "open_source", "read_bytes", "redact"]
