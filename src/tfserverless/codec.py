@@ -79,7 +79,7 @@ def dtype_for_numpy(array: np.ndarray) -> DType:
     """The wire dtype of a numpy array (strings/bytes/objects -> DT_STRING)."""
     if array.dtype.kind in "OSU":
         return DTYPES[7]
-    found = _BY_NUMPY.get(array.dtype.newbyteorder("=").str) or _BY_NUMPY.get(array.dtype.str)
+    found = _BY_NUMPY.get(array.dtype.str) or _BY_NUMPY.get(array.dtype.newbyteorder("=").str)
     if found is None:
         raise ModelError(
             f"output dtype {array.dtype} cannot be carried by the EAS protocol; "
@@ -317,7 +317,10 @@ class WireArray:
     def count(self, field: int) -> int:
         if field == F_STRING:
             return len(self.strings)
-        return sum(c.size for c in self._chunks.get(field, ()))
+        chunks = self._chunks.get(field)
+        if not chunks:
+            return 0
+        return int(chunks[0].size) if len(chunks) == 1 else sum(c.size for c in chunks)
 
     def fields_present(self) -> List[int]:
         present = [f for f, c in self._chunks.items() if any(x.size for x in c)]
@@ -484,12 +487,14 @@ class WireArray:
                 f"input '{name}' has {got} values in {FIELD_NAMES[dt.field]} but shape "
                 f"{list(shape)} needs {expected}"
             )
-        for other in self.fields_present():
-            if other != dt.field:
-                raise BadRequest(
-                    f"input '{name}' of dtype {dt.name} carries values in {FIELD_NAMES[other]}; "
-                    f"expected them in {FIELD_NAMES[dt.field]}"
-                )
+        # values in a field other than the dtype's (the common case, none, is checked cheaply)
+        if len(self._chunks) > (dt.field in self._chunks) or (self.strings and dt.field != F_STRING):
+            for other in self.fields_present():
+                if other != dt.field:
+                    raise BadRequest(
+                        f"input '{name}' of dtype {dt.name} carries values in {FIELD_NAMES[other]}; "
+                        f"expected them in {FIELD_NAMES[dt.field]}"
+                    )
         if dt.field == F_STRING:
             arr = np.empty(expected, dtype=object)
             arr[:] = self.strings
@@ -592,11 +597,14 @@ def _tagged(field: int, payload: bytes) -> bytes:
     return _varint_bytes(field << 3 | 2) + _varint_bytes(len(payload)) + payload
 
 
+_DTYPE_TAGS = {code: bytes((F_DTYPE << 3, code)) for code in DTYPES}
+
+
 def encode_array(array: np.ndarray) -> bytes:
     """One ArrayProto: dtype, shape, and the values packed in the field the dtype uses."""
     dt = dtype_for_numpy(array)
-    dims = b"".join(_varint_bytes(d) for d in array.shape)
-    out = [bytes((F_DTYPE << 3, dt.code)), _tagged(F_SHAPE, _tagged(1, dims) if dims else b"")]
+    dims = b"".join([_varint_bytes(d) for d in array.shape])
+    out = [_DTYPE_TAGS[dt.code], _tagged(F_SHAPE, _tagged(1, dims) if dims else b"")]
     flat = array.reshape(-1)
     if dt.field == F_STRING:
         out.extend(_tagged(F_STRING, _as_bytes(v)) for v in flat)
@@ -669,14 +677,14 @@ def decode_response(body: Buffer) -> Dict[str, np.ndarray]:
 
 def feeds_for_signature(req: WireRequest, sig: Signature) -> Dict[str, np.ndarray]:
     """Check names, dtypes and shapes against the signature and build the input arrays."""
-    unknown = sorted(set(req.inputs) - set(sig.inputs))
-    if unknown:
-        raise BadRequest(
-            f"unknown input {', '.join(repr(u) for u in unknown)} for signature '{sig.name}'; "
-            f"expected {_names(sig.inputs)}"
-        )
-    missing = sorted(set(sig.inputs) - set(req.inputs))
-    if missing:
+    if req.inputs.keys() != sig.inputs.keys():
+        unknown = sorted(set(req.inputs) - set(sig.inputs))
+        if unknown:
+            raise BadRequest(
+                f"unknown input {', '.join(repr(u) for u in unknown)} for signature '{sig.name}'; "
+                f"expected {_names(sig.inputs)}"
+            )
+        missing = sorted(set(sig.inputs) - set(req.inputs))
         raise BadRequest(
             f"missing input {', '.join(repr(m) for m in missing)} for signature '{sig.name}'; "
             f"expected {_names(sig.inputs)}"
