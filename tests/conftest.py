@@ -57,10 +57,11 @@ def sample_model(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 class Server:
-    """A real functions-framework (gunicorn) process on 127.0.0.1."""
+    """A real functions-framework (gunicorn) process on 127.0.0.1.  ``target`` ``predict``
+    serves over ASGI where this functions-framework has it; ``predict_flask`` over Flask."""
 
     def __init__(self, env: Dict[str, str], *, wait_ready: bool = True,
-                 log_path: Optional[str] = None) -> None:
+                 log_path: Optional[str] = None, target: str = "predict") -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         full = dict(os.environ)
@@ -70,7 +71,7 @@ class Server:
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [os.path.join(BIN, "functions-framework"), "--source",
-             os.path.join(ROOT, "handler", "main.py"), "--target", "predict",
+             os.path.join(ROOT, "handler", "main.py"), "--target", target,
              "--host", "127.0.0.1", "--port", str(self.port)],
             env=full, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
         )

@@ -27,19 +27,43 @@ def softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+def has_asgi_mode() -> bool:
+    try:
+        import functions_framework.aio  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+# every test here runs on both of functions-framework's servers: ``predict`` (ASGI where this
+# functions-framework has it, Flask before 3.9) and ``predict_flask``
+@pytest.fixture(scope="module", params=["predict", "predict_flask"])
+def target(request: Any) -> str:
+    return str(request.param)
+
+
 @pytest.fixture(scope="module")
-def mnist_server(models: Dict[str, str]) -> Iterator[Server]:
+def mnist_server(models: Dict[str, str], target: str) -> Iterator[Server]:
     s = Server({"MODEL_PATH": models["tf1_mnist"], "SERVICE_TOKEN": TOKEN,
-                "SERVICE_NAME": SERVICE})
+                "SERVICE_NAME": SERVICE}, target=target)
     yield s
     s.stop()
 
 
 @pytest.fixture(scope="module")
-def multi_server(models: Dict[str, str]) -> Iterator[Server]:
-    s = Server({"MODEL_PATH": models["multi"], "MAX_BODY_BYTES": "1MiB"})
+def multi_server(models: Dict[str, str], target: str) -> Iterator[Server]:
+    s = Server({"MODEL_PATH": models["multi"], "MAX_BODY_BYTES": "1MiB"}, target=target)
     yield s
     s.stop()
+
+
+def test_target_serves_on_the_expected_server(mnist_server: Server, target: str) -> None:
+    asgi = target == "predict" and has_asgi_mode()
+    r = requests.get(mnist_server.url + "/healthz")
+    assert r.headers.get("server") == ("uvicorn" if asgi else "gunicorn"), r.headers
+    # the fast HTTP parser is what makes the ASGI server worth it; it must be installed
+    if asgi:
+        import httptools  # noqa: F401
 
 
 def gateway(server: Server) -> str:
@@ -326,8 +350,8 @@ def test_scalar_signature(multi_server: Server) -> None:
     assert codec.decode_response(r.content)["y"].tolist() == 3.5
 
 
-def test_missing_model_is_503_and_health_503(start_server: Any, tmp_path: Any) -> None:
-    s = start_server({"MODEL_PATH": str(tmp_path / "nothing-here")}, wait_ready=False)
+def test_missing_model_is_503_and_health_503(start_server: Any, tmp_path: Any, target: str) -> None:
+    s = start_server({"MODEL_PATH": str(tmp_path / "nothing-here")}, wait_ready=False, target=target)
     s.wait_ready(status=503)
     r = requests.post(s.url + "/", data=_req({"a": A}))
     assert r.status_code == 503 and "no such file or directory" in r.text

@@ -4,7 +4,8 @@ Importing this module builds the service (a bad setting exits with one line); it
 ``handler/main.py`` re-exports and what ``python -m tfserverless serve`` hands to
 functions-framework.
 
-* functions-framework / Cloud Run / Cloud Functions: ``predict``
+* functions-framework / Cloud Run / Cloud Functions: ``predict`` (ASGI where the installed
+  functions-framework has it, else Flask); ``predict_flask`` (always Flask)
 * AWS Lambda: ``lambda_handler``
 * Alibaba Function Compute: ``handler`` with initializer ``initializer``; ``fc_app`` (WSGI)
   in custom containers, where ``POST /initialize`` is the initializer
@@ -18,7 +19,7 @@ from tfserverless.app import create_service_or_exit
 from tfserverless.platforms import aws_lambda, fc, gcf
 
 service = create_service_or_exit(os.environ)
-predict = gcf.make_handler(service)
+predict, predict_flask = gcf.make_handlers(service)
 lambda_handler = aws_lambda.make_handler(service)
 handler = fc.make_handler(service)
 initializer = fc.make_initializer(service)

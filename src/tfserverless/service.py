@@ -240,12 +240,42 @@ class ModelHolder:
 # --- the service -----------------------------------------------------------------------------
 
 
+#: a request expected to take less than this runs on an async server's event loop (see
+#: ``Service.runs_inline``): 2 ms of delay for requests queued behind it is the most we accept
+INLINE_SECONDS = 0.002
+
+
 class Service:
     def __init__(self, config: Config, holder: ModelHolder) -> None:
         self.config = config
         self.holder = holder
         self.warmup: Dict[str, Any] = {}
         self._first_request_logged = False
+        # moving averages of recent predicts: seconds and body bytes (None until the first)
+        self._predict_seconds: Optional[float] = None
+        self._predict_bytes = 1.0
+
+    def runs_inline(self, req: Request) -> bool:
+        """Whether an async server should call ``handle`` on its event loop instead of handing
+        it to a thread.  A small model answers in less time than that hand-off costs; a slow
+        one must not stall the loop.  So: only once the model is loaded (before, ``handle``
+        may wait for the load) and when recent predicts, scaled to this body's size, took
+        under ``INLINE_SECONDS``."""
+        if self.holder.model is None:
+            return False
+        if not req.body:
+            return True  # schema, health, an error before any work
+        seconds = self._predict_seconds
+        if seconds is None:
+            return False
+        return seconds * max(1.0, len(req.body) / self._predict_bytes) < INLINE_SECONDS
+
+    def _observe(self, seconds: float, nbytes: int) -> None:
+        if self._predict_seconds is None:
+            self._predict_seconds, self._predict_bytes = seconds, float(max(nbytes, 1))
+        else:  # races between threads only blur an estimate
+            self._predict_seconds += 0.2 * (seconds - self._predict_seconds)
+            self._predict_bytes += 0.2 * (max(nbytes, 1) - self._predict_bytes)
 
     # routing ---------------------------------------------------------------------------------
 
@@ -337,6 +367,7 @@ class Service:
         t0 = time.perf_counter()
         outputs = self.predict_arrays(req.body)
         resp = Response(200, codec.encode_response(outputs), {"Content-Type": PROTOBUF})
+        self._observe(time.perf_counter() - t0, len(req.body))
         if not self._first_request_logged:
             self._first_request_logged = True
             w = self.warmup

@@ -1,0 +1,38 @@
+"""``Service`` in-process with a real model: where an async server runs ``handle``."""
+
+from __future__ import annotations
+
+from typing import Dict
+
+import numpy as np
+
+from tfserverless import codec, service
+from tfserverless.app import create_service
+from tfserverless.config import Config
+from tfserverless.service import Request
+
+
+def test_runs_inline_only_once_loaded_and_while_predicts_are_cheap(models: Dict[str, str]) -> None:
+    svc = create_service({}, config=Config.from_environ(
+        {"MODEL_PATH": models["multi"], "LOG_LEVEL": "WARNING"}))
+    a = np.zeros((1, 3), np.float32)
+    small = Request("POST", "/", {}, codec.encode_request({"a": a, "b": a}))
+    # before the load, handle() may block waiting for it: never on the event loop
+    assert not svc.runs_inline(small)
+    assert not svc.runs_inline(Request("GET", "/healthz"))
+    svc.holder.load_now()
+    try:
+        assert svc.runs_inline(Request("GET", "/healthz"))  # no model work
+        assert not svc.runs_inline(small)  # no predict seen yet: its cost is unknown
+        for _ in range(40):  # the first one also builds the session callable
+            assert svc.handle(small).status == 200
+        assert svc.runs_inline(small)  # a 1x3 add answers far under INLINE_SECONDS
+        # a body 10^5 times larger is expected to cost 10^5 times more: to a thread
+        big = Request("POST", "/", {}, b"\0" * (len(small.body) * 100_000))
+        assert not svc.runs_inline(big)
+        # a model that got slow (or a slow signature): predicts go back to a thread
+        for _ in range(40):
+            svc._observe(10 * service.INLINE_SECONDS, len(small.body))
+        assert not svc.runs_inline(small)
+    finally:
+        svc.holder.model.close()
