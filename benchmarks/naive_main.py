@@ -1,5 +1,7 @@
 """The baseline adapter, written the obvious way: protobuf parse, per-element lists,
-``tf.saved_model.load`` signatures.  Served by the same functions-framework stack as ours."""
+``tf.saved_model.load`` signatures.  Served by the same functions-framework stack as ours:
+``BENCH_STACK=asgi`` registers it as an ``async`` function (functions-framework's ASGI
+server, what our ``predict`` uses), otherwise it is a plain Flask function."""
 
 import os
 import sys
@@ -21,11 +23,11 @@ def _signatures():  # type: ignore[no-untyped-def]
     return _model.signatures
 
 
-def predict(request):  # type: ignore[no-untyped-def]
+def answer(data):  # type: ignore[no-untyped-def]
     import tensorflow as tf
 
     req = predict_pb2.PredictRequest()
-    req.ParseFromString(request.get_data())
+    req.ParseFromString(data)
     fn = _signatures()[req.signature_name or "serving_default"]
     feeds = {}
     for name, a in req.inputs.items():
@@ -39,4 +41,18 @@ def predict(request):  # type: ignore[no-untyped-def]
         o.dtype = predict_pb2.DT_FLOAT
         o.array_shape.dim.extend(arr.shape)
         o.float_val.extend(arr.reshape(-1).tolist())
-    return resp.SerializeToString(), 200, {"Content-Type": "application/octet-stream"}
+    return resp.SerializeToString()
+
+
+if os.environ.get("BENCH_STACK") == "asgi":
+    from functions_framework import aio
+    from starlette.responses import Response
+
+    @aio.http
+    async def predict(request):  # type: ignore[no-untyped-def]
+        return Response(answer(await request.body()), media_type="application/octet-stream")
+
+else:
+
+    def predict(request):  # type: ignore[no-untyped-def]
+        return answer(request.get_data()), 200, {"Content-Type": "application/octet-stream"}
