@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import struct
 import subprocess
 from typing import Any, Dict, Iterator, List
@@ -342,6 +343,16 @@ def test_oversized_body_is_413_and_server_keeps_serving(multi_server: Server) ->
     assert r.status_code == 200
     assert codec.decode_response(r.content)["sum"].tolist() == [[1, 1, 1]]
     assert requests.get(multi_server.url + "/healthz").status_code == 200
+
+
+def test_client_gone_mid_body_leaves_server_serving(multi_server: Server) -> None:
+    body = _req({"a": A, "b": A})
+    with socket.create_connection(("127.0.0.1", multi_server.port), timeout=10) as conn:
+        conn.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (len(body) * 10)
+                     + body[:5])
+    r = _post(multi_server, body)
+    assert r.status_code == 200, r.text
+    assert "Traceback" not in multi_server.log()
 
 
 def test_scalar_signature(multi_server: Server) -> None:

@@ -34,19 +34,22 @@ def to_request(flask_request: Any, limit: int) -> Request:
     )
 
 
-async def to_request_async(starlette_request: Any, limit: int) -> Request:
-    """A Starlette request -> ``Request``, reading at most ``limit + 1`` body bytes."""
-    scope = starlette_request.scope
+async def to_request_async(scope: Dict[str, Any], receive: Callable[[], Awaitable[Dict[str, Any]]],
+                           limit: int) -> Request:
+    """An ASGI request -> ``Request``, reading at most ``limit + 1`` body bytes."""
     headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
     declared = _content_length(headers.get("content-length"))
     chunks = []
     if declared <= limit:
-        size = 0
-        async for chunk in starlette_request.stream():
+        size, more = 0, True
+        while more and size <= limit:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away: nobody to answer
+                break
+            chunk = message.get("body", b"")
             chunks.append(chunk)
             size += len(chunk)
-            if size > limit:
-                break
+            more = message.get("more_body", False)
     query = scope.get("query_string") or b""
     return Request(
         scope["method"],
@@ -98,7 +101,7 @@ def make_asgi_handler(service: Service) -> Optional[AsgiHandler]:
     limit = service.config.max_body_bytes
 
     async def predict(request: Any) -> Any:
-        req = await to_request_async(request, limit)
+        req = await to_request_async(request.scope, request.receive, limit)
         if service.runs_inline(req):
             resp = service.handle(req)  # cheaper than the hand-off to a thread would be
         else:
