@@ -7,6 +7,7 @@ import json
 import os
 import re
 import subprocess
+import zipfile
 from typing import Any, Dict
 
 import pytest
@@ -61,6 +62,23 @@ def test_context_is_complete_and_lints(contexts: Dict[str, str], name: str, flav
     lint = subprocess.run([os.path.join(BIN, "hadolint"), os.path.join(ctx, "Dockerfile")],
                           capture_output=True, text=True, timeout=60)
     assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
+def test_context_carries_the_engine_as_it_is_now(tmp_path: Any) -> None:
+    # a wheel an earlier run left in --out must not end up in the image
+    stale = tmp_path / "_dist"
+    stale.mkdir()
+    with zipfile.ZipFile(stale / "tfserverless-0.1.0-py3-none-any.whl", "w") as z:
+        z.writestr("tfserverless/entrypoints.py", "stale = True\n")
+    proc = subprocess.run([PYTHON, BUILD, "--dry-run", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (ctx_dist,) = tmp_path.glob("*-cloudrun/dist")
+    (wheel,) = ctx_dist.glob("*.whl")
+    with zipfile.ZipFile(wheel) as z:
+        shipped = z.read("tfserverless/entrypoints.py").decode()
+    with open(os.path.join(ROOT, "src", "tfserverless", "entrypoints.py"), encoding="utf-8") as f:
+        assert shipped == f.read()
 
 
 @pytest.mark.parametrize("args,msg", [(["--processor", "tensorflow_cpu_0.1"], "unknown processor"),
