@@ -86,7 +86,11 @@ def test_sdk_and_bad_inputs(container: Dict[str, Any]) -> None:
                          (codec.encode_request({"images": x}, signature_name="predict_images"), 200)):
         assert requests.post(url + "/api/predict/mnist", data=body, headers=auth).status_code == status
     assert requests.post(url + "/api/predict/mnist", data=b"x").status_code == 401
-    assert requests.get(url + "/healthz").json()["status"] == "ready"
+    health = requests.get(url + "/healthz")
+    assert health.json()["status"] == "ready"
+    # the image serves predict on functions-framework's ASGI server, with httptools
+    assert health.headers.get("server") == "uvicorn", health.headers
+    assert docker("exec", container["id"], "/opt/venv/bin/python", "-c", "import httptools, uvloop") == ""
 
 
 def test_image_is_non_root_without_build_secrets(container: Dict[str, Any]) -> None:
