@@ -7,7 +7,7 @@ from typing import Any, Dict, List, Tuple
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tfserverless import codec
@@ -165,6 +165,8 @@ def test_decode_matches_protobuf(predict_pb2: Any, body: bytes) -> None:
 
 @SETTINGS
 @given(body=st.binary(max_size=200) | predict_request_bytes().map(lambda b: b[: len(b) // 2]))
+@example(body=b"\xdd\x80\x80\x80\x10\x00\x00\x00\x00")  # a key over 32 bits (found by hypothesis)
+@example(body=b"\x88\x80\x80\x80\x80\x00\x05")  # a key padded to 6 bytes
 def test_garbage_is_refused_as_bad_request_or_agrees(predict_pb2: Any, body: bytes) -> None:
     msg = predict_pb2.PredictRequest()
     try:

@@ -156,6 +156,19 @@ def _read_varint(buf: memoryview, pos: int, end: int) -> Tuple[int, int]:
             raise _Malformed("varint longer than 10 bytes")
 
 
+def _read_key(buf: memoryview, pos: int, end: int) -> Tuple[int, int]:
+    """A field's key (tag): as protobuf, a varint of at most 5 bytes and 32 bits, with a field
+    number above 0."""
+    if pos < end and 8 <= buf[pos] < 0x80:  # one byte, fields 1..15: the common case
+        return buf[pos], pos + 1
+    key, after = _read_varint(buf, pos, end)
+    if key >> 3 == 0:
+        raise _Malformed("field number 0")
+    if key > 0xFFFFFFFF or after - pos > 5:
+        raise _Malformed("field key over 32 bits or 5 bytes")
+    return key, after
+
+
 def decode_varints(data: Buffer, *, allow_partial: bool = False) -> Tuple[np.ndarray, int]:
     """Split and assemble a run of varints without a Python loop per value.
 
@@ -267,10 +280,8 @@ def iter_fields(data: Buffer) -> Iterator[Tuple[int, int, Union[int, memoryview]
     buf = memoryview(data).cast("B") if not isinstance(data, memoryview) else data.cast("B")
     pos, end = 0, len(buf)
     while pos < end:
-        key, pos = _read_varint(buf, pos, end)
+        key, pos = _read_key(buf, pos, end)
         field, wire = key >> 3, key & 7
-        if field == 0:
-            raise _Malformed("field number 0")
         if wire == 0:
             value, pos = _read_varint(buf, pos, end)
             yield field, wire, value
@@ -335,10 +346,8 @@ class WireArray:
 
     def merge_from(self, buf: memoryview, pos: int, end: int) -> None:
         while pos < end:
-            key, pos = _read_varint(buf, pos, end)
+            key, pos = _read_key(buf, pos, end)
             field, wire = key >> 3, key & 7
-            if field == 0:
-                raise _Malformed("field number 0")
             if field in _FIXED:
                 fwire, width, dt = _FIXED[field]
                 if wire == 2:
@@ -386,10 +395,8 @@ class WireArray:
 
     def _merge_shape(self, buf: memoryview, pos: int, end: int) -> None:
         while pos < end:
-            key, pos = _read_varint(buf, pos, end)
+            key, pos = _read_key(buf, pos, end)
             field, wire = key >> 3, key & 7
-            if field == 0:
-                raise _Malformed("field number 0")
             if field == 1 and wire == 2:
                 n, pos = _read_varint(buf, pos, end)
                 if pos + n > end:
@@ -551,10 +558,8 @@ def decode_request(body: Buffer) -> WireRequest:
     inputs: Dict[str, WireArray] = {}
     output_filter: List[str] = []
     while pos < end:
-        key, pos = _read_varint(buf, pos, end)
+        key, pos = _read_key(buf, pos, end)
         field, wire = key >> 3, key & 7
-        if field == 0:
-            raise _Malformed("field number 0")
         if wire == 2 and field in (1, 2, 3):
             start, stop = _len_field(buf, pos, end, "a field")
             if field == 1:
@@ -574,10 +579,8 @@ def _decode_entry(buf: memoryview, pos: int, end: int) -> Tuple[str, WireArray]:
     name = ""
     arr = WireArray()
     while pos < end:
-        key, pos = _read_varint(buf, pos, end)
+        key, pos = _read_key(buf, pos, end)
         field, wire = key >> 3, key & 7
-        if field == 0:
-            raise _Malformed("field number 0")
         if wire == 2 and field in (1, 2):
             start, stop = _len_field(buf, pos, end, "an inputs entry")
             if field == 1:
@@ -661,7 +664,7 @@ def decode_response(body: Buffer) -> Dict[str, np.ndarray]:
     out: Dict[str, np.ndarray] = {}
     pos, end = 0, len(buf)
     while pos < end:
-        key, pos = _read_varint(buf, pos, end)
+        key, pos = _read_key(buf, pos, end)
         if key == (1 << 3 | 2):
             start, stop = _len_field(buf, pos, end, "an outputs entry")
             name, arr = _decode_entry(buf, start, stop)
