@@ -600,14 +600,11 @@ def _tagged(field: int, payload: bytes) -> bytes:
     return _varint_bytes(field << 3 | 2) + _varint_bytes(len(payload)) + payload
 
 
-_DTYPE_TAGS = {code: bytes((F_DTYPE << 3, code)) for code in DTYPES}
-
-
 def encode_array(array: np.ndarray) -> bytes:
     """One ArrayProto: dtype, shape, and the values packed in the field the dtype uses."""
     dt = dtype_for_numpy(array)
-    dims = b"".join([_varint_bytes(d) for d in array.shape])
-    out = [_DTYPE_TAGS[dt.code], _tagged(F_SHAPE, _tagged(1, dims) if dims else b"")]
+    dims = b"".join(_varint_bytes(d) for d in array.shape)
+    out = [bytes((F_DTYPE << 3, dt.code)), _tagged(F_SHAPE, _tagged(1, dims) if dims else b"")]
     flat = array.reshape(-1)
     if dt.field == F_STRING:
         out.extend(_tagged(F_STRING, _as_bytes(v)) for v in flat)
