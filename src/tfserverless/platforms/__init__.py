@@ -14,6 +14,12 @@ from ..service import Service
 log = logging.getLogger("tfserverless")
 
 
+def declared_length(value: Any) -> int:
+    """A Content-Length header's value as an int; absent or malformed is 0 (unknown)."""
+    text = str(value or "")
+    return int(text) if text.isdigit() else 0
+
+
 def read_body(stream: Any, declared: int, limit: int) -> bytes:
     """Read at most ``limit + 1`` bytes: enough to know a body is too large, never more."""
     if declared > limit:

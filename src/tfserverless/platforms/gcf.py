@@ -16,7 +16,7 @@ from typing import Any, Awaitable, Callable, Dict, Optional, Tuple, cast
 from urllib.parse import parse_qsl
 
 from ..service import Request, Service
-from . import read_body
+from . import declared_length, read_body
 
 FlaskHandler = Callable[[Any], Tuple[bytes, int, Dict[str, str]]]
 AsgiHandler = Callable[[Any], Awaitable[Any]]
@@ -38,7 +38,7 @@ async def to_request_async(scope: Dict[str, Any], receive: Callable[[], Awaitabl
                            limit: int) -> Request:
     """An ASGI request -> ``Request``, reading at most ``limit + 1`` body bytes."""
     headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-    declared = _content_length(headers.get("content-length"))
+    declared = declared_length(headers.get("content-length"))
     chunks = []
     if declared <= limit:
         size, more = 0, True
@@ -59,10 +59,6 @@ async def to_request_async(scope: Dict[str, Any], receive: Callable[[], Awaitabl
         query=dict(parse_qsl(query.decode("latin-1"))) if query else None,
         content_length=declared,
     )
-
-
-def _content_length(value: Optional[str]) -> int:
-    return int(value) if value and value.isdigit() else 0
 
 
 def make_handlers(service: Service) -> Tuple[Any, FlaskHandler]:

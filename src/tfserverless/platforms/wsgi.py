@@ -8,7 +8,7 @@ from typing import Any, Callable, Dict, Iterable, List, Tuple
 from urllib.parse import parse_qsl
 
 from ..service import PayloadLimit, Request, Service
-from . import read_body
+from . import declared_length, read_body
 
 StartResponse = Callable[[str, List[Tuple[str, str]]], Any]
 
@@ -23,8 +23,7 @@ def to_request(environ: Dict[str, Any], limit: int,
                if k.startswith("HTTP_")}
     if environ.get("CONTENT_TYPE"):
         headers["Content-Type"] = environ["CONTENT_TYPE"]
-    length = str(environ.get("CONTENT_LENGTH") or "0")
-    declared = int(length) if length.isdigit() else 0
+    declared = declared_length(environ.get("CONTENT_LENGTH"))
     if declared:
         headers["Content-Length"] = str(declared)
     # PEP 3333: without CONTENT_LENGTH the input may only be read when the server says it ends
