@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import struct
 from typing import Any, Dict, List, Tuple
 
@@ -170,6 +171,99 @@ def test_decode_matches_protobuf(predict_pb2: Any, body: bytes) -> None:
     msg.ParseFromString(body)
     ours = codec.decode_request(body)
     assert ours_as_dict(ours) == oracle_as_dict(msg)
+
+
+@st.composite
+def adversarial_array(draw: Any) -> bytes:
+    """Layouts chosen to hurt a decoder: lone unpacked elements each followed by an unknown
+    field or another value field, runs broken and resumed, repeated dtype and shape fields."""
+    pieces: List[bytes] = [key(1, 0) + varint(draw(st.sampled_from([1, 2, 3, 9, 10])))]
+    for _ in range(draw(st.integers(1, 60))):
+        field = draw(st.sampled_from([3, 4, 5, 7, 8]))
+        if field == 3:
+            pieces.append(key(3, 5) + draw(f32_bits))
+        elif field == 4:
+            pieces.append(key(4, 1) + draw(f64_bits))
+        else:
+            pieces.append(key(field, 0) + varint(draw({5: i32, 7: i64, 8: st.integers(0, 3)}[field])))
+        sep = draw(st.sampled_from(["none", "none", "unknown", "dtype", "shape", "packed"]))
+        if sep == "unknown":
+            pieces.append(draw(unknown_field()))
+        elif sep == "dtype":
+            pieces.append(key(1, 0) + varint(draw(st.integers(0, 12))))
+        elif sep == "shape":
+            pieces.append(ld(2, key(1, 0) + varint(draw(st.integers(0, 9)))))
+        elif sep == "packed":
+            pieces.append(draw(numeric_piece()))
+    return b"".join(pieces)
+
+
+@SETTINGS
+@given(arr=adversarial_array())
+def test_adversarial_layouts_match_protobuf(predict_pb2: Any, arr: bytes) -> None:
+    body = ld(2, ld(1, b"x") + ld(2, arr))
+    msg = predict_pb2.PredictRequest()
+    msg.ParseFromString(body)
+    assert ours_as_dict(codec.decode_request(body)) == oracle_as_dict(msg)
+
+
+def _peak_bytes(fn: Any) -> int:
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        fn()
+        return int(tracemalloc.get_traced_memory()[1] - base)
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("layout", ["int singles + unknown", "float singles + unknown",
+                                    "int/bool alternating", "empty strings", "unpacked dims",
+                                    "packed int32"])
+def test_decode_memory_is_bounded_by_the_body(layout: str) -> None:
+    """Peak extra memory (tracemalloc sees numpy's buffers) stays under 4x the body plus the
+    output array and 1 MiB of fixed block scratch, whatever the layout.  Before the fix the
+    first layout took ~577x."""
+    n = 1 << 16
+    arrays = {
+        "int singles + unknown": (3, n, b"\x28\x01\x48\x01" * n),
+        "float singles + unknown": (1, n, (b"\x1d\x00\x00\x80\x3f\x48\x01") * n),
+        "int/bool alternating": (3, n, b"\x28\x01\x40\x01" * n),
+        "empty strings": (1, 0, b"\x32\x00" * n),
+        "unpacked dims": (1, 0, ld(2, b"\x08\x01" * n)),
+        "packed int32": (3, 4 * n, ld(5, b"\x01" * (4 * n))),
+    }
+    dtype, count, payload = arrays[layout]
+    shape = b"" if layout == "unpacked dims" else ld(2, ld(1, varint(count)))
+    body = ld(2, ld(1, b"x") + ld(2, key(1, 0) + varint(dtype) + shape + payload))
+    out: List[Any] = []
+
+    def decode() -> None:
+        with contextlib.suppress(BadRequest):
+            out.append(codec.decode_request(body).inputs["x"].to_numpy("x"))
+
+    peak = _peak_bytes(decode)
+    produced = sum(a.nbytes for a in out)
+    assert peak - produced <= 4 * len(body) + (1 << 20), (peak, produced, len(body))
+
+
+@pytest.mark.parametrize("dims", [[0, 1 << 40, 1 << 40], [1 << 40, 1 << 40, 0], [0] * 3 + [1 << 40] * 3])
+def test_shapes_whose_sizes_overflow_are_400_even_with_a_zero(dims: List[int]) -> None:
+    with pytest.raises(BadRequest, match="over 1099511627776 elements"):
+        _wire(1, dims).to_numpy("x")
+
+
+def test_too_many_inputs_parts_or_filters_are_refused() -> None:
+    many = b"".join(ld(2, ld(1, f"n{i}".encode())) for i in range(codec.MAX_INPUTS + 1))
+    with pytest.raises(BadRequest, match="more than 4096 inputs"):
+        codec.decode_request(many)
+    parts = ld(2, ld(1, b"x") + ld(2, b"") * (codec.MAX_PARTS + 1))
+    with pytest.raises(BadRequest, match="split into more than 64 parts"):
+        codec.decode_request(parts)
+    with pytest.raises(BadRequest, match="output_filter"):
+        codec.decode_request(ld(3, b"y") * (codec.MAX_OUTPUT_FILTER + 1))
 
 
 @SETTINGS

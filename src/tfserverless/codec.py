@@ -11,7 +11,7 @@ decoded the same way.  This module imports no TensorFlow.
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -169,60 +169,59 @@ def _read_key(buf: memoryview, pos: int, end: int) -> Tuple[int, int]:
     return key, after
 
 
-def decode_varints(data: Buffer, *, allow_partial: bool = False) -> Tuple[np.ndarray, int]:
-    """Split and assemble a run of varints without a Python loop per value.
+_BLOCK = 1 << 15  # varints are decoded this many bytes at a time: temporaries stay ~1 MiB
 
-    Returns ``(values as uint64, bytes consumed)``.  With ``allow_partial`` decoding stops
-    before the first incomplete or overlong varint instead of raising.
-    """
-    if len(data) <= _SMALL:
-        return _decode_varints_small(data, allow_partial=allow_partial)
-    b = np.frombuffer(data, dtype=np.uint8)
-    ends = np.flatnonzero(b < 0x80)
-    used = int(ends[-1]) + 1 if ends.size else 0
-    if used != b.size and not allow_partial:
-        raise _Malformed("truncated varint")
-    if ends.size == 0:
-        return _EMPTY_U64, 0
-    b = b[:used]
-    if ends.size == used:  # every value fits in one byte
-        return b.astype(np.uint64), used
+
+def _varint_blocks(buf: Buffer, start: int, end: int) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
+    """Split ``buf[start:end]`` into blocks of whole varints, at most ``_BLOCK`` bytes each:
+    ``(bytes as uint8, index of each varint's last byte)``.  Truncated or overlong varints
+    (as protobuf: more than 10 bytes) are malformed."""
+    pos = start
+    while pos < end:
+        stop = min(end, pos + _BLOCK)
+        b = np.frombuffer(buf, np.uint8, stop - pos, pos)
+        ends = np.flatnonzero(b < 0x80)
+        if ends.size == 0:
+            raise _Malformed("truncated varint" if stop == end else "varint longer than 10 bytes")
+        used = int(ends[-1]) + 1
+        if stop == end and used != stop - pos:
+            raise _Malformed("truncated varint")
+        if int(ends[0]) >= 10 or (ends.size > 1 and int((ends[1:] - ends[:-1]).max()) > 10):
+            raise _Malformed("varint longer than 10 bytes")
+        yield b[:used], ends
+        pos += used
+
+
+def _assemble(b: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """The uint64 values of a block of whole varints (``_varint_blocks``)."""
+    if ends.size == b.size:  # every value fits in one byte
+        return b.astype(np.uint64)
     starts = np.empty_like(ends)
     starts[0] = 0
     starts[1:] = ends[:-1] + 1
-    lengths = ends - starts + 1
-    if int(lengths.max()) > 10:
-        if not allow_partial:
-            raise _Malformed("varint longer than 10 bytes")
-        k = int(np.argmax(lengths > 10))  # keep only what precedes the bad varint
-        if k == 0:
-            return _EMPTY_U64, 0
-        ends, starts, lengths = ends[:k], starts[:k], lengths[:k]
-        used = int(ends[-1]) + 1
-        b = b[:used]
-    shifts = (np.arange(used, dtype=np.int64) - np.repeat(starts, lengths)) * 7
+    shifts = (np.arange(b.size, dtype=np.int64) - np.repeat(starts, ends - starts + 1)) * 7
     parts = (b & 0x7F).astype(np.uint64) << shifts.astype(np.uint64)
-    return np.bitwise_or.reduceat(parts, starts), used
+    return np.bitwise_or.reduceat(parts, starts)
+
+
+def count_varints(buf: Buffer, start: int, end: int) -> int:
+    """How many varints ``buf[start:end]`` holds (validating them), without decoding."""
+    return sum(int(ends.size) for _, ends in _varint_blocks(buf, start, end))
+
+
+def decode_varints(data: Buffer) -> Tuple[np.ndarray, int]:
+    """Split and assemble a run of varints without a Python loop per value.
+
+    Returns ``(values as uint64, bytes consumed)``; truncated or overlong varints are malformed.
+    """
+    blocks = [_assemble(b, ends) for b, ends in _varint_blocks(data, 0, len(data))]
+    if not blocks:
+        return _EMPTY_U64, 0
+    return (blocks[0] if len(blocks) == 1 else np.concatenate(blocks)), len(data)
 
 
 _ONE_BYTE = [bytes((i,)) for i in range(0x80)]
-_SMALL = 24  # below this many bytes a plain loop beats numpy's per-call overhead (shapes, scalars)
 
-
-def _decode_varints_small(data: Buffer, *, allow_partial: bool) -> Tuple[np.ndarray, int]:
-    out: List[int] = []
-    mv = memoryview(data).cast("B") if not isinstance(data, memoryview) else data
-    pos, end, used = 0, len(mv), 0
-    while pos < end:
-        try:
-            v, pos = _read_varint(mv, pos, end)
-        except BadRequest:
-            if allow_partial:  # keep what precedes the truncated or overlong varint
-                break
-            raise
-        out.append(v)
-        used = pos
-    return np.array(out, dtype=np.uint64), used
 
 
 def encode_varints(values: np.ndarray) -> bytes:
@@ -305,169 +304,294 @@ def iter_fields(data: Buffer) -> Iterator[Tuple[int, int, Union[int, memoryview]
 
 _FIXED = {F_FLOAT: (5, 4, "<f4"), F_DOUBLE: (1, 8, "<f8")}  # field -> (wire type, width, dtype)
 _VARINT_FIELDS = (F_INT, F_INT64, F_BOOL)
+_VALUE_FIELDS = (F_FLOAT, F_DOUBLE, F_INT, F_STRING, F_INT64, F_BOOL)
+MAX_INPUTS = 4096  # distinct input names in one request
+MAX_PARTS = 64  # occurrences of one input's ArrayProto that protobuf would merge
+MAX_OUTPUT_FILTER = 4096
+MAX_ELEMENTS = 1 << 40  # no tensor that fits in a request body has more (zero dims aside)
+
+# How the values of one field are converted from the uint64 varints on the wire.
+_FROM_VARINT: Dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "bool": lambda u: u != 0,
+    "float16": lambda u: u.astype(np.uint16).view(np.float16),
+    "uint64": lambda u: u,
+}
+
+
+def _from_varint(u: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    conv = _FROM_VARINT.get(dtype.name)
+    return conv(u) if conv is not None else u.view(np.int64).astype(dtype)
+
+
+def _scalar_from_varint(v: int, dtype: np.dtype) -> Any:
+    """One varint as ``_from_varint`` converts it, in plain Python (lone elements)."""
+    if dtype.kind in "iu":
+        bits = dtype.itemsize * 8
+        v &= (1 << bits) - 1
+        return v - (1 << bits) if dtype.kind == "i" and v >> (bits - 1) else v
+    return _from_varint(np.array([v], np.uint64), dtype)[0]
+
+
+def _single(buf: memoryview, pos: int, end: int, key: int, after: int) -> bool:
+    """Whether the element whose value starts at ``pos`` stands alone: its tag was not the
+    canonical one byte, or the next field has another tag.  Lone elements (an adversary's
+    favourite: each followed by an unknown field) are read in Python; only a real run of equal
+    tags is worth numpy's per-call cost."""
+    return key > 0x7F or buf[pos - 1] != key or after >= end or buf[after] != key
+
+
+def _fixed_run(buf: memoryview, pos: int, end: int, key: int, width: int) -> Tuple[int, int]:
+    """Unpacked fixed-width elements after a one-byte tag at ``pos - 1``: how many follow with
+    the same tag, and where the run ends.  Windows grow from small, so a run of one costs
+    little and a long run is found in O(its length)."""
+    start = pos - 1
+    stride = width + 1
+    count, window = 0, 16
+    while True:
+        avail = (end - start) // stride - count
+        n = min(avail, window)
+        if n <= 0:
+            break
+        rows = np.frombuffer(buf, np.uint8, n * stride, start + count * stride).reshape(n, stride)
+        ok = rows[:, 0] == key
+        good = n if bool(ok.all()) else int(np.argmin(ok))
+        count += good
+        if good < n:
+            break
+        window = min(window * 4, _BLOCK)
+    if count == 0:
+        raise _Malformed(f"{FIELD_NAMES[key >> 3]} runs past its message")
+    return count, start + count * stride
+
+
+def _varint_run(buf: memoryview, pos: int, end: int, key: int) -> Tuple[int, int]:
+    """Unpacked varint elements after a one-byte tag at ``pos - 1``: how many (tag, value)
+    pairs follow with that tag, and where the run ends (values validated)."""
+    p = pos - 1
+    count, window = 0, 32
+    while p < end:
+        stop = min(end, p + window)
+        b = np.frombuffer(buf, np.uint8, stop - p, p)
+        ends = np.flatnonzero(b < 0x80)
+        pairs = ends.size // 2
+        if pairs == 0:
+            break
+        tag_at = np.empty(pairs, dtype=np.int64)  # where each pair's tag starts
+        tag_at[0] = 0
+        tag_at[1:] = ends[1 : 2 * pairs - 1 : 2] + 1
+        ok = b[tag_at] == key
+        good = pairs if bool(ok.all()) else int(np.argmin(ok))
+        if good and int((ends[1 : 2 * good : 2] - ends[0 : 2 * good : 2]).max()) > 10:
+            raise _Malformed("varint longer than 10 bytes")
+        count += good
+        p += int(ends[2 * good - 1]) + 1 if good else 0
+        if good < pairs or stop == end:
+            break
+        window = min(window * 4, _BLOCK)
+    if count == 0:  # the value after the tag is truncated or overlong: say which
+        return 1, _read_varint(buf, pos, end)[1]
+    return count, p
 
 
 class WireArray:
-    """An ArrayProto as it came off the wire: dtype code, dims, and each value field."""
+    """An ArrayProto as it came off the wire.
 
-    __slots__ = ("_chunks", "dims", "dtype", "strings")
+    Decoding takes two passes over the request's own bytes, and keeps no copy of them:
+    ``scan`` (at ``decode_request``) validates every field as protobuf would and counts the
+    values of each field, reading dtype and dims; ``to_numpy`` then checks dtype, shape and
+    count, allocates the one output array and decodes only the dtype's field into it, in
+    bounded blocks.  Cost is linear in the body for every layout (packed, unpacked runs,
+    values interleaved with unknown fields) and extra memory is bounded by a small constant
+    times the body, plus the output."""
 
-    def __init__(self) -> None:
+    __slots__ = ("_buf", "_counts", "_parts", "_pieces", "_rank_over", "_view", "dims", "dtype")
+
+    def __init__(self, buf: memoryview) -> None:
+        self._buf = buf
+        self._parts: List[Tuple[int, int]] = []
         self.dtype = 0
         self.dims: List[int] = []
-        self.strings: List[bytes] = []
-        # field -> list of numpy chunks (floats/doubles) or varint uint64 chunks
-        self._chunks: Dict[int, List[np.ndarray]] = {}
+        self._rank_over = False
+        self._counts: Dict[int, int] = {}
+        self._pieces: Dict[int, int] = {}
+        self._view: Dict[int, int] = {}  # field -> offset of its values when one packed piece
 
-    def values(self, field: int) -> np.ndarray:
-        chunks = self._chunks.get(field)
-        if not chunks:
-            return _EMPTY_U64 if field in _VARINT_FIELDS else np.zeros(0, _FIXED[field][2])
-        return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+    def add_part(self, start: int, end: int) -> None:
+        if len(self._parts) >= MAX_PARTS:
+            raise _Malformed(f"one input's ArrayProto split into more than {MAX_PARTS} parts")
+        self._parts.append((start, end))
 
     def count(self, field: int) -> int:
-        if field == F_STRING:
-            return len(self.strings)
-        chunks = self._chunks.get(field)
-        if not chunks:
-            return 0
-        return int(chunks[0].size) if len(chunks) == 1 else sum(c.size for c in chunks)
+        return self._counts.get(field, 0)
 
     def fields_present(self) -> List[int]:
-        present = [f for f, c in self._chunks.items() if any(x.size for x in c)]
-        if self.strings:
-            present.append(F_STRING)
-        return sorted(present)
+        return sorted(f for f, n in self._counts.items() if n)
 
-    def _add(self, field: int, chunk: np.ndarray) -> None:
-        self._chunks.setdefault(field, []).append(chunk)
+    # pass 1 ----------------------------------------------------------------------------------
 
-    # parsing ---------------------------------------------------------------------------------
+    def scan(self) -> None:
+        buf = self._buf
+        for pos, end in self._parts:
+            while pos < end:
+                key, pos = _read_key(buf, pos, end)
+                field, wire = key >> 3, key & 7
+                at = pos
+                n = -1
+                if field in _FIXED:
+                    fwire, width, _ = _FIXED[field]
+                    if wire == 2:
+                        size, pos = _read_varint(buf, pos, end)
+                        if pos + size > end or size % width:
+                            raise _Malformed(f"packed {FIELD_NAMES[field]} of {size} bytes")
+                        n, at, pos = size // width, pos, pos + size
+                    elif wire == fwire:
+                        if _single(buf, pos, end, key, pos + width):
+                            if pos + width > end:
+                                raise _Malformed(f"{FIELD_NAMES[field]} runs past its message")
+                            n, pos = 1, pos + width
+                        else:
+                            n, pos = _fixed_run(buf, pos, end, key, width)
+                elif field in _VARINT_FIELDS:
+                    if wire == 2:
+                        size, pos = _read_varint(buf, pos, end)
+                        if pos + size > end:
+                            raise _Malformed(f"packed {FIELD_NAMES[field]} runs past its message")
+                        n, at, pos = count_varints(buf, pos, pos + size), pos, pos + size
+                    elif wire == 0:
+                        after = _read_varint(buf, pos, end)[1]
+                        if _single(buf, pos, end, key, after):
+                            n, pos = 1, after
+                        else:
+                            n, pos = _varint_run(buf, pos, end, key)
+                elif field == F_STRING and wire == 2:
+                    size, pos = _read_varint(buf, pos, end)
+                    if pos + size > end:
+                        raise _Malformed("string_val runs past its message")
+                    n, pos = 1, pos + size
+                elif field == F_DTYPE and wire == 0:
+                    v, pos = _read_varint(buf, pos, end)
+                    self.dtype = (v + (1 << 31)) % (1 << 32) - (1 << 31)  # enums are int32
+                    continue
+                elif field == F_SHAPE and wire == 2:
+                    size, pos = _read_varint(buf, pos, end)
+                    if pos + size > end:
+                        raise _Malformed("array_shape runs past its message")
+                    self._scan_shape(pos, pos + size)
+                    pos += size
+                    continue
+                if n < 0:
+                    pos = _skip(buf, pos, end, wire)
+                    continue
+                if n:
+                    pieces = self._pieces.get(field, 0)
+                    self._pieces[field] = pieces + 1
+                    if pieces == 0 and wire == 2:
+                        self._view[field] = at
+                    self._counts[field] = self._counts.get(field, 0) + n
 
-    def merge_from(self, buf: memoryview, pos: int, end: int) -> None:
-        while pos < end:
-            key, pos = _read_key(buf, pos, end)
-            field, wire = key >> 3, key & 7
-            if field in _FIXED:
-                fwire, width, dt = _FIXED[field]
-                if wire == 2:
-                    n, pos = _read_varint(buf, pos, end)
-                    if pos + n > end or n % width:
-                        raise _Malformed(f"packed {FIELD_NAMES[field]} of {n} bytes")
-                    self._add(field, np.frombuffer(buf, dt, n // width, pos))
-                    pos += n
-                    continue
-                if wire == fwire:
-                    pos = self._fixed_run(buf, pos, end, key, width, dt, field)
-                    continue
-            elif field in _VARINT_FIELDS:
-                if wire == 2:
-                    n, pos = _read_varint(buf, pos, end)
-                    if pos + n > end:
-                        raise _Malformed(f"packed {FIELD_NAMES[field]} runs past its message")
-                    self._add(field, decode_varints(buf[pos : pos + n])[0])
-                    pos += n
-                    continue
-                if wire == 0:
-                    pos = self._varint_run(buf, pos, end, key, field)
-                    continue
-            elif field == F_STRING and wire == 2:
-                n, pos = _read_varint(buf, pos, end)
-                if pos + n > end:
-                    raise _Malformed("string_val runs past its message")
-                self.strings.append(bytes(buf[pos : pos + n]))
-                pos += n
-                continue
-            elif field == F_DTYPE and wire == 0:
-                v, pos = _read_varint(buf, pos, end)
-                self.dtype = v - (1 << 64) if v >> 63 else v  # enums are int32 on the wire
-                if not -(1 << 31) <= self.dtype < (1 << 31):
-                    self.dtype = (self.dtype + (1 << 31)) % (1 << 32) - (1 << 31)
-                continue
-            elif field == F_SHAPE and wire == 2:
-                n, pos = _read_varint(buf, pos, end)
-                if pos + n > end:
-                    raise _Malformed("array_shape runs past its message")
-                self._merge_shape(buf, pos, pos + n)
-                pos += n
-                continue
-            pos = _skip(buf, pos, end, wire)
-
-    def _merge_shape(self, buf: memoryview, pos: int, end: int) -> None:
+    def _scan_shape(self, pos: int, end: int) -> None:
+        buf = self._buf
         while pos < end:
             key, pos = _read_key(buf, pos, end)
             field, wire = key >> 3, key & 7
             if field == 1 and wire == 2:
-                n, pos = _read_varint(buf, pos, end)
-                if pos + n > end:
+                size, pos = _read_varint(buf, pos, end)
+                if pos + size > end:
                     raise _Malformed("array_shape.dim runs past its message")
-                dims = decode_varints(buf[pos : pos + n])[0].view(np.int64)
-                # a rank beyond MAX_RANK is refused later; keep just enough to say so
-                self.dims.extend(dims[: MAX_RANK + 1].tolist())
-                pos += n
+                n = count_varints(buf, pos, pos + size)
+                if self._rank_over or len(self.dims) + n > MAX_RANK:
+                    self._rank_over = True  # refused in shape(); nothing more is kept
+                else:
+                    self.dims.extend(decode_varints(buf[pos : pos + size])[0].view(np.int64).tolist())
+                pos += size
             elif field == 1 and wire == 0:
                 v, pos = _read_varint(buf, pos, end)
-                self.dims.append(v - (1 << 64) if v >> 63 else v)
+                if len(self.dims) >= MAX_RANK:
+                    self._rank_over = True
+                else:
+                    self.dims.append(v - (1 << 64) if v >> 63 else v)
             else:
                 pos = _skip(buf, pos, end, wire)
 
-    def _fixed_run(
-        self, buf: memoryview, pos: int, end: int, key: int, width: int, dt: str, field: int
-    ) -> int:
-        """Unpacked fixed-width elements: take the whole run of equal tags at once."""
-        start = pos - 1
-        if key > 0x7F or buf[start] != key:  # non-canonical tag: one element
-            if pos + width > end:
-                raise _Malformed(f"{FIELD_NAMES[field]} runs past its message")
-            self._add(field, np.frombuffer(buf, dt, 1, pos))
-            return pos + width
-        stride = width + 1
-        window = 64
-        count = 0
-        while True:
-            avail = (end - start) // stride
-            n = min(avail, window)
-            rows = np.frombuffer(buf, np.uint8, n * stride, start).reshape(n, stride)
-            ok = rows[:, 0] == key
-            good = n if bool(ok.all()) else int(np.argmin(ok))
-            count = good
-            if good < n or n == avail:
-                break
-            window *= 4
-        if count == 0:
-            raise _Malformed(f"{FIELD_NAMES[field]} runs past its message")
-        rows = np.frombuffer(buf, np.uint8, count * stride, start).reshape(count, stride)
-        self._add(field, np.ascontiguousarray(rows[:, 1:]).view(dt).reshape(count))
-        return start + count * stride
+    # pass 2 ----------------------------------------------------------------------------------
 
-    def _varint_run(self, buf: memoryview, pos: int, end: int, key: int, field: int) -> int:
-        """Unpacked varint elements: a run of (tag, value) varints decoded in one pass."""
-        start = pos - 1
-        if key > 0x7F or buf[start] != key:
-            v, pos = _read_varint(buf, pos, end)
-            self._add(field, np.array([v], dtype=np.uint64))
-            return pos
-        window = 256
-        while True:
-            stop = min(end, start + window)
-            vals, used = decode_varints(buf[start:stop], allow_partial=True)
-            pairs = vals.size // 2
-            tags = vals[0 : 2 * pairs : 2]
-            ok = tags == key
-            good = pairs if bool(ok.all()) else int(np.argmin(ok))
-            # stop when the run ended, the message ended, or decoding hit a non-varint
-            if good < pairs or stop == end or used < stop - start - 10:
-                break
-            window *= 4
-        if good == 0:
-            # the value after the tag is truncated or the run is a single odd element
-            v, pos = _read_varint(buf, pos, end)
-            self._add(field, np.array([v], dtype=np.uint64))
-            return pos
-        self._add(field, vals[1 : 2 * good : 2])
-        # bytes consumed by the good pairs: re-split only that prefix's boundaries
-        ends = np.flatnonzero(np.frombuffer(buf[start:stop], np.uint8) < 0x80)
-        return start + int(ends[2 * good - 1]) + 1
+    def _fill(self, field: int, out: np.ndarray) -> None:
+        """Decode every value of ``field`` into ``out`` (sized by ``scan``'s count)."""
+        buf = self._buf
+        i = 0
+        fixed = _FIXED.get(field)
+        for pos, end in self._parts:
+            while pos < end:
+                key, pos = _read_key(buf, pos, end)
+                f, wire = key >> 3, key & 7
+                if f != field:
+                    pos = _skip(buf, pos, end, wire)
+                elif fixed is not None and wire in (2, fixed[0]):
+                    width, dt = fixed[1], fixed[2]
+                    if wire == 2:
+                        size, pos = _read_varint(buf, pos, end)
+                        n = size // width
+                        out[i : i + n] = np.frombuffer(buf, dt, n, pos)
+                        pos += size
+                    elif _single(buf, pos, end, key, pos + width):
+                        n = 1
+                        out[i] = np.frombuffer(buf, dt, 1, pos)[0]
+                        pos += width
+                    else:
+                        n, stop = _fixed_run(buf, pos, end, key, width)
+                        out[i : i + n] = np.ndarray((n,), dt, buf, pos, (width + 1,))
+                        pos = stop
+                    i += n
+                elif field in _VARINT_FIELDS and wire in (0, 2):
+                    if wire == 2:
+                        size, pos = _read_varint(buf, pos, end)
+                        for b, ends in _varint_blocks(buf, pos, pos + size):
+                            vals = _assemble(b, ends)
+                            out[i : i + vals.size] = _from_varint(vals, out.dtype)
+                            i += vals.size
+                        pos += size
+                    elif _single(buf, pos, end, key, _read_varint(buf, pos, end)[1]):
+                        v, pos = _read_varint(buf, pos, end)
+                        out[i] = _scalar_from_varint(v, out.dtype)
+                        i += 1
+                    else:
+                        n, stop = _varint_run(buf, pos, end, key)
+                        odd = 0  # values are every other varint, after each tag
+                        for b, ends in _varint_blocks(buf, pos - 1, stop):
+                            vals = _assemble(b, ends)[1 - odd :: 2]
+                            odd = (odd + ends.size) % 2
+                            out[i : i + vals.size] = _from_varint(vals, out.dtype)
+                            i += vals.size
+                        pos = stop
+                elif field == F_STRING and wire == 2:
+                    size, pos = _read_varint(buf, pos, end)
+                    out[i] = bytes(buf[pos : pos + size])
+                    pos += size
+                    i += 1
+                else:
+                    pos = _skip(buf, pos, end, wire)
+
+    def values(self, field: int, dtype: Any = None) -> np.ndarray:
+        """Every value of ``field`` in wire order: numpy ``dtype`` for varint fields (default
+        uint64, the raw varints), the field's own type for fixed-width ones, bytes objects
+        for strings."""
+        n = self.count(field)
+        fixed = _FIXED.get(field)
+        if fixed is not None:
+            at = self._view.get(field)
+            if self._pieces.get(field) == 1 and at is not None:  # one packed piece: a view
+                return np.frombuffer(self._buf, fixed[2], n, at)
+            dt = np.dtype(fixed[2])
+        else:
+            dt = np.dtype(object if field == F_STRING else (dtype or np.uint64))
+        out = np.empty(n, dtype=dt)
+        if n:
+            self._fill(field, out)
+        return out
+
+    @property
+    def strings(self) -> List[bytes]:
+        return list(self.values(F_STRING))
 
     # conversion ------------------------------------------------------------------------------
 
@@ -495,37 +619,35 @@ class WireArray:
                 f"{list(shape)} needs {expected}"
             )
         # values in a field other than the dtype's (the common case, none, is checked cheaply)
-        if len(self._chunks) > (dt.field in self._chunks) or (self.strings and dt.field != F_STRING):
+        if len(self._counts) > (dt.field in self._counts):
             for other in self.fields_present():
                 if other != dt.field:
                     raise BadRequest(
                         f"input '{name}' of dtype {dt.name} carries values in {FIELD_NAMES[other]}; "
                         f"expected them in {FIELD_NAMES[dt.field]}"
                     )
-        if dt.field == F_STRING:
-            arr = np.empty(expected, dtype=object)
-            arr[:] = self.strings
-            return arr.reshape(shape)
-        raw = self.values(dt.field)
-        if dt.field in _FIXED:
-            arr = raw
-        elif dt.code == 19:  # half: 16-bit patterns
-            arr = raw.astype(np.uint16).view(np.float16)
-        elif dt.code == 10:
-            arr = raw != 0
+        if dt.field in _FIXED or dt.field == F_STRING:
+            arr = self.values(dt.field)
         else:
-            arr = raw.view(np.int64).astype(dt.numpy)
+            arr = self.values(dt.field, dt.numpy)
         return arr.reshape(shape)
 
     def shape(self, name: str) -> Tuple[int, ...]:
-        if len(self.dims) > MAX_RANK:
+        if self._rank_over or len(self.dims) > MAX_RANK:
             raise BadRequest(f"input '{name}' has rank over {MAX_RANK}; expected at most {MAX_RANK}")
+        size = 1
         for d in self.dims:
             if d < 0 or d > MAX_DIM:
                 raise BadRequest(
                     f"input '{name}' has dimension {d} in shape {self.dims}; "
                     f"expected sizes from 0 to {MAX_DIM}"
                 )
+            size *= max(d, 1)
+        if size > MAX_ELEMENTS:  # even with a zero dim: numpy refuses such shapes
+            raise BadRequest(
+                f"input '{name}' has shape {self.dims}, over {MAX_ELEMENTS} elements; "
+                "expected a shape that fits in a request"
+            )
         return tuple(self.dims)
 
 
@@ -550,7 +672,9 @@ def _len_field(buf: memoryview, pos: int, end: int, what: str) -> Tuple[int, int
 
 
 def decode_request(body: Buffer) -> WireRequest:
-    """Parse a serialized PredictRequest (protobuf semantics: last scalar wins, maps replace)."""
+    """Parse a serialized PredictRequest (protobuf semantics: last scalar wins, maps replace,
+    messages merge).  Every input is validated and counted here; values are decoded later by
+    ``WireArray.to_numpy``, straight from ``body``."""
     buf = memoryview(body).cast("B") if not isinstance(body, memoryview) else body.cast("B")
     end = len(buf)
     pos = 0
@@ -565,19 +689,25 @@ def decode_request(body: Buffer) -> WireRequest:
             if field == 1:
                 signature = _utf8(buf, start, stop, "signature_name")
             elif field == 3:
+                if len(output_filter) >= MAX_OUTPUT_FILTER:
+                    raise _Malformed(f"more than {MAX_OUTPUT_FILTER} output_filter entries")
                 output_filter.append(_utf8(buf, start, stop, "output_filter"))
             else:
                 name, arr = _decode_entry(buf, start, stop)
+                if name not in inputs and len(inputs) >= MAX_INPUTS:
+                    raise _Malformed(f"more than {MAX_INPUTS} inputs")
                 inputs[name] = arr
             pos = stop
         else:
             pos = _skip(buf, pos, end, wire)
+    for arr in inputs.values():
+        arr.scan()
     return WireRequest(signature, inputs, output_filter)
 
 
 def _decode_entry(buf: memoryview, pos: int, end: int) -> Tuple[str, WireArray]:
     name = ""
-    arr = WireArray()
+    arr = WireArray(buf)
     while pos < end:
         key, pos = _read_key(buf, pos, end)
         field, wire = key >> 3, key & 7
@@ -586,11 +716,12 @@ def _decode_entry(buf: memoryview, pos: int, end: int) -> Tuple[str, WireArray]:
             if field == 1:
                 name = _utf8(buf, start, stop, "an input name")
             else:
-                arr.merge_from(buf, start, stop)
+                arr.add_part(start, stop)
             pos = stop
         else:
             pos = _skip(buf, pos, end, wire)
     return name, arr
+
 
 
 # --- encoding --------------------------------------------------------------------------------
@@ -665,6 +796,7 @@ def decode_response(body: Buffer) -> Dict[str, np.ndarray]:
         if key == (1 << 3 | 2):
             start, stop = _len_field(buf, pos, end, "an outputs entry")
             name, arr = _decode_entry(buf, start, stop)
+            arr.scan()
             out[name] = arr.to_numpy(name)
             pos = stop
         else:
