@@ -25,7 +25,7 @@ from _common import ROOT, best_of, load, predict_pb2
 from tfserverless import codec
 from tfserverless.app import create_service
 from tfserverless.config import Config
-from tfserverless.service import Request
+from tfserverless.messages import Request
 
 MODEL = os.environ.get("MODEL_PATH") or os.path.join(ROOT, "samples", "mnist")
 SECONDS = float(os.environ.get("BENCH_SECONDS", "3"))

@@ -171,6 +171,25 @@ def build_counter(tf: Any, out: str) -> str:
     return out
 
 
+def build_slow(tf: Any, out: str) -> str:
+    """As slow as asked: ``n`` iterations of a 128x128 matmul (TensorFlow's own ops, so every
+    TF builds it), and ``calls``, how many times the model actually ran."""
+    v1 = _v1(tf)
+    g = tf.Graph()
+    with g.as_default():
+        x = v1.placeholder(tf.float32, [None], name="x")
+        n = v1.placeholder(tf.int32, [], name="n")
+        w = tf.constant(np.random.RandomState(3).normal(0, 0.05, (128, 128)).astype(np.float32))
+        _, acc = v1.while_loop(lambda i, a: i < n, lambda i, a: (i + 1, tf.tanh(tf.matmul(a, w))),
+                               [tf.constant(0), tf.ones([128, 128])])
+        calls = v1.Variable(0, dtype=tf.int64, name="calls")
+        count = tf.identity(calls.assign_add(1))
+        with tf.control_dependencies([count]):
+            y = x * 2.0 + 0.0 * tf.reduce_sum(acc)
+    _save_v1(tf, g, out, {"serving_default": ({"x": x, "n": n}, {"y": y, "calls": count})})
+    return out
+
+
 def build_tf2_native(tf: Any, out: str) -> str:
     """A TF2-only export (``tf.saved_model.save`` of a ``tf.Module``): TF 1.x cannot load it."""
 
@@ -196,6 +215,7 @@ def build_all(out_dir: str) -> Dict[str, str]:
         "tf1_mnist": build_tf1_mnist(tf, os.path.join(out_dir, "tf1_mnist")),
         "multi": build_multi(tf, os.path.join(out_dir, "multi")),
         "counter": build_counter(tf, os.path.join(out_dir, "counter")),
+        "slow": build_slow(tf, os.path.join(out_dir, "slow")),
     }
     if int(tf.__version__.split(".")[0]) >= 2:
         built["tf2_native"] = build_tf2_native(tf, os.path.join(out_dir, "tf2_native"))

@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from tfserverless import codec
-from tfserverless.service import eas_signature
+from tfserverless.auth import eas_signature
 
 from .conftest import PYTHON, ROOT, Server, eas_call
 from .models import ECHO_DTYPES, mnist_weights
@@ -97,9 +97,12 @@ def test_schema_on_empty_body_and_get(mnist_server: Server) -> None:
 def test_health_reports_loaded_model(mnist_server: Server) -> None:
     r = requests.get(mnist_server.url + "/healthz")
     assert r.status_code == 200
+    assert r.json() == {"status": "ready"}  # with SERVICE_TOKEN set, details need the token
+    r = requests.get(mnist_server.url + "/healthz", headers={"Authorization": TOKEN})
     body = r.json()
     assert body["status"] == "ready" and body["default_signature"] == "predict_images"
     assert TOKEN not in r.text
+    assert requests.get(mnist_server.url + "/healthz/live").json()["status"] == "alive"
 
 
 def _mnist_expected(x: np.ndarray) -> np.ndarray:
@@ -167,11 +170,21 @@ def test_auth_rules_over_raw_http(mnist_server: Server) -> None:
     assert r.status_code == 401 and "Content-MD5" in r.text
     for r in (requests.get(mnist_server.url + "/healthz"),):
         assert TOKEN not in r.text
+    # a Content-MD5 of non-ASCII bytes is a client's mistake: 401, never a 500
+    r = requests.post(gateway(mnist_server), data=body, headers={
+        "Authorization": "EAS abc", "Content-MD5": "\u00e9\u00e9".encode("latin-1"), "Date": date})
+    assert r.status_code == 401 and "Content-MD5" in r.text
+    r = requests.post(gateway(mnist_server), data=body, headers={
+        "Authorization": "EAS \u00e9".encode("latin-1"), "Date": "\u00ff".encode("latin-1")})
+    assert r.status_code == 401
 
 
 def test_unknown_service_and_paths(mnist_server: Server) -> None:
     r = requests.post(mnist_server.url + "/api/predict/other", headers={"Authorization": TOKEN})
     assert r.status_code == 404 and "service 'other' not found" in r.text
+    # without the token a wrong service is a 401: the real name is for token holders only
+    r = requests.post(mnist_server.url + "/api/predict/other", data=b"x")
+    assert r.status_code == 401 and SERVICE not in r.text
     r = requests.get(mnist_server.url + "/nope")
     assert r.status_code == 404 and "expected POST" in r.text
     r = requests.put(gateway(mnist_server), data=b"x", headers={"Authorization": TOKEN})
@@ -303,6 +316,12 @@ BAD = [
      ld(2, ld(1, b"a") + ld(2, key(1, 0) + varint(1) +
                          ld(2, ld(1, varint(1 << 62) + varint(1 << 62) + varint(16))))) + B_ENTRY,
      "expected sizes from 0 to"),
+    ("dims that overflow past a zero",
+     ld(2, ld(1, b"a") + ld(2, key(1, 0) + varint(1) +
+                         ld(2, ld(1, varint(0) + varint(1 << 40) + varint(1 << 40))))) + B_ENTRY,
+     "over 1099511627776 elements"),
+    ("too many inputs", b"".join(ld(2, ld(1, b"n%d" % i)) for i in range(5000)),
+     "more than 4096 inputs"),
     ("negative dims",
      ld(2, ld(1, b"a") + ld(2, key(1, 0) + varint(1) + ld(2, ld(1, varint(-3) + varint(3))))) + B_ENTRY,
      "has dimension -3"),
@@ -384,3 +403,52 @@ def test_bad_config_fails_at_start_with_one_line(env: Dict[str, str], msg: str) 
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [f"tfserverless: configuration error: {msg}"] or \
         msg in proc.stderr.strip().splitlines()[-1]
+
+
+def _rss(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS"))
+
+
+def test_adversarial_layout_decodes_in_bounded_memory(multi_server: Server) -> None:
+    """1 MB of int32 values, each unpacked and followed by an unknown field: this took 4.9 s and
+    +500 MB of worker memory; now it is answered correctly with little memory."""
+    n = 250_000
+    body = ld(2, ld(1, b"x") + ld(2, key(1, 0) + varint(3) + ld(2, ld(1, varint(n))) +
+                                   b"\x28\x03\x48\x01" * n))
+    body = ld(1, b"check") + body
+    pid = requests.get(multi_server.url + "/healthz").json()["pid"]
+    before = _rss(pid)
+    r = _post(multi_server, body)
+    assert r.status_code == 200, r.text
+    y = codec.decode_response(r.content)["y"]
+    assert y.shape == (n,) and int(y.min()) == int(y.max()) == 6
+    assert _rss(pid) - before < 64 << 20, (_rss(pid) - before) >> 20
+
+
+def test_signature_max_skew_refuses_stale_dates(start_server: Any, models: Dict[str, str]) -> None:
+    s = start_server({"MODEL_PATH": models["tf1_mnist"], "SERVICE_TOKEN": TOKEN,
+                      "SIGNATURE_MAX_SKEW": "300"})
+    import email.utils
+    import hashlib
+    import time
+
+    body = codec.encode_request({"images": np.zeros((1, 784), np.float32)})
+    md5 = hashlib.md5(body).hexdigest()
+
+    def signed(date: str) -> requests.Response:
+        sig = eas_signature(TOKEN, method="POST", content_md5=md5,
+                            content_type="application/octet-stream", date=date,
+                            resource="/api/predict/" + SERVICE)
+        return requests.post(f"{s.url}/api/predict/{SERVICE}", data=body, headers={
+            "Authorization": sig, "Content-MD5": md5, "Date": date,
+            "Content-Type": "application/octet-stream"})
+
+    assert signed(email.utils.formatdate(time.time(), usegmt=True)).status_code == 200
+    r = signed(email.utils.formatdate(time.time() - 3600, usegmt=True))
+    assert r.status_code == 401 and "SIGNATURE_MAX_SKEW" in r.text and "3600s old" in r.text
+    r = signed("yesterday")
+    assert r.status_code == 401 and "not an HTTP date" in r.text
+    # the raw token carries no date: not subject to the check
+    r = requests.post(s.url + "/", data=body, headers={"Authorization": TOKEN})
+    assert r.status_code == 200

@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from typing import Any, Mapping, Optional
+from typing import Mapping, Optional
 
 from .config import Config
 from .errors import ConfigError
-from .service import ModelHolder, Service
+from .loader import ModelHolder, Servable
+from .service import Service
 
 log = logging.getLogger("tfserverless")
 
@@ -24,7 +25,7 @@ def setup_logging(level: str) -> None:
     root.setLevel(level)
 
 
-def load_model(config: Config) -> Any:
+def load_model(config: Config) -> Servable:
     """Fetch (or reuse) the model and load it; logs the one-line cold-start timeline."""
     from . import storage
     from .model import Model
@@ -48,7 +49,13 @@ def create_service(environ: Mapping[str, str], *, config: Optional[Config] = Non
     config.require_model_path()
     holder = ModelHolder(lambda: load_model(config), wait=config.load_timeout)
     service = Service(config, holder)
-    holder.after_load.append(service.warm_up)  # readiness waits for the warm-up
+
+    def warm_up(model: Servable) -> None:  # readiness waits for the warm-up
+        from . import storage, warmup
+
+        warmup.replay(config, model, service.run_predict, storage.read_bytes, service.warmup)
+
+    holder.after_load.append(warm_up)
     return service
 
 

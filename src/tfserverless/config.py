@@ -12,6 +12,7 @@ import re
 import tempfile
 from typing import Any, Callable, Dict, Mapping, Optional
 
+from .admission import Limits
 from .errors import ConfigError
 
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
@@ -51,6 +52,13 @@ def _positive_int(key: str, value: str) -> int:
         raise ConfigError(f"{key}={value!r} is not an integer; expected a whole number") from None
     if n < 0:
         raise ConfigError(f"{key}={value!r} is negative; expected 0 or more")
+    return n
+
+
+def _at_least_one(key: str, value: str) -> int:
+    n = _positive_int(key, value)
+    if n < 1:
+        raise ConfigError(f"{key}={value!r} is 0; expected 1 or more")
     return n
 
 
@@ -104,6 +112,13 @@ class Config:
         processor: str = "",
         cuda_visible_devices: Optional[str] = None,
         init_budget: Optional[float] = None,
+        rpc_worker_threads: int = 5,
+        rpc_max_queue_size: int = 64,
+        rpc_keepalive_ms: int = 60000,
+        rpc_rate_limit: float = 0.0,
+        max_inflight_bytes: Optional[int] = None,
+        signature_max_skew: float = 0.0,
+        body_read_timeout: float = 30.0,
         environ: Optional[Mapping[str, str]] = None,
     ) -> None:
         self.model_path = model_path
@@ -128,9 +143,24 @@ class Config:
         # finish the load (Lambda's init phase is capped at 10 s)
         self.init_budget = PLATFORM_INIT_BUDGET.get(platform, 600.0) if init_budget is None \
             else init_budget
+        # EAS admission control (metadata.rpc.*), per worker process
+        self.rpc_worker_threads = rpc_worker_threads
+        self.rpc_max_queue_size = rpc_max_queue_size
+        self.rpc_keepalive_ms = rpc_keepalive_ms
+        self.rpc_rate_limit = rpc_rate_limit
+        # request bodies in flight per worker: four of the largest allowed by default
+        self.max_inflight_bytes = 4 * max_body_bytes if max_inflight_bytes is None \
+            else max_inflight_bytes
+        self.signature_max_skew = signature_max_skew  # seconds; 0 = no freshness check
+        self.body_read_timeout = body_read_timeout  # seconds a body may take to arrive
         # Credentials and other platform settings stay in the mapping the config came from,
         # so storage backends read them through the config, never from os.environ directly.
         self.environ: Dict[str, str] = dict(environ or {})
+
+    def admission_limits(self) -> Limits:
+        return Limits(workers=self.rpc_worker_threads, queue_size=self.rpc_max_queue_size,
+                      keepalive=self.rpc_keepalive_ms / 1000.0, rate_limit=self.rpc_rate_limit,
+                      inflight_bytes=self.max_inflight_bytes)
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str], **overrides: Any) -> Config:
@@ -188,6 +218,13 @@ class Config:
             processor=get("TFSERVERLESS_PROCESSOR", text, ""),
             cuda_visible_devices=environ.get("CUDA_VISIBLE_DEVICES"),
             init_budget=get("INIT_LOAD_BUDGET", _seconds, None),
+            rpc_worker_threads=get("RPC_WORKER_THREADS", _at_least_one, 5),
+            rpc_max_queue_size=get("RPC_MAX_QUEUE_SIZE", _positive_int, 64),
+            rpc_keepalive_ms=get("RPC_KEEPALIVE", _positive_int, 60000),
+            rpc_rate_limit=get("RPC_RATE_LIMIT", _seconds, 0.0),
+            max_inflight_bytes=get("MAX_INFLIGHT_BYTES", parse_size, None),
+            signature_max_skew=get("SIGNATURE_MAX_SKEW", _seconds, 0.0),
+            body_read_timeout=get("BODY_READ_TIMEOUT", _seconds, 30.0),
             environ=environ,
         )
         kwargs.update(overrides)

@@ -1,6 +1,6 @@
 """One base error carrying the HTTP status; every failure a client can see is one of these.
 
-The service maps it to a reply in one place (``service.error_response``).  Messages are one
+The service maps it to a reply in one place (``messages.error_response``).  Messages are one
 line, say what was wrong and what was expected, and never carry secrets.
 """
 
@@ -48,6 +48,34 @@ class MethodNotAllowed(TFServerlessError):
 
 class PayloadTooLarge(TFServerlessError):
     status = 413
+
+
+class RequestTimeout(TFServerlessError):
+    """EAS's 408: the request's time (queue wait included) ran past ``RPC_KEEPALIVE``."""
+
+    status = 408
+
+
+class TooManyRequests(TFServerlessError):
+    """EAS's 429: over ``RPC_RATE_LIMIT`` requests a second."""
+
+    status = 429
+
+
+class HeadersTooLarge(TFServerlessError):
+    status = 431
+
+
+class QueueFull(TFServerlessError):
+    """EAS's 450: the instance's queue is full; the client should try another instance."""
+
+    status = 450
+
+
+class ClientGone(TFServerlessError):
+    """The client disconnected: nothing is sent and nothing is logged (EAS logs a 499)."""
+
+    status = 499
 
 
 class ModelUnavailable(TFServerlessError):

@@ -8,15 +8,20 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import os
 import struct
-from typing import Callable, Dict, List, Optional, Tuple
+import time
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
 from . import codec
 from .config import Config
 from .errors import TFServerlessError
+from .storage.base import redact
+
+log = logging.getLogger("tfserverless")
 
 TF_SERVING_WARMUP = os.path.join("assets.extra", "tf_serving_warmup_requests")
 MAX_RECORDS = 1000  # TF Serving's own limit
@@ -232,5 +237,47 @@ def load_requests(config: Config, model_dir: str,
     return "", []
 
 
-__all__ = ["WarmupError", "load_requests", "parse_warmup_file",
+def replay(config: Config, model: Any, run_predict: Callable[[Any, bytes], Any],
+           read: Callable[[str, Config], bytes], info: Dict[str, Any]) -> None:
+    """Replay the warm-up requests ``WARM_UP_COUNT`` times each through ``run_predict`` (the
+    path traffic takes), filling ``info`` for /healthz as it goes.
+
+    Runs as the model holder's after-load hook, so readiness waits for it.  A failing request
+    is logged with its reason and recorded; it never stops the service."""
+    info.update(source="", requests=0, replayed=0, failed=0, errors=[])
+    t0 = time.perf_counter()
+    source = config.warm_up_data_path
+    try:
+        source, bodies = load_requests(config, model.path, read)
+    except TFServerlessError as e:
+        info.update(source=redact(source), errors=[e.message])
+        log.error("warm-up data not usable: %s", e.message)
+        return
+    info.update(source=redact(source), requests=len(bodies))
+    first: List[float] = []
+    for i, body in enumerate(bodies):
+        for n in range(config.warm_up_count):
+            t = time.perf_counter()
+            try:
+                run_predict(model, body)
+                info["replayed"] += 1
+                if n == 0:
+                    first.append(time.perf_counter() - t)
+            except Exception as e:  # a warm-up failure is reported, never fatal
+                msg = e.message if isinstance(e, TFServerlessError) else \
+                    f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+                info["failed"] += 1
+                if len(info["errors"]) < 5:
+                    info["errors"].append(f"request {i + 1}: {msg}")
+                log.error("warm-up request %d failed: %s", i + 1, msg)
+                break
+    info["seconds"] = round(time.perf_counter() - t0, 3)
+    if bodies:
+        log.info("warm-up: %d request(s) x %d from %s in %.2fs; %s, failed %d", len(bodies),
+                 config.warm_up_count, info["source"], info["seconds"],
+                 f"first replay {first[0] * 1e3:.1f} ms" if first else "no replay succeeded",
+                 info["failed"])
+
+
+__all__ = ["WarmupError", "load_requests", "replay", "parse_warmup_file",
            "prediction_log_to_request", "read_tfrecords", "write_tfrecords"]

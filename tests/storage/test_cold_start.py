@@ -75,6 +75,8 @@ def test_missing_object_then_fixed_without_restart(start_server: Any, moto: Moto
     while health["status"] != "failed" and time.monotonic() < deadline:
         time.sleep(0.2)
         health = requests.get(s.url + "/healthz").json()
+    assert set(health) == {"status"}  # without the token: no bucket, key or error
+    health = requests.get(s.url + "/healthz", headers={"Authorization": TOKEN}).json()
     assert "NoSuchKey" in health["error"] and url in health["error"]
     r = requests.post(s.url + "/", data=b"\x0a\x00", headers={"Authorization": TOKEN})
     assert r.status_code == 503 and "NoSuchKey" in r.text and int(r.headers["Retry-After"]) >= 1
@@ -124,3 +126,22 @@ def test_two_workers_one_download(start_server: Any, files: FileServer,
     assert len(pids) == 2, "both workers should have loaded the model"
     assert files.gets["/m.tgz"] == 1
     assert s.log().count("cold start: fetch+extract") == 2
+
+
+def test_corrupt_archive_is_503_naming_it_over_http(start_server: Any, files: FileServer,
+                                                    models: Dict[str, str], tmp_path: Any) -> None:
+    data = archives.tar_of(models["tf1_mnist"])
+    mid = len(data) // 2
+    files.files["/m.tar.gz"] = data[:mid] + bytes(b ^ 0xFF for b in data[mid:mid + 64]) + data[mid + 64:]
+    s = start_server({"MODEL_PATH": files.url + "/m.tar.gz", "MODEL_CACHE_DIR": str(tmp_path / "c")},
+                     wait_ready=False)
+    s.wait_ready(status=503)
+    deadline = time.monotonic() + 60
+    while True:
+        r = requests.post(s.url + "/", data=b"\x0a\x00")
+        if "corrupt" in r.text or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert r.status_code == 503 and "m.tar.gz" in r.text and "corrupt" in r.text, r.text
+    assert not list((tmp_path / "c").rglob("v-*"))
+    assert "serving the cached copy" not in s.log()

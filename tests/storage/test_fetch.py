@@ -263,3 +263,66 @@ def test_missing_things_name_the_object_and_no_secret(moto: MotoServer, bucket: 
         assert e.value.status == 503
         for secret in (AWS_SECRET, OSS_SECRET, "presigned-secret", "pw-secret"):
             assert secret not in msg
+
+
+def _flip(data: bytes, at: int, n: int = 64) -> bytes:
+    return data[:at] + bytes(b ^ 0xA5 for b in data[at:at + n]) + data[at + n:]
+
+
+def _cached_versions(tmp_path: Any) -> list:
+    root = tmp_path / "cache"
+    return [p for p in root.rglob("v-*")] if root.exists() else []
+
+
+def test_corrupt_archives_are_never_cached(files: FileServer, tmp_path: Any, model_dir: str) -> None:
+    """A .tar.gz with 64 bytes flipped used to extract with files missing and be cached as a
+    verified model: gzip CRC and length, zip CRCs and the tar end marker are now checked
+    before anything is renamed into place."""
+    tgz = archives.tar_of(model_dir)
+    files.files["/flip.tar.gz"] = _flip(tgz, len(tgz) // 2)
+    with pytest.raises(ModelUnavailable, match=r"flip\.tar\.gz: corrupt") as e:
+        storage.fetch_model(cfg(tmp_path, files.url + "/flip.tar.gz"))
+    assert e.value.status == 503
+    zipped = archives.zip_of(model_dir)
+    files.files["/flip.zip"] = _flip(zipped, len(zipped) // 3)
+    with pytest.raises(ModelUnavailable, match=r"flip\.zip: corrupt"):
+        storage.fetch_model(cfg(tmp_path, files.url + "/flip.zip"))
+    # a plain tar cut at a member boundary lacks only its end-of-archive marker
+    plain = archives.tar_of(model_dir, mode="w")
+    import tarfile
+
+    with tarfile.open(fileobj=__import__("io").BytesIO(plain)) as t:
+        last = t.getmembers()[-1]
+    cut = last.offset_data + ((last.size + 511) // 512) * 512
+    files.files["/cut.tar"] = plain[:cut]
+    with pytest.raises(ModelUnavailable, match=r"cut\.tar: corrupt or truncated.*end-of-archive"):
+        storage.fetch_model(cfg(tmp_path, files.url + "/cut.tar"))
+    assert _cached_versions(tmp_path) == []
+    # with the store gone, nothing partial is served from the cache
+    files.files.clear()
+    with pytest.raises(ModelUnavailable, match="HTTP 404"):
+        storage.fetch_model(cfg(tmp_path, files.url + "/flip.tar.gz"))
+
+
+def test_a_refused_archive_is_not_downloaded_again_until_it_changes(
+        files: FileServer, tmp_path: Any, model_dir: str) -> None:
+    files.files["/many.tgz"] = archives.many_members_tar(50)
+    conf = cfg(tmp_path, files.url + "/many.tgz", {"MAX_ARCHIVE_MEMBERS": "20"})
+    with pytest.raises(ModelUnavailable, match="more than 20 members"):
+        storage.fetch_model(conf)
+    assert files.gets["/many.tgz"] == 1
+    for _ in range(3):  # the holder's backoff retries: no download, the same reason
+        with pytest.raises(ModelUnavailable, match=r"more than 20 members.*refused before"):
+            storage.fetch_model(conf)
+    assert files.gets["/many.tgz"] == 1
+    files.files["/many.tgz"] = archives.tar_of(model_dir)  # fixed: a new ETag
+    same_tree(storage.fetch_model(conf).path, model_dir)
+    assert files.gets["/many.tgz"] == 2
+
+
+def test_bomb_refused_by_declared_size_before_writing(files: FileServer, tmp_path: Any) -> None:
+    files.files["/bomb.tgz"] = archives.bomb_tar(64 << 20)
+    with pytest.raises(ModelUnavailable, match="declares more than 4194304 bytes"):
+        storage.fetch_model(cfg(tmp_path, files.url + "/bomb.tgz", {"MAX_EXTRACT_BYTES": "4MiB"}))
+    assert not any(p.is_file() and p.stat().st_size > 0
+                   for p in (tmp_path / "cache").rglob("*") if "refused-" not in p.name)

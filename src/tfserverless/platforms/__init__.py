@@ -1,13 +1,14 @@
-"""Thin adapters: a platform's event -> ``service.Request``; ``service.Response`` -> its reply.
+"""Thin adapters: a platform's event -> ``messages.Request``; ``messages.Response`` -> its reply.
 
 Each adapter decodes, calls ``Service.handle`` and encodes: nothing more.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from typing import Any
+from typing import Any, Iterator
 
 from ..service import Service
 
@@ -16,8 +17,19 @@ log = logging.getLogger("tfserverless")
 
 def declared_length(value: Any) -> int:
     """A Content-Length header's value as an int; absent or malformed is 0 (unknown)."""
-    text = str(value or "")
-    return int(text) if text.isdigit() else 0
+    text = value.decode("latin-1") if isinstance(value, bytes) else str(value or "")
+    return int(text) if text.isdigit() and text.isascii() else 0
+
+
+@contextlib.contextmanager
+def body_in_flight(service: Service, declared: int) -> Iterator[None]:
+    """Count a body against ``MAX_INFLIGHT_BYTES`` (450 beyond) before it is read."""
+    n = min(declared, service.config.max_body_bytes + 1)
+    service.admission.reserve_bytes(n)
+    try:
+        yield
+    finally:
+        service.admission.release_bytes(n)
 
 
 def read_body(stream: Any, declared: int, limit: int) -> bytes:

@@ -13,7 +13,8 @@ from typing import Any, Callable, Dict, List, Optional, Type
 from urllib.parse import unquote_plus
 
 from ..errors import BadRequest
-from ..service import PayloadLimit, Request, Response, Service, error_response
+from ..messages import PayloadLimit, Request, Response, error_response
+from ..service import Service
 from . import load_in_init
 
 # Lambda's synchronous invocation payload cap (request and response, after base64)

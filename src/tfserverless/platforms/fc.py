@@ -15,7 +15,8 @@ import json
 from typing import Any, Callable, Dict
 
 from ..errors import BadRequest
-from ..service import PayloadLimit, Request, Response, Service, error_response
+from ..messages import PayloadLimit, Request, Response, error_response
+from ..service import Service
 from . import load_in_init
 from .wsgi import is_wsgi_call, make_app
 

@@ -15,8 +15,10 @@ import sys
 from typing import Any, Awaitable, Callable, Dict, Optional, Tuple, cast
 from urllib.parse import parse_qsl
 
-from ..service import Request, Service
-from . import declared_length, read_body
+from ..errors import ClientGone, HeadersTooLarge, RequestTimeout, TFServerlessError
+from ..messages import Request, error_response
+from ..service import Service
+from . import body_in_flight, declared_length, read_body
 
 FlaskHandler = Callable[[Any], Tuple[bytes, int, Dict[str, str]]]
 AsgiHandler = Callable[[Any], Awaitable[Any]]
@@ -34,18 +36,34 @@ def to_request(flask_request: Any, limit: int) -> Request:
     )
 
 
+MAX_HEADER_BYTES = 64 << 10  # request headers past this are a 431
+
+
 async def to_request_async(scope: Dict[str, Any], receive: Callable[[], Awaitable[Dict[str, Any]]],
-                           limit: int) -> Request:
-    """An ASGI request -> ``Request``, reading at most ``limit + 1`` body bytes."""
-    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+                           limit: int, *, timeout: float = 0.0) -> Request:
+    """An ASGI request -> ``Request``, reading at most ``limit + 1`` body bytes, the whole
+    body within ``timeout`` seconds (0: no limit) or a 408; headers over 64 KiB are a 431."""
+    raw = scope["headers"]
+    if sum(len(k) + len(v) for k, v in raw) > MAX_HEADER_BYTES:
+        raise HeadersTooLarge(f"request headers over {MAX_HEADER_BYTES} bytes; expected fewer "
+                              "or shorter headers")
+    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in raw}
     declared = declared_length(headers.get("content-length"))
     chunks = []
     if declared <= limit:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout if timeout > 0 else None
         size, more = 0, True
         while more and size <= limit:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(
+                    receive(), None if deadline is None else max(0.0, deadline - loop.time()))
+            except asyncio.TimeoutError:
+                raise RequestTimeout(f"request body not complete within {timeout:g}s "
+                                     f"(BODY_READ_TIMEOUT); got {size} of {declared or '?'} "
+                                     "bytes") from None
             if message["type"] != "http.request":  # the client went away: nobody to answer
-                break
+                raise ClientGone("client disconnected while sending the body")
             chunk = message.get("body", b"")
             chunks.append(chunk)
             size += len(chunk)
@@ -61,6 +79,12 @@ async def to_request_async(scope: Dict[str, Any], receive: Callable[[], Awaitabl
     )
 
 
+async def _disconnect(receive: Callable[[], Awaitable[Dict[str, Any]]]) -> None:
+    """Completes when the client disconnects (what is left of an unread body is dropped)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
 def make_handlers(service: Service) -> Tuple[Any, FlaskHandler]:
     """``(predict, predict_flask)``.  ``predict`` is the ASGI handler when this process is
     functions-framework with an ASGI mode, else the Flask one.
@@ -69,6 +93,12 @@ def make_handlers(service: Service) -> Tuple[Any, FlaskHandler]:
     the master, so no TensorFlow state crosses a fork."""
     if hasattr(os, "register_at_fork"):
         os.register_at_fork(after_in_child=service.holder.start)
+    if "functions_framework" in sys.modules:
+        # functions-framework's Flask server reads THREADS when it builds gunicorn's options,
+        # after this module is imported: size it to the queue as EAS does (workers + queue),
+        # plus threads that /healthz can always have
+        cfg = service.config
+        os.environ.setdefault("THREADS", str(cfg.rpc_worker_threads + cfg.rpc_max_queue_size + 4))
     flask_handler = make_flask_handler(service)
     return make_asgi_handler(service) or flask_handler, flask_handler
 
@@ -77,7 +107,11 @@ def make_flask_handler(service: Service) -> FlaskHandler:
     limit = service.config.max_body_bytes
 
     def predict(request: Any) -> Tuple[bytes, int, Dict[str, str]]:
-        resp = service.handle(to_request(request, limit))
+        try:
+            with body_in_flight(service, request.content_length or 0):
+                resp = service.handle(to_request(request, limit))
+        except TFServerlessError as e:  # 450: too many bytes in flight
+            resp = error_response(e)
         return resp.body, resp.status, resp.headers
 
     return predict
@@ -95,13 +129,23 @@ def make_asgi_handler(service: Service) -> Optional[AsgiHandler]:
     except ImportError:
         return None
     limit = service.config.max_body_bytes
+    timeout = service.config.body_read_timeout
 
     async def predict(request: Any) -> Any:
-        req = await to_request_async(request.scope, request.receive, limit)
-        if service.runs_inline(req):
-            resp = service.handle(req)  # cheaper than the hand-off to a thread would be
-        else:
-            resp = await asyncio.get_running_loop().run_in_executor(None, service.handle, req)
+        scope, receive = request.scope, request.receive
+        gone: Optional[asyncio.Task[None]] = None
+        try:
+            with body_in_flight(service, declared_length(dict(scope["headers"]).get(b"content-length"))):
+                req = await to_request_async(scope, receive, limit, timeout=timeout)
+                gone = asyncio.ensure_future(_disconnect(receive))
+                resp = await service.handle_async(req, gone)
+        except ClientGone:
+            return StarletteResponse(b"", 499)  # nobody reads it; nothing to log
+        except TFServerlessError as e:  # 450 (bytes in flight), 408 or 431 before the service
+            resp = error_response(e)
+        finally:
+            if gone is not None and not gone.done():
+                gone.cancel()
         return StarletteResponse(resp.body, resp.status, resp.headers)
 
     return cast(AsgiHandler, aio.http(predict))

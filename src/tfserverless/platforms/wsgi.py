@@ -7,8 +7,10 @@ from http import HTTPStatus
 from typing import Any, Callable, Dict, Iterable, List, Tuple
 from urllib.parse import parse_qsl
 
-from ..service import PayloadLimit, Request, Service
-from . import declared_length, read_body
+from ..errors import TFServerlessError
+from ..messages import PayloadLimit, Request, error_response
+from ..service import Service
+from . import body_in_flight, declared_length, read_body
 
 StartResponse = Callable[[str, List[Tuple[str, str]]], Any]
 
@@ -42,7 +44,11 @@ def make_app(service: Service, payload_limit: PayloadLimit | None = None
     limit = service.config.max_body_bytes
 
     def app(environ: Dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        resp = service.handle(to_request(environ, limit, payload_limit))
+        try:
+            with body_in_flight(service, declared_length(environ.get("CONTENT_LENGTH"))):
+                resp = service.handle(to_request(environ, limit, payload_limit))
+        except TFServerlessError as e:  # 450: too many bytes in flight
+            resp = error_response(e)
         headers = dict(resp.headers)
         headers["Content-Length"] = str(len(resp.body))
         start_response(f"{resp.status} {HTTPStatus(resp.status).phrase}", list(headers.items()))

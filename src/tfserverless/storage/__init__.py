@@ -25,7 +25,16 @@ from typing import IO, Any, Dict, List, NamedTuple
 
 from ..config import Config
 from ..errors import ModelUnavailable, TFServerlessError
-from .archive import Limits, Peekable, _check_disk, _safe_relpath, extract_tar, extract_zip, kind_of
+from .archive import (
+    ArchiveRefused,
+    Limits,
+    Peekable,
+    _check_disk,
+    _safe_relpath,
+    extract_tar,
+    extract_zip,
+    kind_of,
+)
 from .base import CHUNK, ObjectInfo, Progress, Source, redact, unavailable
 
 log = logging.getLogger("tfserverless.storage")
@@ -277,6 +286,8 @@ def fetch(url: str, config: Config) -> Fetched:
                 return Fetched(find_saved_model_root(os.path.join(url_dir, name)), True, 0.0, 0)
         raise
     final = os.path.join(url_dir, "v-" + _digest(info.version))
+    marker = os.path.join(url_dir, "refused-" + _digest(info.version))
+    _refused_before(marker)
     if _verify(final):
         log.info("using cached %s (version %s)", redact(url), info.version)
         return Fetched(find_saved_model_root(final), True, 0.0, 0)
@@ -304,6 +315,9 @@ def fetch(url: str, config: Config) -> Fetched:
             find_saved_model_root(dest, quiet=True)  # refuse to cache what cannot be served
             _write_manifest(dest, url, info.version)
             os.rename(dest, final)
+        except ArchiveRefused as e:
+            _remember_refusal(marker, e.message)
+            raise
         except TFServerlessError:
             raise
         except OSError as e:
@@ -318,6 +332,24 @@ def fetch(url: str, config: Config) -> Fetched:
     log.info("fetched %s (version %s): %.1f MB in %.2fs", redact(url), info.version,
              nbytes / 1e6, seconds)
     return Fetched(find_saved_model_root(final), False, seconds, nbytes)
+
+
+def _refused_before(marker: str) -> None:
+    """This version of the object was refused already: say so again without downloading it."""
+    try:
+        with open(marker, encoding="utf-8") as f:
+            message = f.read().strip()
+    except OSError:
+        return
+    raise ModelUnavailable(f"{message} (this version was refused before; it is fetched again "
+                           "once the object changes)", retry_after=60)
+
+
+def _remember_refusal(marker: str, message: str) -> None:
+    with contextlib.suppress(OSError):
+        with open(marker + ".tmp", "w", encoding="utf-8") as f:
+            f.write(message)
+        os.replace(marker + ".tmp", marker)
 
 
 def fetch_model(config: Config) -> Fetched:

@@ -14,13 +14,80 @@ import stat
 import tarfile
 import zipfile
 import zlib
-from typing import IO, Optional
+from typing import IO, Optional, Union
 
-from .base import CHUNK, Progress, unavailable
+from ..errors import ModelUnavailable
+from .base import CHUNK, Progress, redact, unavailable
 
 GZIP_MAGIC = b"\x1f\x8b"
 ZIP_MAGIC = b"PK\x03\x04"
 DISK_MARGIN = 16 << 20  # keep this much free beyond what we write
+
+
+class ArchiveRefused(ModelUnavailable):
+    """The object's own bytes are unusable (corrupt, hostile, not a model): fetching the same
+    version again cannot help, so it is remembered and not downloaded again until it changes."""
+
+
+def refused(url: str, what: str) -> ArchiveRefused:
+    return ArchiveRefused(f"cannot fetch {redact(url)}: {what}", retry_after=60)
+
+
+TAIL_LIMIT = 1 << 20  # bytes allowed after a tar's end-of-archive marker (record padding)
+
+
+class _Inflate:
+    """A gzip stream inflated as it is read, each member's CRC-32 and length verified (zlib
+    checks the trailer); a stream that ends before its trailer is truncated.  Output per call
+    is bounded by what the reader asks for, so a bomb never inflates in memory."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self._raw = raw
+        self._d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self._in = b""
+        self._ended = False
+        self._padding = 0
+        self.total = 0
+
+    def read(self, n: int = -1) -> bytes:
+        n = CHUNK if n is None or n < 0 else n
+        while True:
+            if not self._in and not self._ended:
+                self._in = self._raw.read(CHUNK)
+                if not self._in:
+                    self._ended = True
+            if self._d.eof:
+                rest = self._d.unused_data + self._in
+                if not rest.strip(b"\0") and self._ended:
+                    return b""  # the last member's trailer checked out (zero padding allowed)
+                if rest.strip(b"\0"):  # another gzip member follows
+                    self._d, self._in = zlib.decompressobj(16 + zlib.MAX_WBITS), rest.lstrip(b"\0")
+                else:
+                    self._padding += len(self._in)
+                    if self._padding > TAIL_LIMIT:
+                        raise zlib.error("data past the end of the gzip stream")
+                    self._in = b""
+                continue
+            if not self._in:
+                raise zlib.error("gzip stream ended before its trailer (truncated)")
+            out = self._d.decompress(self._in, n)
+            self._in = self._d.unconsumed_tail
+            if out:
+                self.total += len(out)
+                return out
+
+
+class _Counted:
+    """A plain tar stream, counting what it hands on."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self._raw = raw
+        self.total = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._raw.read(n)
+        self.total += len(data)
+        return data
 
 
 class Limits:
@@ -49,10 +116,10 @@ def _safe_relpath(url: str, name: str) -> str:
     """Normalise a member name, refusing anything that could land outside the root."""
     raw = name.replace("\\", "/")
     if raw.startswith("/") or (len(raw) > 1 and raw[1] == ":"):
-        raise unavailable(url, f"archive member {name!r} has an absolute path; refused")
+        raise refused(url, f"archive member {name!r} has an absolute path; refused")
     parts = [p for p in raw.split("/") if p not in ("", ".")]
     if any(p == ".." for p in parts):
-        raise unavailable(url, f"archive member {name!r} climbs out with '..'; refused")
+        raise refused(url, f"archive member {name!r} climbs out with '..'; refused")
     return "/".join(parts)
 
 
@@ -76,13 +143,19 @@ class _Budget:
     def member(self) -> None:
         self.members += 1
         if self.members > self.limits.max_members:
-            raise unavailable(self.url, f"archive has more than {self.limits.max_members} "
+            raise refused(self.url, f"archive has more than {self.limits.max_members} "
                                         "members (MAX_ARCHIVE_MEMBERS); refused")
+
+    def declare(self, n: int) -> None:
+        """A member's declared size, checked before a byte of it is written."""
+        if self.written + n > self.limits.max_bytes:
+            raise refused(self.url, f"archive declares more than {self.limits.max_bytes} bytes "
+                                    "(MAX_EXTRACT_BYTES); refused as a possible bomb")
 
     def add(self, n: int) -> None:
         self.written += n
         if self.written > self.limits.max_bytes:
-            raise unavailable(self.url, f"archive expands past {self.limits.max_bytes} bytes "
+            raise refused(self.url, f"archive expands past {self.limits.max_bytes} bytes "
                                         "(MAX_EXTRACT_BYTES); refused as a possible bomb")
         if self.written - self._checked_at >= 64 << 20:
             self._checked_at = self.written
@@ -106,7 +179,7 @@ def _target(url: str, dest: str, rel: str) -> str:
     # a directory created earlier can never be a link (we never create links), so the
     # real path check is cheap insurance against anything we missed
     if not os.path.realpath(parent).startswith(os.path.realpath(dest)):
-        raise unavailable(url, f"archive member {rel!r} resolves outside the model directory")
+        raise refused(url, f"archive member {rel!r} resolves outside the model directory")
     return path
 
 
@@ -114,15 +187,26 @@ def _link_target(url: str, rel: str, linkname: str, *, symlink: bool) -> str:
     base = os.path.dirname(rel) if symlink else ""
     joined = os.path.normpath(os.path.join(base, linkname.replace("\\", "/")))
     if linkname.startswith("/") or joined.startswith("..") or os.path.isabs(joined):
-        raise unavailable(url, f"archive link {rel!r} -> {linkname!r} points outside; refused")
+        raise refused(url, f"archive link {rel!r} -> {linkname!r} points outside; refused")
     return joined
 
 
 def extract_tar(url: str, stream: IO[bytes], dest: str, limits: Limits) -> int:
-    """Extract a tar stream (compressed or not) into ``dest``; returns bytes written."""
+    """Extract a tar stream (compressed or not) into ``dest``; returns bytes written.
+
+    Nothing counts as extracted until the whole archive checked out: gzip CRC-32 and length,
+    and the tar's end-of-archive marker (a truncated tar otherwise just looks shorter)."""
     budget = _Budget(url, limits, dest)
+    head = stream.peek(2) if hasattr(stream, "peek") else b""
+    src: Optional[Union[_Inflate, _Counted]] = None
+    if head.startswith(GZIP_MAGIC):
+        src, mode = _Inflate(stream), "r|"
+    elif head[:1] not in (b"B", b"\xfd"):  # bzip2 and xz check themselves inside tarfile
+        src, mode = _Counted(stream), "r|"
+    else:
+        mode = "r|*"
     try:
-        with tarfile.open(fileobj=stream, mode="r|*") as tar:
+        with tarfile.open(fileobj=src or stream, mode=mode) as tar:  # type: ignore[call-overload]
             for m in tar:
                 budget.member()
                 rel = _safe_relpath(url, m.name)
@@ -131,28 +215,38 @@ def extract_tar(url: str, stream: IO[bytes], dest: str, limits: Limits) -> int:
                 if m.isdir():
                     os.makedirs(_target(url, dest, rel + "/x")[:-2], exist_ok=True)
                 elif m.isfile():
-                    src = tar.extractfile(m)
-                    if src is None:
-                        raise unavailable(url, f"archive member {m.name!r} cannot be read")
-                    _copy(src, _target(url, dest, rel), budget)
+                    budget.declare(m.size)  # refuse a bomb by its header, before writing it
+                    member = tar.extractfile(m)
+                    if member is None:
+                        raise refused(url, f"archive member {m.name!r} cannot be read")
+                    _copy(member, _target(url, dest, rel), budget)
                 elif m.issym() or m.islnk():
                     # links are materialised as copies of files already extracted inside the
                     # root; anything pointing outside is refused
                     target = _link_target(url, rel, m.linkname, symlink=m.issym())
                     src_path = os.path.join(dest, target)
                     if not os.path.isfile(src_path):
-                        raise unavailable(url, f"archive link {m.name!r} -> {m.linkname!r} does "
-                                               "not name a file extracted before it; refused")
+                        raise refused(url, f"archive link {m.name!r} -> {m.linkname!r} does "
+                                           "not name a file extracted before it; refused")
                     budget.add(os.path.getsize(src_path))
                     shutil.copyfile(src_path, _target(url, dest, rel))
                 else:
-                    raise unavailable(url, f"archive member {m.name!r} is a device, FIFO or "
-                                           "other special file; refused")
+                    raise refused(url, f"archive member {m.name!r} is a device, FIFO or "
+                                       "other special file; refused")
+            end = tar.offset  # where the end-of-archive marker (two zero blocks) must start
+        if src is not None:
+            while src.read(CHUNK):  # the rest: padding, and for gzip the CRC-checked trailer
+                if src.total > end + TAIL_LIMIT:
+                    raise refused(url, "corrupt archive: data past the tar's end")
+            if src.total < end + 2 * tarfile.BLOCKSIZE:
+                raise EOFError("truncated: no tar end-of-archive marker")
     except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
         if isinstance(e, OSError) and e.errno == 28:  # ENOSPC
             raise unavailable(url, "disk full while extracting", retry_after=60) from None
-        raise unavailable(url, f"corrupt or truncated archive ({type(e).__name__}: "
-                               f"{str(e)[:120]})") from None
+        what = f"corrupt or truncated archive ({type(e).__name__}: {str(e)[:120]})"
+        # a stream that merely ended early may be the network's doing: retried, not remembered
+        early = isinstance(e, EOFError) or any(w in str(e) for w in ("truncat", "end of data"))
+        raise (unavailable(url, what) if early else refused(url, what)) from None
     return budget.written
 
 
@@ -162,24 +256,24 @@ def extract_zip(url: str, path: str, dest: str, limits: Limits) -> int:
         with zipfile.ZipFile(path) as zf:
             infos = zf.infolist()
             if len(infos) > limits.max_members:
-                raise unavailable(url, f"archive has {len(infos)} members, over "
+                raise refused(url, f"archive has {len(infos)} members, over "
                                        f"{limits.max_members} (MAX_ARCHIVE_MEMBERS); refused")
             declared = sum(i.file_size for i in infos)
             if declared > limits.max_bytes:
-                raise unavailable(url, f"archive declares {declared} bytes, over "
+                raise refused(url, f"archive declares {declared} bytes, over "
                                        f"{limits.max_bytes} (MAX_EXTRACT_BYTES); refused")
-            _check_disk(url, dest, declared)
+            _check_disk(url, dest, declared)  # a full disk is not the archive's fault
             for info in infos:
                 budget.member()
                 rel = _safe_relpath(url, info.filename)
                 mode = info.external_attr >> 16
                 if info.flag_bits & 0x1:
-                    raise unavailable(url, f"archive member {info.filename!r} is encrypted")
+                    raise refused(url, f"archive member {info.filename!r} is encrypted")
                 if stat.S_ISLNK(mode):
-                    raise unavailable(url, f"archive member {info.filename!r} is a symlink; "
+                    raise refused(url, f"archive member {info.filename!r} is a symlink; "
                                            "refused")
                 if stat.S_IFMT(mode) not in (0, stat.S_IFREG, stat.S_IFDIR):
-                    raise unavailable(url, f"archive member {info.filename!r} is a special "
+                    raise refused(url, f"archive member {info.filename!r} is a special "
                                            "file; refused")
                 if not rel:
                     continue
@@ -190,7 +284,7 @@ def extract_zip(url: str, path: str, dest: str, limits: Limits) -> int:
                     _copy(src, _target(url, dest, rel), budget)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error,
             NotImplementedError) as e:
-        raise unavailable(url, f"corrupt or truncated archive ({type(e).__name__}: "
+        raise refused(url, f"corrupt or truncated archive ({type(e).__name__}: "
                                f"{str(e)[:120]})") from None
     return budget.written
 
