@@ -49,6 +49,7 @@ bench: venv eas-venv sample
 	$(BIN)/python benchmarks/codec_bench.py
 	$(BIN)/python benchmarks/decode_worst_bench.py
 	$(BIN)/python benchmarks/e2e_bench.py
+	$(BIN)/python benchmarks/overload_bench.py
 	$(BIN)/python benchmarks/fetch_bench.py
 	$(BIN)/python benchmarks/warmup_bench.py
 

@@ -21,19 +21,9 @@ import numpy as np
 from tfserverless import codec
 from tfserverless.errors import BadRequest
 
-
-def varint(n: int) -> bytes:
-    n &= (1 << 64) - 1
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def ld(field: int, payload: bytes) -> bytes:
-    return varint(field << 3 | 2) + varint(len(payload)) + payload
+# the codec's own writers: a varint (negatives as 10 bytes) and a length-delimited field
+varint = codec._varint_bytes
+ld = codec._tagged
 
 
 def request(array: bytes, name: bytes = b"x") -> bytes:

@@ -207,10 +207,12 @@ def build_tf2_native(tf: Any, out: str) -> str:
     return out
 
 
-def build_all(out_dir: str) -> Dict[str, str]:
+def build_all(out_dir: str, only: Any = ()) -> Dict[str, str]:
     import tensorflow as tf  # deferred: only the builder subprocess imports TensorFlow
 
     os.makedirs(out_dir, exist_ok=True)
+    if only:  # e.g. the benchmarks: ``python tests/models.py OUT slow``
+        return {n: BUILDERS[n](tf, os.path.join(out_dir, n)) for n in only}
     built = {
         "tf1_mnist": build_tf1_mnist(tf, os.path.join(out_dir, "tf1_mnist")),
         "multi": build_multi(tf, os.path.join(out_dir, "multi")),
@@ -222,6 +224,9 @@ def build_all(out_dir: str) -> Dict[str, str]:
     return built
 
 
+BUILDERS = {"tf1_mnist": build_tf1_mnist, "multi": build_multi, "counter": build_counter,
+            "slow": build_slow}
+
 if __name__ == "__main__":
-    for name, path in build_all(sys.argv[1]).items():
+    for name, path in build_all(sys.argv[1], sys.argv[2:]).items():
         print(name, path)

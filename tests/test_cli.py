@@ -52,6 +52,9 @@ def test_render_fc_and_cloudrun(tmp_path: Any) -> None:
     fc = render("fc", EAS_EXAMPLE, tmp_path)
     assert fc["image"] == "tfserverless:tensorflow_cpu_1.15-fc"
     assert fc["parameters"]["MEMORY"] == "4032" and fc["parameters"]["CPU"] == "1"
+    # EAS's defaults: 5 running + 64 queued is what one instance takes at once
+    assert fc["parameters"]["INSTANCE_CONCURRENCY"] == "69"
+    assert fc["parameters"]["RPC_KEEPALIVE"] == "30000"
     with open(os.path.join(ROOT, "s.yaml"), encoding="utf-8") as f:
         syaml = f.read()
     for key in fc["parameters"]:
@@ -60,6 +63,12 @@ def test_render_fc_and_cloudrun(tmp_path: Any) -> None:
     assert run["command"].startswith("gcloud run deploy tf_serving_test")
     assert "--image=tfserverless:tensorflow_cpu_1.15-cloudrun" in run["command"]
     assert "--memory=4000Mi" in run["command"] and "--max-instances=2" in run["command"]
+    assert "--concurrency=69" in run["command"] and "RPC_KEEPALIVE=30000" in run["command"]
+    queued = dict(EAS_EXAMPLE, metadata={"rpc": {"worker_threads": 2, "max_queue_size": 10,
+                                                 "rate_limit": 50}})
+    run = render("cloudrun", queued, tmp_path)
+    assert "--concurrency=12" in run["command"] and "RPC_RATE_LIMIT=50" in run["command"]
+    assert render("fc", queued, tmp_path)["parameters"]["INSTANCE_CONCURRENCY"] == "12"
     gpu = dict(EAS_EXAMPLE, processor="tensorflow_gpu_2.7",
                metadata={"instance": 1, "cpu": 4, "memory": 16000, "gpu": 1})
     run = render("cloudrun", gpu, tmp_path)

@@ -153,3 +153,42 @@ def test_health_answers_at_once_while_a_load_is_stuck(start_server: Any, target:
         assert sorted({w[0] for w in waiting}) == [503], waiting
     finally:
         store.close()
+
+
+def test_stalled_bodies_are_408_and_huge_headers_431(start_server: Any, models: Dict[str, str],
+                                                     target: str) -> None:
+    if target != "predict" or not has_asgi_mode():
+        pytest.skip("read timeouts and header limits need the ASGI server")
+    s = start_server({"MODEL_PATH": models["slow"], "BODY_READ_TIMEOUT": "1"}, target=target)
+    with socket.create_connection(("127.0.0.1", s.port), timeout=10) as conn:
+        conn.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n" + b"\x0a" * 10)
+        t0 = time.monotonic()
+        reply = conn.recv(4096)
+        took = time.monotonic() - t0
+        while b"BODY_READ_TIMEOUT" not in reply and time.monotonic() - t0 < 5:
+            reply += conn.recv(4096)
+    assert reply.startswith(b"HTTP/1.1 408") and b"BODY_READ_TIMEOUT" in reply, reply
+    assert 0.9 < took < 3.0, took
+    r = requests.post(s.url + "/", data=b"\x0a\x00", headers={"X-Big": "a" * (70 << 10)})
+    assert r.status_code == 431 and "64" in r.text
+    assert requests.get(s.url + "/healthz").status_code == 200
+
+
+def test_pipelined_clients_that_hang_up_leave_no_noise(start_server: Any, models: Dict[str, str],
+                                                       target: str) -> None:
+    import struct
+
+    s = start_server({"MODEL_PATH": models["multi"]}, target=target)
+    a = np.zeros((1, 3), np.float32)
+    body = codec.encode_request({"a": a, "b": a})
+    req = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+    before = len(s.log().splitlines())
+    for _ in range(20):
+        conn = socket.create_connection(("127.0.0.1", s.port))
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # RST
+        conn.sendall(req * 50)
+        conn.close()
+    assert requests.post(s.url + "/", data=body).status_code == 200
+    lines = s.log().splitlines()[before:]
+    assert not any("Traceback" in line or "ERROR" in line for line in lines), lines[:20]
+    assert len(lines) < 5, lines[:20]

@@ -11,6 +11,8 @@ from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Tuple
 from .errors import ConfigError
 
 PLATFORMS = ("aws", "fc", "cloudrun")
+FC_MAX_CONCURRENCY = 200  # FC 3.0's cap on instance concurrency
+CLOUD_RUN_MAX_CONCURRENCY = 1000
 FLAVOURS = {"aws": "lambda", "fc": "fc", "cloudrun": "cloudrun"}
 KNOWN_TOP = {"name", "model_path", "processor", "warm_up_data_path", "metadata", "token",
              "model_entry", "model_config", "storage", "cloud", "containers", "networking",
@@ -39,7 +41,14 @@ class Service(NamedTuple):
     gpu: int
     keepalive_ms: int
     worker_threads: int
+    max_queue_size: int
+    rate_limit: float
     warnings: Tuple[str, ...]
+
+    @property
+    def concurrency(self) -> int:
+        """Requests one instance takes at once: EAS's running plus queued."""
+        return self.worker_threads + self.max_queue_size
 
 
 def _num(field: str, value: Any, *, kind: type = int, minimum: float = 0) -> Any:
@@ -100,7 +109,9 @@ def parse_service(data: Any, processors: Mapping[str, Any]) -> Service:
         memory_mb=_num("metadata.memory", meta.get("memory", 2048), minimum=128),
         gpu=gpu,
         keepalive_ms=_num("metadata.rpc.keepalive", rpc.get("keepalive", 60000), minimum=1),
-        worker_threads=_num("metadata.rpc.worker_threads", rpc.get("worker_threads", 0)),
+        worker_threads=_num("metadata.rpc.worker_threads", rpc.get("worker_threads", 5), minimum=1),
+        max_queue_size=_num("metadata.rpc.max_queue_size", rpc.get("max_queue_size", 64)),
+        rate_limit=_num("metadata.rpc.rate_limit", rpc.get("rate_limit", 0), kind=float),
         warnings=tuple(warnings),
     )
 
@@ -112,8 +123,12 @@ def environment(svc: Service) -> Dict[str, str]:
         env["WARM_UP_DATA_PATH"] = svc.warm_up_data_path
     if svc.token:
         env["SERVICE_TOKEN"] = svc.token
-    if svc.worker_threads:
-        env["THREADS"] = str(svc.worker_threads)
+    # EAS's metadata.rpc admission knobs, per worker process (admission.py)
+    env["RPC_WORKER_THREADS"] = str(svc.worker_threads)
+    env["RPC_MAX_QUEUE_SIZE"] = str(svc.max_queue_size)
+    env["RPC_KEEPALIVE"] = str(svc.keepalive_ms)
+    if svc.rate_limit:
+        env["RPC_RATE_LIMIT"] = f"{svc.rate_limit:g}"
     return env
 
 
@@ -139,6 +154,7 @@ def render(svc: Service, platform: str) -> Dict[str, Any]:
             "Timeout": str(min(900, timeout_s)),
             "ProvisionedConcurrency": str(svc.instance),
         }
+        # Lambda runs one request per instance: no queue to size; keepalive is the Timeout
         overrides = " ".join(f"{k}={shlex.quote(v)}" for k, v in params.items())
         if svc.token:
             overrides += " ServiceToken=<token from the config>"
@@ -153,13 +169,17 @@ def render(svc: Service, platform: str) -> Dict[str, Any]:
                  "MODEL_PATH": svc.model_path, "WARM_UP_DATA_PATH": svc.warm_up_data_path,
                  # FC wants memory in multiples of 64 MB and about 1 vCPU per 1-4 GB
                  "MEMORY": str(min(32768, max(128, (svc.memory_mb + 63) // 64 * 64))),
-                 "CPU": f"{max(0.05, svc.cpu):g}", "TIMEOUT": str(min(86400, timeout_s))}
+                 "CPU": f"{max(0.05, svc.cpu):g}", "TIMEOUT": str(min(86400, timeout_s)),
+                 # FC sends an instance at most this many requests at once: EAS's queue
+                 "INSTANCE_CONCURRENCY": str(min(FC_MAX_CONCURRENCY, svc.concurrency))}
+        vars_.update({k: v for k, v in environment(svc).items() if k.startswith("RPC_")})
         env_line = " ".join(f"{k}={shlex.quote(v)}" for k, v in vars_.items())
         if svc.token:
             env_line += " SERVICE_TOKEN=<token from the config>"
         return {"platform": "fc", "image": tag, "parameters": vars_,
                 "command": f"{env_line} s deploy -t s.yaml"}
     flags = [f"--image={tag}", f"--memory={max(512, svc.memory_mb)}Mi",
+             f"--concurrency={min(CLOUD_RUN_MAX_CONCURRENCY, svc.concurrency)}",
              f"--cpu={max(1, int(svc.cpu + 0.999))}", f"--timeout={min(3600, timeout_s)}",
              f"--max-instances={max(1, svc.instance)}", "--port=8080"]
     if svc.gpu:

@@ -151,3 +151,16 @@ def test_lambda_binary_reply_is_base64(mnist_service: Service) -> None:
     assert reply["isBase64Encoded"] is True
     assert reply["headers"]["Content-Type"] == "application/octet-stream"
     assert "scores" in codec.decode_response(base64.b64decode(reply["body"]))
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_odd_header_bytes_are_401_not_500(platform: str, mnist_service: Service) -> None:
+    """Non-ASCII Content-MD5, and (JSON events can carry them) lone surrogates, in signed
+    requests: a client's mistake, so a 401 with one line."""
+    call = caller_for(platform, mnist_service)
+    for md5 in ("\u00e9\u00e9", "\ud800"):
+        if platform == "fc2_wsgi" and md5 == "\ud800":
+            continue  # WSGI environs are latin-1 strings: no surrogates
+        headers = {"Authorization": "EAS abc", "Content-MD5": md5, "Date": "\u00ff"}
+        status, _, reply = call("POST", GATEWAY, headers, BODY)
+        assert status == 401 and reply.count(b"\n") == 1, (md5, status, reply)

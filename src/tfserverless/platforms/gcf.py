@@ -10,6 +10,8 @@ handler; ``predict_flask`` is that handler on any release.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import logging
 import os
 import sys
 from typing import Any, Awaitable, Callable, Dict, Optional, Tuple, cast
@@ -45,8 +47,8 @@ async def to_request_async(scope: Dict[str, Any], receive: Callable[[], Awaitabl
     body within ``timeout`` seconds (0: no limit) or a 408; headers over 64 KiB are a 431."""
     raw = scope["headers"]
     if sum(len(k) + len(v) for k, v in raw) > MAX_HEADER_BYTES:
-        raise HeadersTooLarge(f"request headers over {MAX_HEADER_BYTES} bytes; expected fewer "
-                              "or shorter headers")
+        raise HeadersTooLarge(f"request headers over {MAX_HEADER_BYTES >> 10} KiB; expected "
+                              "fewer or shorter headers")
     headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in raw}
     declared = declared_length(headers.get("content-length"))
     chunks = []
@@ -77,6 +79,18 @@ async def to_request_async(scope: Dict[str, Any], receive: Callable[[], Awaitabl
         query=dict(parse_qsl(query.decode("latin-1"))) if query else None,
         content_length=declared,
     )
+
+
+#: set in the request's task when its client left mid-response (see ``Reply``)
+_CLIENT_LEFT: contextvars.ContextVar[bool] = contextvars.ContextVar("client_left", default=False)
+
+
+class _QuietWhenClientLeft(logging.Filter):
+    """Drops uvicorn's log records about a request whose client left mid-response (uvicorn
+    logs them from that request's own task, so it sees the flag); every other record stays."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not _CLIENT_LEFT.get()
 
 
 async def _disconnect(receive: Callable[[], Awaitable[Dict[str, Any]]]) -> None:
@@ -131,6 +145,21 @@ def make_asgi_handler(service: Service) -> Optional[AsgiHandler]:
     limit = service.config.max_body_bytes
     timeout = service.config.body_read_timeout
 
+    class Reply(StarletteResponse):  # type: ignore[misc, valid-type]
+        """A response whose client may be gone: uvicorn writes pipelined replies to a
+        transport a client reset meanwhile, and uvloop raises; that is a client leaving, not
+        an error worth two tracebacks a request."""
+
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+            try:
+                await super().__call__(scope, receive, send)
+            except (ConnectionError, RuntimeError) as e:
+                if isinstance(e, RuntimeError) and "closed" not in str(e):
+                    raise
+                _CLIENT_LEFT.set(True)  # uvicorn's "returned without completing" is this
+
+    logging.getLogger("uvicorn.error").addFilter(_QuietWhenClientLeft())
+
     async def predict(request: Any) -> Any:
         scope, receive = request.scope, request.receive
         gone: Optional[asyncio.Task[None]] = None
@@ -140,12 +169,12 @@ def make_asgi_handler(service: Service) -> Optional[AsgiHandler]:
                 gone = asyncio.ensure_future(_disconnect(receive))
                 resp = await service.handle_async(req, gone)
         except ClientGone:
-            return StarletteResponse(b"", 499)  # nobody reads it; nothing to log
+            return Reply(b"", 499)  # nobody reads it; nothing to log
         except TFServerlessError as e:  # 450 (bytes in flight), 408 or 431 before the service
             resp = error_response(e)
         finally:
             if gone is not None and not gone.done():
                 gone.cancel()
-        return StarletteResponse(resp.body, resp.status, resp.headers)
+        return Reply(resp.body, resp.status, resp.headers)
 
     return cast(AsgiHandler, aio.http(predict))
