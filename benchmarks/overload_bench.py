@@ -127,7 +127,8 @@ def report(name: str, results: List[Tuple[int, float]], seconds: float, fresh: f
     return row
 
 
-def overload(src: str, name: str, model: str, env: Dict[str, str], n: Optional[int]) -> Tuple[int, Dict[str, float]]:
+def overload(src: str, name: str, model: str, env: Dict[str, str],
+             n: Optional[int]) -> Tuple[int, Dict[str, float]]:
     s = Srv(src, dict(env, MODEL_PATH=model, TF_INTRA_OP_THREADS="1"))
     try:
         s.ready()
