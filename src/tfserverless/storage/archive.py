@@ -243,9 +243,9 @@ def extract_tar(url: str, stream: IO[bytes], dest: str, limits: Limits) -> int:
     except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
         if isinstance(e, OSError) and e.errno == 28:  # ENOSPC
             raise unavailable(url, "disk full while extracting", retry_after=60) from None
-        what = f"corrupt or truncated archive ({type(e).__name__}: {str(e)[:120]})"
         # a stream that merely ended early may be the network's doing: retried, not remembered
         early = isinstance(e, EOFError) or any(w in str(e) for w in ("truncat", "end of data"))
+        what = f"{'truncated' if early else 'corrupt'} archive ({type(e).__name__}: {str(e)[:120]})"
         raise (unavailable(url, what) if early else refused(url, what)) from None
     return budget.written
 
@@ -284,8 +284,8 @@ def extract_zip(url: str, path: str, dest: str, limits: Limits) -> int:
                     _copy(src, _target(url, dest, rel), budget)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error,
             NotImplementedError) as e:
-        raise refused(url, f"corrupt or truncated archive ({type(e).__name__}: "
-                               f"{str(e)[:120]})") from None
+        # a zip was spooled whole first: whatever is wrong with it is its content
+        raise refused(url, f"corrupt archive ({type(e).__name__}: {str(e)[:120]})") from None
     return budget.written
 
 
