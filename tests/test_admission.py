@@ -107,7 +107,7 @@ def test_async_waiters_leave_when_the_client_goes() -> None:
         adm = Admission(Limits(workers=1, queue_size=4, keepalive=10))
         await adm.acquire_async(adm.deadline())
         gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        waiter = asyncio.ensure_future(adm.acquire_async(adm.deadline(), gone))
+        waiter = asyncio.ensure_future(adm.acquire_async(adm.deadline(), lambda: gone))
         await asyncio.sleep(0.05)
         assert adm.waiting == 1
         gone.set_result(None)

@@ -16,9 +16,12 @@ import collections
 import contextlib
 import threading
 import time
-from typing import Any, Callable, Deque, Optional
+from typing import Any, Callable, Deque, List, Optional
 
 from .errors import ClientGone, QueueFull, RequestTimeout, TooManyRequests
+
+#: makes the future that completes when the client disconnects (see ``acquire_async``)
+Watch = Callable[[], "asyncio.Future[Any]"]
 
 
 class Limits:
@@ -80,8 +83,9 @@ class Admission:
 
     # slots -----------------------------------------------------------------------------------
 
-    def _enter(self, ticket: _Ticket) -> bool:
-        """Under the lock: True when a slot was taken at once, False when queued."""
+    def _enter(self, wake: Callable[[], Callable[[], None]]) -> Optional[_Ticket]:
+        """Under the lock: None when a slot was taken at once (the common case, which makes
+        nothing), else the ticket queued with ``wake()``'s callback."""
         lim = self.limits
         if lim.rate_limit > 0:
             now = self._clock()
@@ -95,15 +99,16 @@ class Admission:
             self._tokens -= 1.0
         if self.running < lim.workers and not self._waiting:
             self.running += 1
-            return True
+            return None
         if len(self._waiting) >= lim.queue_size:
             self.shed[450] += 1
             raise QueueFull(f"queue full: {self.running} running (RPC_WORKER_THREADS={lim.workers})"
                             f" and {len(self._waiting)} waiting (RPC_MAX_QUEUE_SIZE="
                             f"{lim.queue_size}); retry on another instance",
                             headers={"Retry-After": "1"})
+        ticket = _Ticket(wake())
         self._waiting.append(ticket)
-        return False
+        return ticket
 
     def release(self) -> None:
         """A slot is free: hand it to the oldest live waiter, else give it back."""
@@ -140,29 +145,43 @@ class Admission:
 
     def acquire(self, deadline: float) -> None:
         """Take a slot, waiting in the queue until ``deadline`` (sync servers)."""
-        event = threading.Event()
-        ticket = _Ticket(event.set)
+        events: List[threading.Event] = []
+
+        def wake() -> Callable[[], None]:  # made only when the request must queue
+            events.append(threading.Event())
+            return events[0].set
+
         with self._lock:
-            if self._enter(ticket):
-                return
+            ticket = self._enter(wake)
+        if ticket is None:
+            return
         remaining = deadline - self._clock()
-        granted = event.wait(None if remaining == float("inf") else max(0.0, remaining))
+        granted = events[0].wait(None if remaining == float("inf") else max(0.0, remaining))
         if not granted and self._abandon(ticket):
             raise self.timeout_error()
         self._granted(deadline)
 
-    async def acquire_async(self, deadline: float, gone: Optional[asyncio.Future[Any]] = None) -> None:
-        """Take a slot, awaiting in the queue until ``deadline`` or until ``gone`` (the
-        client's disconnect) completes; holds no thread meanwhile."""
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[None] = loop.create_future()
-        def wake() -> None:
-            loop.call_soon_threadsafe(resolve, fut)
+    async def acquire_async(self, deadline: float, watch: Optional[Watch] = None) -> None:
+        """Take a slot, awaiting in the queue until ``deadline`` or until the client leaves:
+        ``watch()`` gives a future that completes on its disconnect, asked for only when the
+        request has to queue (most never do).  Holds no thread meanwhile."""
+        futs: List[asyncio.Future[None]] = []
 
-        ticket = _Ticket(wake)
+        def wake() -> Callable[[], None]:  # made only when the request must queue
+            loop = asyncio.get_running_loop()
+            futs.append(loop.create_future())
+
+            def set_it() -> None:
+                loop.call_soon_threadsafe(resolve, futs[0])
+
+            return set_it
+
         with self._lock:
-            if self._enter(ticket):
-                return
+            ticket = self._enter(wake)
+        if ticket is None:
+            return
+        fut = futs[0]
+        gone = watch() if watch is not None else None
         remaining = deadline - self._clock()
         waits = {fut} if gone is None else {fut, gone}
         await asyncio.wait(waits, timeout=None if remaining == float("inf") else max(0.0, remaining),

@@ -204,8 +204,22 @@ def _assemble(b: np.ndarray, ends: np.ndarray) -> np.ndarray:
     return np.bitwise_or.reduceat(parts, starts)
 
 
-def count_varints(buf: Buffer, start: int, end: int) -> int:
+_SMALL = 24  # below this many bytes a plain loop beats numpy's per-call overhead (shapes, scalars)
+
+
+def _small_varints(buf: memoryview, start: int, end: int) -> List[int]:
+    """The varints of a short run, in Python (validated as ``_read_varint`` does)."""
+    out: List[int] = []
+    while start < end:
+        v, start = _read_varint(buf, start, end)
+        out.append(v)
+    return out
+
+
+def count_varints(buf: memoryview, start: int, end: int) -> int:
     """How many varints ``buf[start:end]`` holds (validating them), without decoding."""
+    if end - start <= _SMALL:
+        return len(_small_varints(buf, start, end))
     return sum(int(ends.size) for _, ends in _varint_blocks(buf, start, end))
 
 
@@ -214,6 +228,9 @@ def decode_varints(data: Buffer) -> Tuple[np.ndarray, int]:
 
     Returns ``(values as uint64, bytes consumed)``; truncated or overlong varints are malformed.
     """
+    if len(data) <= _SMALL:
+        mv = memoryview(data).cast("B") if not isinstance(data, memoryview) else data
+        return np.array(_small_varints(mv, 0, len(mv)), dtype=np.uint64), len(data)
     blocks = [_assemble(b, ends) for b, ends in _varint_blocks(data, 0, len(data))]
     if not blocks:
         return _EMPTY_U64, 0
@@ -498,9 +515,15 @@ class WireArray:
                 size, pos = _read_varint(buf, pos, end)
                 if pos + size > end:
                     raise _Malformed("array_shape.dim runs past its message")
-                n = count_varints(buf, pos, pos + size)
+                if size <= _SMALL:  # every real shape: a few dims, read in Python
+                    dims = [v - (1 << 64) if v >> 63 else v for v in _small_varints(buf, pos, pos + size)]
+                    n = len(dims)
+                else:
+                    n = count_varints(buf, pos, pos + size)
                 if self._rank_over or len(self.dims) + n > MAX_RANK:
                     self._rank_over = True  # refused in shape(); nothing more is kept
+                elif size <= _SMALL:
+                    self.dims.extend(dims)
                 else:
                     self.dims.extend(decode_varints(buf[pos : pos + size])[0].view(np.int64).tolist())
                 pos += size
@@ -545,10 +568,15 @@ class WireArray:
                 elif field in _VARINT_FIELDS and wire in (0, 2):
                     if wire == 2:
                         size, pos = _read_varint(buf, pos, end)
-                        for b, ends in _varint_blocks(buf, pos, pos + size):
-                            vals = _assemble(b, ends)
+                        if size <= _SMALL:
+                            vals = np.array(_small_varints(buf, pos, pos + size), np.uint64)
                             out[i : i + vals.size] = _from_varint(vals, out.dtype)
                             i += vals.size
+                        else:
+                            for b, ends in _varint_blocks(buf, pos, pos + size):
+                                vals = _assemble(b, ends)
+                                out[i : i + vals.size] = _from_varint(vals, out.dtype)
+                                i += vals.size
                         pos += size
                     elif _single(buf, pos, end, key, _read_varint(buf, pos, end)[1]):
                         v, pos = _read_varint(buf, pos, end)

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Dict, Optional, Union
 
 from . import codec
-from .admission import Admission
+from .admission import Admission, Watch
 from .auth import check_auth
 from .config import Config
 from .errors import (
@@ -100,15 +100,14 @@ class Service:
         except Exception as e:  # our bug, not the client's: log it, answer one line
             return self._bug(req, e)
 
-    async def handle_async(self, req: Request,
-                           gone: Optional[asyncio.Future[Any]] = None) -> Response:
-        """ASGI servers: queued requests and loads are awaited, holding no thread; ``gone``
-        completes when the client disconnects (then ``ClientGone`` is raised: nobody to
-        answer)."""
+    async def handle_async(self, req: Request, watch: Optional[Watch] = None) -> Response:
+        """ASGI servers: queued requests and loads are awaited, holding no thread; ``watch()``
+        gives a future that completes when the client disconnects, asked for only if the
+        request must queue (then ``ClientGone`` is raised: nobody to answer)."""
         try:
             target = self._route(req)
             if isinstance(target, Job):
-                target = await self._run_async(req, target, gone)
+                target = await self._run_async(req, target, watch)
             return self._capped(req, target)
         except ClientGone:
             raise
@@ -154,8 +153,7 @@ class Service:
         adm.check_deadline(deadline)
         return resp
 
-    async def _run_async(self, req: Request, job: Job,
-                         gone: Optional[asyncio.Future[Any]]) -> Response:
+    async def _run_async(self, req: Request, job: Job, watch: Optional[Watch]) -> Response:
         adm = self.admission
         deadline = adm.deadline()
         if self.holder.model is None:
@@ -163,7 +161,7 @@ class Service:
         model = self.holder.ready()
         if not job.admitted:
             return job.run(model)
-        await adm.acquire_async(deadline, gone)
+        await adm.acquire_async(deadline, watch)
         handed_off = False
         try:
             if self.runs_inline(req):

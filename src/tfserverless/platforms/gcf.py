@@ -14,7 +14,7 @@ import contextvars
 import logging
 import os
 import sys
-from typing import Any, Awaitable, Callable, Dict, Optional, Tuple, cast
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple, cast
 from urllib.parse import parse_qsl
 
 from ..errors import ClientGone, HeadersTooLarge, RequestTimeout, TFServerlessError
@@ -162,19 +162,23 @@ def make_asgi_handler(service: Service) -> Optional[AsgiHandler]:
 
     async def predict(request: Any) -> Any:
         scope, receive = request.scope, request.receive
-        gone: Optional[asyncio.Task[None]] = None
+        watched: List[asyncio.Task[None]] = []
+
+        def watch() -> asyncio.Task[None]:  # only for requests that must queue
+            watched.append(asyncio.ensure_future(_disconnect(receive)))
+            return watched[-1]
+
         try:
             with body_in_flight(service, declared_length(dict(scope["headers"]).get(b"content-length"))):
                 req = await to_request_async(scope, receive, limit, timeout=timeout)
-                gone = asyncio.ensure_future(_disconnect(receive))
-                resp = await service.handle_async(req, gone)
+                resp = await service.handle_async(req, watch)
         except ClientGone:
             return Reply(b"", 499)  # nobody reads it; nothing to log
         except TFServerlessError as e:  # 450 (bytes in flight), 408 or 431 before the service
             resp = error_response(e)
         finally:
-            if gone is not None and not gone.done():
-                gone.cancel()
+            for task in watched:
+                task.cancel()
         return Reply(resp.body, resp.status, resp.headers)
 
     return cast(AsgiHandler, aio.http(predict))
