@@ -53,23 +53,37 @@ async def to_request_async(scope: Dict[str, Any], receive: Callable[[], Awaitabl
     declared = declared_length(headers.get("content-length"))
     chunks = []
     if declared <= limit:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout if timeout > 0 else None
+        # one timer for the whole body (wait_for around each receive() costs a task a call)
+        fired: List[bool] = []
+        timer = None
+        if timeout > 0:
+            task = asyncio.current_task()
+
+            def expire() -> None:
+                fired.append(True)
+                if task is not None:
+                    task.cancel()
+
+            timer = asyncio.get_running_loop().call_later(timeout, expire)
         size, more = 0, True
-        while more and size <= limit:
-            try:
-                message = await asyncio.wait_for(
-                    receive(), None if deadline is None else max(0.0, deadline - loop.time()))
-            except asyncio.TimeoutError:
-                raise RequestTimeout(f"request body not complete within {timeout:g}s "
-                                     f"(BODY_READ_TIMEOUT); got {size} of {declared or '?'} "
-                                     "bytes") from None
-            if message["type"] != "http.request":  # the client went away: nobody to answer
-                raise ClientGone("client disconnected while sending the body")
-            chunk = message.get("body", b"")
-            chunks.append(chunk)
-            size += len(chunk)
-            more = message.get("more_body", False)
+        try:
+            while more and size <= limit:
+                message = await receive()
+                if message["type"] != "http.request":  # the client went away: nobody to answer
+                    raise ClientGone("client disconnected while sending the body")
+                chunk = message.get("body", b"")
+                chunks.append(chunk)
+                size += len(chunk)
+                more = message.get("more_body", False)
+        except asyncio.CancelledError:
+            if not fired:
+                raise
+            raise RequestTimeout(f"request body not complete within {timeout:g}s "
+                                 f"(BODY_READ_TIMEOUT); got {size} of {declared or '?'} "
+                                 "bytes") from None
+        finally:
+            if timer is not None:
+                timer.cancel()
     query = scope.get("query_string") or b""
     return Request(
         scope["method"],
@@ -144,6 +158,7 @@ def make_asgi_handler(service: Service) -> Optional[AsgiHandler]:
         return None
     limit = service.config.max_body_bytes
     timeout = service.config.body_read_timeout
+    admission = service.admission
 
     class Reply(StarletteResponse):  # type: ignore[misc, valid-type]
         """A response whose client may be gone: uvicorn writes pipelined replies to a
@@ -168,10 +183,17 @@ def make_asgi_handler(service: Service) -> Optional[AsgiHandler]:
             watched.append(asyncio.ensure_future(_disconnect(receive)))
             return watched[-1]
 
+        declared = 0
+        for k, v in scope["headers"]:
+            if k == b"content-length":
+                declared = min(declared_length(v), limit + 1)
         try:
-            with body_in_flight(service, declared_length(dict(scope["headers"]).get(b"content-length"))):
+            admission.reserve_bytes(declared)
+            try:
                 req = await to_request_async(scope, receive, limit, timeout=timeout)
                 resp = await service.handle_async(req, watch)
+            finally:
+                admission.release_bytes(declared)
         except ClientGone:
             return Reply(b"", 499)  # nobody reads it; nothing to log
         except TFServerlessError as e:  # 450 (bytes in flight), 408 or 431 before the service
