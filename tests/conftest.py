@@ -66,6 +66,7 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         full = dict(os.environ)
         full.update({"PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"})
+        full.setdefault("WORKERS", "1")  # per-worker limits and counts; tests that want more say so
         full.update(env)
         self.log_path = log_path or os.path.join("/tmp", f"tfs-server-{self.port}.log")
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()

@@ -190,6 +190,32 @@ def build_slow(tf: Any, out: str) -> str:
     return out
 
 
+def build_batchy(tf: Any, out: str) -> str:
+    """For batching: each call takes a few ms (a fixed 128x128 matmul loop) so concurrent
+    requests gather; ``rows`` tells each request how many rows its call carried.
+    ``serving_default``: per-row softmax of x [None, None]; ``check``: x [None] int32, fails
+    in the model on a negative value; ``flat``: y is the sum of all rows (no batch dim)."""
+    v1 = _v1(tf)
+    g = tf.Graph()
+    with g.as_default():
+        w = tf.constant(np.random.RandomState(3).normal(0, 0.05, (128, 128)).astype(np.float32))
+        _, acc = v1.while_loop(lambda i, a: i < 40, lambda i, a: (i + 1, tf.tanh(tf.matmul(a, w))),
+                               [tf.constant(0), tf.ones([128, 128])])
+        zero = 0.0 * tf.reduce_sum(acc)
+        x = v1.placeholder(tf.float32, [None, None], name="x")
+        rows = tf.fill(tf.shape(x)[:1], tf.shape(x)[0])
+        y = tf.nn.softmax(x + zero)
+        cx = v1.placeholder(tf.int32, [None], name="check_x")
+        with tf.control_dependencies([v1.assert_non_negative(cx, message="x must be >= 0")]):
+            cy = cx * 2 + tf.cast(zero, tf.int32)
+        fx = v1.placeholder(tf.float32, [None], name="flat_x")
+        fy = tf.reduce_sum(fx) + zero
+    _save_v1(tf, g, out, {"serving_default": ({"x": x}, {"y": y, "rows": rows}),
+                          "check": ({"x": cx}, {"y": cy}),
+                          "flat": ({"x": fx}, {"y": fy})})
+    return out
+
+
 def build_tf2_native(tf: Any, out: str) -> str:
     """A TF2-only export (``tf.saved_model.save`` of a ``tf.Module``): TF 1.x cannot load it."""
 
@@ -218,6 +244,7 @@ def build_all(out_dir: str, only: Any = ()) -> Dict[str, str]:
         "multi": build_multi(tf, os.path.join(out_dir, "multi")),
         "counter": build_counter(tf, os.path.join(out_dir, "counter")),
         "slow": build_slow(tf, os.path.join(out_dir, "slow")),
+        "batchy": build_batchy(tf, os.path.join(out_dir, "batchy")),
     }
     if int(tf.__version__.split(".")[0]) >= 2:
         built["tf2_native"] = build_tf2_native(tf, os.path.join(out_dir, "tf2_native"))
@@ -225,7 +252,7 @@ def build_all(out_dir: str, only: Any = ()) -> Dict[str, str]:
 
 
 BUILDERS = {"tf1_mnist": build_tf1_mnist, "multi": build_multi, "counter": build_counter,
-            "slow": build_slow}
+            "slow": build_slow, "batchy": build_batchy}
 
 if __name__ == "__main__":
     for name, path in build_all(sys.argv[1], sys.argv[2:]).items():

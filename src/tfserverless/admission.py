@@ -36,6 +36,12 @@ class Limits:
         self.inflight_bytes = inflight_bytes
 
 
+def in_service(batching: bool, worker_threads: int, max_batch_size: int) -> int:
+    """Requests admitted at once: with batching, each of the ``worker_threads`` model calls
+    may carry ``max_batch_size`` requests (see ``batching``)."""
+    return worker_threads * max(1, max_batch_size) if batching else worker_threads
+
+
 class _Ticket:
     __slots__ = ("state", "wake")
 

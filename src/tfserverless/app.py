@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from typing import Mapping, Optional
+from typing import Dict, Mapping, Optional
 
 from .config import Config
 from .errors import ConfigError
@@ -25,8 +25,9 @@ def setup_logging(level: str) -> None:
     root.setLevel(level)
 
 
-def load_model(config: Config) -> Servable:
-    """Fetch (or reuse) the model and load it; logs the one-line cold-start timeline."""
+def load_model(config: Config, phases: Optional[Dict[str, float]] = None) -> Servable:
+    """Fetch (or reuse) the model and load it; logs the one-line cold-start timeline and
+    puts its phases' seconds in ``phases``."""
     from . import storage
     from .model import Model
 
@@ -35,6 +36,8 @@ def load_model(config: Config) -> Servable:
     model = Model.load(fetched.path, intra_op_threads=config.intra_op_threads,
                        inter_op_threads=config.inter_op_threads, processor=config.processor,
                        cuda_visible_devices=config.cuda_visible_devices)
+    if phases is not None:
+        phases.update(fetch=fetched.seconds, tf_import=model.import_seconds, load=model.load_seconds)
     fetch = "cached" if fetched.cached else f"{fetched.seconds:.2f}s ({fetched.nbytes / 1e6:.1f} MB)"
     log.info(
         "cold start: fetch+extract %s, TensorFlow import %.2fs, load %.2fs, total %.2fs",
@@ -47,13 +50,29 @@ def create_service(environ: Mapping[str, str], *, config: Optional[Config] = Non
     config = config or Config.from_environ(environ)
     setup_logging(config.log_level)
     config.require_model_path()
-    holder = ModelHolder(lambda: load_model(config), wait=config.load_timeout)
+    phases: Dict[str, float] = {}
+
+    def load() -> Servable:
+        try:
+            return load_model(config, phases)
+        except Exception:
+            service.metrics.load(False)
+            raise
+
+    holder = ModelHolder(load, wait=config.load_timeout)
     service = Service(config, holder)
 
     def warm_up(model: Servable) -> None:  # readiness waits for the warm-up
         from . import storage, warmup
 
-        warmup.replay(config, model, service.run_predict, storage.read_bytes, service.warmup)
+        t0 = time.monotonic()
+        try:
+            warmup.replay(config, model, service.run_predict, storage.read_bytes, service.warmup)
+        except Exception:
+            service.metrics.load(False)
+            raise
+        phases["warm_up"] = time.monotonic() - t0
+        service.metrics.load(True, phases)
 
     holder.after_load.append(warm_up)
     return service

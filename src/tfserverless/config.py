@@ -12,7 +12,7 @@ import re
 import tempfile
 from typing import Any, Callable, Dict, Mapping, Optional
 
-from .admission import Limits
+from .admission import Limits, in_service
 from .errors import ConfigError
 
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
@@ -82,6 +82,22 @@ def _seconds(key: str, value: str) -> float:
     return n
 
 
+def _flag(key: str, value: str) -> bool:
+    v = value.strip().lower()
+    if v in ("1", "true", "yes", "on"):
+        return True
+    if v in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{key}={value!r} is not a switch; expected true or false")
+
+
+def default_workers() -> int:
+    """Worker processes per instance when ``WORKERS`` is unset: one per core the process may
+    use (see the README's measurements), each with its own copy of the model."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return max(1, len(affinity(0)) if affinity is not None else (os.cpu_count() or 1))
+
+
 def default_cache_dir(environ: Mapping[str, str]) -> str:
     """The platform's writable tmp: Lambda and FC allow writes only under /tmp."""
     return os.path.join(environ.get("TMPDIR") or tempfile.gettempdir(), "tfserverless-cache")
@@ -119,6 +135,11 @@ class Config:
         max_inflight_bytes: Optional[int] = None,
         signature_max_skew: float = 0.0,
         body_read_timeout: float = 30.0,
+        rpc_batching: bool = False,
+        rpc_max_batch_size: int = 16,
+        rpc_max_batch_timeout_ms: int = 50,
+        server_timing: bool = True,
+        workers: int = 1,
         environ: Optional[Mapping[str, str]] = None,
     ) -> None:
         self.model_path = model_path
@@ -153,12 +174,20 @@ class Config:
             else max_inflight_bytes
         self.signature_max_skew = signature_max_skew  # seconds; 0 = no freshness check
         self.body_read_timeout = body_read_timeout  # seconds a body may take to arrive
+        # adaptive batching (metadata.rpc.batching, max_batch_size, max_batch_timeout)
+        self.rpc_batching = rpc_batching
+        self.rpc_max_batch_size = rpc_max_batch_size
+        self.rpc_max_batch_timeout_ms = rpc_max_batch_timeout_ms
+        self.server_timing = server_timing  # Server-Timing header on predictions
+        self.workers = workers  # worker processes per instance (functions-framework's WORKERS)
         # Credentials and other platform settings stay in the mapping the config came from,
         # so storage backends read them through the config, never from os.environ directly.
         self.environ: Dict[str, str] = dict(environ or {})
 
     def admission_limits(self) -> Limits:
-        return Limits(workers=self.rpc_worker_threads, queue_size=self.rpc_max_queue_size,
+        return Limits(workers=in_service(self.rpc_batching, self.rpc_worker_threads,
+                                             self.rpc_max_batch_size),
+                      queue_size=self.rpc_max_queue_size,
                       keepalive=self.rpc_keepalive_ms / 1000.0, rate_limit=self.rpc_rate_limit,
                       inflight_bytes=self.max_inflight_bytes)
 
@@ -225,6 +254,11 @@ class Config:
             max_inflight_bytes=get("MAX_INFLIGHT_BYTES", parse_size, None),
             signature_max_skew=get("SIGNATURE_MAX_SKEW", _seconds, 0.0),
             body_read_timeout=get("BODY_READ_TIMEOUT", _seconds, 30.0),
+            rpc_batching=get("RPC_BATCHING", _flag, False),
+            rpc_max_batch_size=get("RPC_MAX_BATCH_SIZE", _at_least_one, 16),
+            rpc_max_batch_timeout_ms=get("RPC_MAX_BATCH_TIMEOUT", _positive_int, 50),
+            server_timing=get("SERVER_TIMING", _flag, True),
+            workers=get("WORKERS", _at_least_one, None) or default_workers(),
             environ=environ,
         )
         kwargs.update(overrides)

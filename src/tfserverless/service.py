@@ -18,6 +18,7 @@ from typing import Any, Callable, Dict, Optional, Union
 from . import codec
 from .admission import Admission, Watch
 from .auth import check_auth
+from .batching import Batcher, Cancel
 from .config import Config
 from .errors import (
     BadRequest,
@@ -30,6 +31,7 @@ from .errors import (
 )
 from .loader import ModelHolder, Servable
 from .messages import GATEWAY_PREFIX, PROTOBUF, Request, Response, error_response, json_response
+from .metrics import CONTENT_TYPE, Metrics
 
 log = logging.getLogger("tfserverless")
 
@@ -38,25 +40,49 @@ log = logging.getLogger("tfserverless")
 INLINE_SECONDS = 0.002
 
 
+class Context:
+    """What a prediction knows of its way through the service: its deadline, how long it
+    queued, and how its client can call it off while it waits for a batch."""
+
+    __slots__ = ("cancel", "deadline", "queued")
+
+    def __init__(self, deadline: float = float("inf")) -> None:
+        self.deadline = deadline
+        self.queued = 0.0
+        self.cancel: Optional[Cancel] = None
+
+
 class Job:
     """Work that needs the model: a prediction (``admitted``: it goes through the admission
     queue) or a schema read (answered as soon as the model is there)."""
 
     __slots__ = ("admitted", "run")
 
-    def __init__(self, run: Callable[[Servable], Response], *, admitted: bool) -> None:
+    def __init__(self, run: Callable[[Servable, Context], Response], *, admitted: bool) -> None:
         self.run = run
         self.admitted = admitted
 
 
+#: requests /metrics does not count (probes and scrapes)
+UNCOUNTED = frozenset(("/healthz", "/healthz/live", "/metrics"))
+
+
 class Service:
     def __init__(self, config: Config, holder: ModelHolder,
-                 admission: Optional[Admission] = None) -> None:
+                 admission: Optional[Admission] = None, metrics: Optional[Metrics] = None) -> None:
         self.config = config
         self.holder = holder
         self.admission = admission or Admission(config.admission_limits())
-        # predictions run here on ASGI servers: as many threads as RPC_WORKER_THREADS, none
-        # of which health or queued requests ever occupy (threads start on first use)
+        self.metrics = metrics or Metrics()
+        self.batcher: Optional[Batcher] = None
+        if config.rpc_batching:
+            self.batcher = Batcher(max_batch_size=config.rpc_max_batch_size,
+                                   max_batch_timeout=config.rpc_max_batch_timeout_ms / 1000.0,
+                                   max_calls=config.rpc_worker_threads,
+                                   timeout_error=self.admission.timeout_error,
+                                   observe=self.metrics.runtime)
+        # predictions run here on ASGI servers: a thread for each admitted request, none of
+        # which health or queued requests ever occupy (threads start on first use)
         self.executor = ThreadPoolExecutor(self.admission.limits.workers, "predict")
         self.warmup: Dict[str, Any] = {}
         self._first_request_logged = False
@@ -66,6 +92,7 @@ class Service:
         self._exact: Dict[str, Callable[[Request], Union[Response, Job]]] = {
             "/healthz": self._health_route,
             "/healthz/live": self._live_route,
+            "/metrics": self._metrics_route,
             "/": self._gateway_route,
         }
 
@@ -90,31 +117,48 @@ class Service:
 
     def handle(self, req: Request) -> Response:
         """Sync servers: queued requests wait in their own thread."""
+        t0 = time.perf_counter()
         try:
             target = self._route(req)
             if isinstance(target, Job):
                 target = self._run_sync(target)
-            return self._capped(req, target)
+            resp = self._capped(req, target)
         except TFServerlessError as e:
-            return self._error(req, e)
+            resp = self._error(req, e)
         except Exception as e:  # our bug, not the client's: log it, answer one line
-            return self._bug(req, e)
+            resp = self._bug(req, e)
+        self.count(req, resp.status, t0)
+        return resp
 
     async def handle_async(self, req: Request, watch: Optional[Watch] = None) -> Response:
         """ASGI servers: queued requests and loads are awaited, holding no thread; ``watch()``
         gives a future that completes when the client disconnects, asked for only if the
         request must queue (then ``ClientGone`` is raised: nobody to answer)."""
+        t0 = time.perf_counter()
         try:
             target = self._route(req)
             if isinstance(target, Job):
                 target = await self._run_async(req, target, watch)
-            return self._capped(req, target)
+            resp = self._capped(req, target)
         except ClientGone:
+            self.count(req, ClientGone.status, t0)
             raise
         except TFServerlessError as e:
-            return self._error(req, e)
+            resp = self._error(req, e)
         except Exception as e:
-            return self._bug(req, e)
+            resp = self._bug(req, e)
+        self.count(req, resp.status, t0)
+        return resp
+
+    def count(self, req: Request, status: int, t0: float) -> None:
+        """Record a request in /metrics (adapters call it for what they answer themselves)."""
+        if req.path in UNCOUNTED:
+            return
+        m, adm = self.metrics, self.admission
+        m.request("eas" if req.method == "POST" or req.path.startswith(GATEWAY_PREFIX) else
+                  "none", status, time.perf_counter() - t0)
+        batcher = self.batcher
+        m.gauges(adm.running, adm.waiting + (batcher.waiting if batcher else 0), adm.shed)
 
     def _error(self, req: Request, e: TFServerlessError) -> Response:
         if e.status >= 500 and e.status != 503:
@@ -138,14 +182,17 @@ class Service:
 
     def _run_sync(self, job: Job) -> Response:
         adm = self.admission
-        deadline = adm.deadline()
+        ctx = Context(adm.deadline())
+        deadline = ctx.deadline
         if not job.admitted:
-            return job.run(self.holder.get(wait=self._load_wait(deadline)))
+            return job.run(self.holder.get(wait=self._load_wait(deadline)), ctx)
+        t0 = time.perf_counter()
         adm.acquire(deadline)
         try:
             model = self.holder.get(wait=self._load_wait(deadline))
             adm.check_deadline(deadline)
-            resp = job.run(model)
+            ctx.queued = time.perf_counter() - t0
+            resp = job.run(model, ctx)
         finally:
             adm.release()
         # a sync server cannot answer while the model runs; past RPC_KEEPALIVE the answer is
@@ -155,23 +202,35 @@ class Service:
 
     async def _run_async(self, req: Request, job: Job, watch: Optional[Watch]) -> Response:
         adm = self.admission
-        deadline = adm.deadline()
+        ctx = Context(adm.deadline())
+        deadline = ctx.deadline
+        t0 = time.perf_counter()
         if self.holder.model is None:
             await self.holder.wait_async(self._load_wait(deadline))
         model = self.holder.ready()
         if not job.admitted:
-            return job.run(model)
+            return job.run(model, ctx)
         await adm.acquire_async(deadline, watch)
+        ctx.queued = time.perf_counter() - t0
         handed_off = False
         try:
             if self.runs_inline(req):
-                return job.run(model)  # cheaper than the hand-off to a thread would be
-            work = self.executor.submit(job.run, model)
+                return job.run(model, ctx)  # cheaper than the hand-off to a thread would be
+            gone = None
+            if self.batcher is not None and watch is not None:
+                ctx.cancel = Cancel()  # a client that leaves while batched is dropped
+                gone = watch()
+            work = self.executor.submit(job.run, model, ctx)
             waiter = asyncio.wrap_future(work)
             waiter.add_done_callback(_retrieve)
             remaining = deadline - time.monotonic()
-            done, _ = await asyncio.wait({waiter}, timeout=None if remaining == float("inf")
-                                         else max(0.0, remaining))
+            done, _ = await asyncio.wait({waiter} if gone is None else {waiter, gone},
+                                         timeout=None if remaining == float("inf")
+                                         else max(0.0, remaining),
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if waiter not in done and gone is not None and gone.done():
+                self.batcher.cancel(ctx.cancel)  # type: ignore[union-attr, arg-type]
+                done, _ = await asyncio.wait({waiter})  # it ends at once unless it is running
             if done:
                 return work.result()
             handed_off = True  # the model call cannot be stopped: its slot frees when it ends
@@ -208,8 +267,8 @@ class Service:
                            f"{GATEWAY_PREFIX}{configured}")
         if req.method in ("GET", "HEAD") or not req.body:
             sig_name = req.query.get("signature_name", "")
-            return Job(lambda model: self.schema(model, sig_name), admitted=False)
-        return Job(lambda model: self.predict(req, model), admitted=True)
+            return Job(lambda model, ctx: self.schema(model, sig_name), admitted=False)
+        return Job(lambda model, ctx: self.predict(req, model, ctx), admitted=True)
 
     def _check_size(self, req: Request) -> None:
         limit = self.config.max_body_bytes
@@ -228,8 +287,11 @@ class Service:
         sig = model.signature(signature_name)
         return Response(200, codec.signature_json_bytes(sig), {"Content-Type": "application/json"})
 
-    def run_predict(self, model: Servable, body: bytes) -> Dict[str, Any]:
-        """Decode, validate, run: the one path traffic and warm-up share."""
+    def run_predict(self, model: Servable, body: bytes, ctx: Optional[Context] = None,
+                    timing: Optional[Dict[str, float]] = None) -> Dict[str, Any]:
+        """Decode, validate, run (batched with other requests when batching is on): the one
+        path traffic and warm-up share.  ``timing`` gets decode and model seconds."""
+        t0 = time.perf_counter()
         if _looks_like_json(body):
             raise BadRequest(
                 "JSON bodies are not accepted; expected a serialized PredictRequest protobuf "
@@ -240,13 +302,36 @@ class Service:
         sig = model.signature(wire.signature_name)
         feeds = codec.feeds_for_signature(wire, sig)
         outputs = codec.output_names(wire, sig)
-        return model.run(sig, feeds, outputs)
+        t1 = time.perf_counter()
+        batched = 0.0
+        if self.batcher is None:
+            result = model.run(sig, feeds, outputs)
+            self.metrics.runtime(1, time.perf_counter() - t1)
+        else:
+            ctx = ctx or Context()
+            result, batched = self.batcher.run(model.run, sig, feeds, outputs,
+                                               deadline=ctx.deadline, cancel=ctx.cancel)
+        if timing is not None:
+            timing["decode"] = t1 - t0
+            timing["batch"] = batched
+            timing["model"] = time.perf_counter() - t1 - batched
+        return result
 
-    def predict(self, req: Request, model: Servable) -> Response:
+    def predict(self, req: Request, model: Servable, ctx: Context) -> Response:
         t0 = time.perf_counter()
-        outputs = self.run_predict(model, req.body)
+        timing: Dict[str, float] = {}
+        outputs = self.run_predict(model, req.body, ctx, timing)
+        t1 = time.perf_counter()
         resp = Response(200, codec.encode_response(outputs), {"Content-Type": PROTOBUF})
-        self._observe(time.perf_counter() - t0, len(req.body))
+        t2 = time.perf_counter()
+        queued = ctx.queued + timing["batch"]
+        self.metrics.queued(queued)
+        if self.config.server_timing:
+            resp.headers["Server-Timing"] = (
+                f"queue;dur={queued * 1e3:.3f}, decode;dur={timing['decode'] * 1e3:.3f}, "
+                f"model;dur={timing['model'] * 1e3:.3f}, encode;dur={(t2 - t1) * 1e3:.3f}")
+        # what inlining decides by: this request's own work, not its waits
+        self._observe(t2 - t0 - timing["batch"], len(req.body))
         if not self._first_request_logged:
             self._first_request_logged = True
             w = self.warmup
@@ -254,6 +339,12 @@ class Service:
                      f"after warm-up of {w['replayed']} replays" if w.get("replayed")
                      else "no warm-up")
         return resp
+
+    def _metrics_route(self, req: Request) -> Response:
+        _health_method(req)
+        if self.config.service_token:
+            check_auth(self.config.service_token, req, "/metrics")
+        return Response(200, self.metrics.render(), {"Content-Type": CONTENT_TYPE})
 
     def _live_route(self, req: Request) -> Response:
         _health_method(req)

@@ -126,7 +126,10 @@ def make_handlers(service: Service) -> Tuple[Any, FlaskHandler]:
         # after this module is imported: size it to the queue as EAS does (workers + queue),
         # plus threads that /healthz can always have
         cfg = service.config
-        os.environ.setdefault("THREADS", str(cfg.rpc_worker_threads + cfg.rpc_max_queue_size + 4))
+        os.environ.setdefault("THREADS", str(service.admission.limits.workers
+                                             + cfg.rpc_max_queue_size + 4))
+        # and WORKERS, the processes per instance (each loads its own model copy)
+        os.environ.setdefault("WORKERS", str(cfg.workers))
     flask_handler = make_flask_handler(service)
     return make_asgi_handler(service) or flask_handler, flask_handler
 
@@ -179,9 +182,10 @@ def make_asgi_handler(service: Service) -> Optional[AsgiHandler]:
         scope, receive = request.scope, request.receive
         watched: List[asyncio.Task[None]] = []
 
-        def watch() -> asyncio.Task[None]:  # only for requests that must queue
-            watched.append(asyncio.ensure_future(_disconnect(receive)))
-            return watched[-1]
+        def watch() -> asyncio.Task[None]:  # only for requests that must wait
+            if not watched:
+                watched.append(asyncio.ensure_future(_disconnect(receive)))
+            return watched[0]
 
         declared = 0
         for k, v in scope["headers"]:
