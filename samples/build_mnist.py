@@ -2,7 +2,8 @@
 
 Signature ``predict_images``: input ``images`` [-1, 784] float32, output ``scores`` [-1, 10]
 (softmax of a 784-256-10 perceptron with fixed pseudo-random weights).
-Usage: ``python build_mnist.py OUT_DIR``.
+Usage: ``python build_mnist.py OUT_DIR [HIDDEN,...]``; the benchmarks build a weight-bound
+784-2048-2048-10 one with ``python build_mnist.py OUT 2048,2048``.
 """
 
 from __future__ import annotations
@@ -10,30 +11,30 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from typing import Sequence
 
 import numpy as np
 
 
-def build(out_dir: str, *, hidden: int = 256, seed: int = 0) -> str:
+def build(out_dir: str, *, hidden: Sequence[int] = (256,), seed: int = 0) -> str:
     import tensorflow as tf  # deferred: only this script needs TensorFlow
 
     rng = np.random.RandomState(seed)
-    w1 = rng.normal(0, 0.05, (784, hidden)).astype(np.float32)
-    b1 = np.zeros(hidden, np.float32)
-    w2 = rng.normal(0, 0.05, (hidden, 10)).astype(np.float32)
-    b2 = np.zeros(10, np.float32)
+    sizes = [784, *hidden, 10]
+    weights = [(rng.normal(0, 0.05, (a, b)).astype(np.float32), np.zeros(b, np.float32))
+               for a, b in zip(sizes, sizes[1:])]
 
     class Mnist(tf.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.w1 = tf.Variable(w1)
-            self.b1 = tf.Variable(b1)
-            self.w2 = tf.Variable(w2)
-            self.b2 = tf.Variable(b2)
+            self.layers = [(tf.Variable(w), tf.Variable(b)) for w, b in weights]
 
         def _scores(self, images):  # type: ignore[no-untyped-def]
-            h = tf.nn.relu(tf.matmul(images, self.w1) + self.b1)
-            return tf.nn.softmax(tf.matmul(h, self.w2) + self.b2)
+            h = images
+            for w, b in self.layers[:-1]:
+                h = tf.nn.relu(tf.matmul(h, w) + b)
+            w, b = self.layers[-1]
+            return tf.nn.softmax(tf.matmul(h, w) + b)
 
         @tf.function(input_signature=[tf.TensorSpec([None, 784], tf.float32, name="images")])
         def predict_images(self, images):  # type: ignore[no-untyped-def]
@@ -49,4 +50,5 @@ def build(out_dir: str, *, hidden: int = 256, seed: int = 0) -> str:
 
 if __name__ == "__main__":
     target = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "mnist")
-    print(build(target))
+    layers = tuple(int(n) for n in sys.argv[2].split(",")) if len(sys.argv) > 2 else (256,)
+    print(build(target, hidden=layers))

@@ -173,3 +173,31 @@ def test_cancelled_while_gathering_is_dropped() -> None:
                                    {"x": np.zeros((0, 3), np.float32)}])
 def test_unbatchable_inputs_have_no_key(feeds: Dict[str, np.ndarray]) -> None:
     assert batch_key(SIG, feeds, ["y"]) is None
+
+
+def test_loop_gather_batches_what_reaches_the_model_in_one_iteration() -> None:
+    import asyncio
+
+    from tfserverless.batching import LoopGather
+
+    m = Model(0.0)
+    gather = LoopGather(batcher())
+    xs = [rows(1 + i % 2, seed=i) for i in range(5)] + [rows(1, 4), -rows(1, seed=9)]
+
+    async def main() -> List[Any]:
+        async def one(x: np.ndarray) -> Any:
+            try:
+                return (await gather.run(m.run, SIG, {"x": x}, ["y"]))[0]["y"]
+            except BadRequest as e:
+                return e
+
+        first = await asyncio.gather(*(one(x) for x in xs))
+        alone = await one(xs[0])  # a lone request still runs (one turn of the loop later)
+        return [*first, alone]
+
+    got = asyncio.run(main())
+    for x, y in zip(xs[:6], got[:6]):
+        assert np.array_equal(y, x * 2)
+    assert isinstance(got[6], BadRequest) and np.array_equal(got[7], xs[0] * 2)
+    # 3-col rows together (7 with the bad one, then each alone after it failed), 4-col alone
+    assert m.calls[0] == 8 and sorted(m.calls[1:7]) == [1, 1, 1, 1, 2, 2] and m.calls[-1] == 1

@@ -18,6 +18,7 @@ whose client left (``cancel``), is dropped before its group runs.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import logging
 import threading
@@ -254,4 +255,80 @@ class Batcher:
             start += it.rows
 
 
-__all__ = ["Batcher", "Cancel", "batch_key"]
+class LoopGather:
+    """Batching for predictions an async server runs on its event loop (fast models): those
+    that reach the model in the same loop iteration (uvicorn starts every request parsed
+    from one wake-up before it polls again) run as one call at the end of the iteration.
+    While that call runs the loop is busy, so the next iteration gathers what arrived
+    meanwhile: the same adaptive rule as ``Batcher``, with no thread hand-off.  A lone
+    request pays one extra turn of the loop."""
+
+    #: after this many flushes of a lone request in a row, requests run directly (no extra
+    #: turn of the loop) and only one in ``PROBE_EVERY`` gathers, to notice load coming back
+    ALONE_LIMIT = 8
+    PROBE_EVERY = 8
+
+    def __init__(self, batcher: Batcher) -> None:
+        self.batcher = batcher
+        self._pending: List[Tuple[_Item, asyncio.Future[Tuple[Outputs, float]]]] = []
+        self._run: Optional[Run] = None
+        self._alone = 0  # flushes in a row that found one request
+        self._skipped = 0
+
+    def wanted(self) -> bool:
+        """Whether this request should gather: yes under load; at one request at a time,
+        only as a probe now and then."""
+        if self._alone < self.ALONE_LIMIT or self._pending:
+            return True
+        self._skipped += 1
+        if self._skipped >= self.PROBE_EVERY:
+            self._skipped = 0
+            return True
+        return False
+
+    async def run(self, run: Run, sig: Signature, feeds: Dict[str, np.ndarray],
+                  outputs: Sequence[str]) -> Tuple[Outputs, float]:
+        b = self.batcher
+        keyed = batch_key(sig, feeds, outputs)
+        if keyed is None or (sig.name, tuple(outputs)) in b.unbatchable:
+            return b._call(run, sig, feeds, outputs, 0), 0.0
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Tuple[Outputs, float]] = loop.create_future()
+        if not self._pending:
+            loop.call_soon(self._flush)
+        self._run = run
+        self._pending.append((_Item(keyed[0], keyed[1], sig, feeds, outputs, b._clock(),
+                                    float("inf")), fut))
+        return await fut
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, []
+        self._alone = self._alone + 1 if len(pending) == 1 else 0
+        run, b = self._run, self.batcher
+        assert run is not None
+        by_key: Dict[Hashable, List[Tuple[_Item, asyncio.Future[Tuple[Outputs, float]]]]] = {}
+        for entry in pending:
+            by_key.setdefault(entry[0].key, []).append(entry)
+        for entries in by_key.values():
+            while entries:
+                take, rows = 1, entries[0][0].rows
+                while take < len(entries) and rows + entries[take][0].rows <= b.max_batch_size:
+                    rows += entries[take][0].rows
+                    take += 1
+                group, entries = entries[:take], entries[take:]
+                items = [it for it, _ in group]
+                now = b._clock()
+                if len(items) == 1:
+                    b._alone(run, items[0])
+                else:
+                    b._together(run, items)
+                for it, fut in group:
+                    if fut.done():  # its task was cancelled meanwhile
+                        continue
+                    if it.error is not None:
+                        fut.set_exception(it.error)
+                    else:
+                        fut.set_result((it.result or {}, now - it.arrived))
+
+
+__all__ = ["Batcher", "Cancel", "LoopGather", "batch_key"]

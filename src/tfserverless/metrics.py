@@ -65,16 +65,20 @@ class Metrics:
             self._claim: Any = multiprocessing.Lock()  # a semaphore every forked worker shares
         except OSError:  # no /dev/shm (AWS Lambda): one process per instance there anyway
             self._claim = threading.Lock()
-        self._pid = 0
+        self._pid = 0  # the process that owns row ``_base``; 0: none yet (reset by a fork)
         self._base = 0
         self._shed_seen: Dict[int, int] = {}  # this worker's shed counts already added
+        if hasattr(os, "register_at_fork"):  # so the request path never asks for its pid
+            os.register_at_fork(after_in_child=self._forked)
+
+    def _forked(self) -> None:
+        self._pid = 0
 
     # the writing side (this worker's row) -----------------------------------------------------
 
     def _row(self) -> int:
-        pid = os.getpid()
-        if pid != self._pid:
-            self._take_row(pid)
+        if not self._pid:
+            self._take_row(os.getpid())
         return self._base
 
     def _take_row(self, pid: int) -> None:

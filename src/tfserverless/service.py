@@ -9,16 +9,18 @@ predictions go through the admission queue, and only admitted ones reach the mod
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Dict, Optional, Union
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple, Union
 
 from . import codec
 from .admission import Admission, Watch
 from .auth import check_auth
-from .batching import Batcher, Cancel
+from .batching import Batcher, Cancel, LoopGather
+from .codec import Signature
 from .config import Config
 from .errors import (
     BadRequest,
@@ -44,12 +46,13 @@ class Context:
     """What a prediction knows of its way through the service: its deadline, how long it
     queued, and how its client can call it off while it waits for a batch."""
 
-    __slots__ = ("cancel", "deadline", "queued")
+    __slots__ = ("cancel", "deadline", "inline", "queued")
 
     def __init__(self, deadline: float = float("inf")) -> None:
         self.deadline = deadline
         self.queued = 0.0
         self.cancel: Optional[Cancel] = None
+        self.inline = False  # runs on the event loop: nothing to batch with in a thread
 
 
 class Job:
@@ -75,19 +78,22 @@ class Service:
         self.admission = admission or Admission(config.admission_limits())
         self.metrics = metrics or Metrics()
         self.batcher: Optional[Batcher] = None
+        self.gather: Optional[LoopGather] = None
         if config.rpc_batching:
             self.batcher = Batcher(max_batch_size=config.rpc_max_batch_size,
                                    max_batch_timeout=config.rpc_max_batch_timeout_ms / 1000.0,
                                    max_calls=config.rpc_worker_threads,
                                    timeout_error=self.admission.timeout_error,
                                    observe=self.metrics.runtime)
+            self.gather = LoopGather(self.batcher)
         # predictions run here on ASGI servers: a thread for each admitted request, none of
         # which health or queued requests ever occupy (threads start on first use)
         self.executor = ThreadPoolExecutor(self.admission.limits.workers, "predict")
         self.warmup: Dict[str, Any] = {}
         self._first_request_logged = False
-        # moving averages of recent predicts: seconds and body bytes (None until the first)
-        self._predict_seconds: Optional[float] = None
+        # recent predicts' own seconds (the quickest tells the cost: waits for the GIL in a
+        # busy thread only ever add to it) and a moving average of their body bytes
+        self._recent: Deque[float] = collections.deque(maxlen=16)
         self._predict_bytes = 1.0
         self._exact: Dict[str, Callable[[Request], Union[Response, Job]]] = {
             "/healthz": self._health_route,
@@ -100,18 +106,16 @@ class Service:
         """Whether an async server should run a predict on its event loop instead of handing
         it to a thread.  A small model answers in less time than that hand-off costs; a slow
         one must not stall the loop.  So: when recent predicts, scaled to this body's size,
-        took under ``INLINE_SECONDS``."""
-        seconds = self._predict_seconds
-        if seconds is None or self.holder.model is None:
+        took under ``INLINE_SECONDS``.  (With batching on, inline ones batch on the loop.)"""
+        if not self._recent or self.holder.model is None:
             return False
-        return seconds * max(1.0, len(req.body) / self._predict_bytes) < INLINE_SECONDS
+        return min(self._recent) * max(1.0, len(req.body) / self._predict_bytes) < INLINE_SECONDS
 
     def _observe(self, seconds: float, nbytes: int) -> None:
-        if self._predict_seconds is None:
-            self._predict_seconds, self._predict_bytes = seconds, float(max(nbytes, 1))
-        else:  # races between threads only blur an estimate
-            self._predict_seconds += 0.2 * (seconds - self._predict_seconds)
-            self._predict_bytes += 0.2 * (max(nbytes, 1) - self._predict_bytes)
+        if not self._recent:
+            self._predict_bytes = float(max(nbytes, 1))
+        self._recent.append(seconds)  # races between threads only blur an estimate
+        self._predict_bytes += 0.2 * (max(nbytes, 1) - self._predict_bytes)
 
     # entry points ----------------------------------------------------------------------------
 
@@ -214,8 +218,11 @@ class Service:
         ctx.queued = time.perf_counter() - t0
         handed_off = False
         try:
-            if self.runs_inline(req):
-                return job.run(model, ctx)  # cheaper than the hand-off to a thread would be
+            if self.runs_inline(req):  # cheaper than the hand-off to a thread would be
+                if self.gather is not None and self.gather.wanted():
+                    return await self.predict_gathered(req, model, ctx)
+                ctx.inline = True
+                return job.run(model, ctx)
             gone = None
             if self.batcher is not None and watch is not None:
                 ctx.cancel = Cancel()  # a client that leaves while batched is dropped
@@ -287,11 +294,7 @@ class Service:
         sig = model.signature(signature_name)
         return Response(200, codec.signature_json_bytes(sig), {"Content-Type": "application/json"})
 
-    def run_predict(self, model: Servable, body: bytes, ctx: Optional[Context] = None,
-                    timing: Optional[Dict[str, float]] = None) -> Dict[str, Any]:
-        """Decode, validate, run (batched with other requests when batching is on): the one
-        path traffic and warm-up share.  ``timing`` gets decode and model seconds."""
-        t0 = time.perf_counter()
+    def _decode(self, model: Servable, body: bytes) -> Tuple[Signature, Dict[str, Any], List[str]]:
         if _looks_like_json(body):
             raise BadRequest(
                 "JSON bodies are not accepted; expected a serialized PredictRequest protobuf "
@@ -300,11 +303,17 @@ class Service:
             )
         wire = codec.decode_request(body)
         sig = model.signature(wire.signature_name)
-        feeds = codec.feeds_for_signature(wire, sig)
-        outputs = codec.output_names(wire, sig)
+        return sig, codec.feeds_for_signature(wire, sig), codec.output_names(wire, sig)
+
+    def run_predict(self, model: Servable, body: bytes, ctx: Optional[Context] = None,
+                    timing: Optional[Dict[str, float]] = None) -> Dict[str, Any]:
+        """Decode, validate, run (batched with other requests when batching is on): the one
+        path traffic and warm-up share.  ``timing`` gets decode, batch-wait and model seconds."""
+        t0 = time.perf_counter()
+        sig, feeds, outputs = self._decode(model, body)
         t1 = time.perf_counter()
         batched = 0.0
-        if self.batcher is None:
+        if self.batcher is None or (ctx is not None and ctx.inline):
             result = model.run(sig, feeds, outputs)
             self.metrics.runtime(1, time.perf_counter() - t1)
         else:
@@ -312,15 +321,28 @@ class Service:
             result, batched = self.batcher.run(model.run, sig, feeds, outputs,
                                                deadline=ctx.deadline, cancel=ctx.cancel)
         if timing is not None:
-            timing["decode"] = t1 - t0
-            timing["batch"] = batched
-            timing["model"] = time.perf_counter() - t1 - batched
+            timing.update(decode=t1 - t0, batch=batched, model=time.perf_counter() - t1 - batched)
         return result
 
     def predict(self, req: Request, model: Servable, ctx: Context) -> Response:
         t0 = time.perf_counter()
         timing: Dict[str, float] = {}
         outputs = self.run_predict(model, req.body, ctx, timing)
+        return self._respond(req, outputs, ctx, timing, t0)
+
+    async def predict_gathered(self, req: Request, model: Servable, ctx: Context) -> Response:
+        """``predict`` on the event loop, batched with what reaches the model in the same
+        iteration (``LoopGather``)."""
+        assert self.gather is not None
+        t0 = time.perf_counter()
+        sig, feeds, outputs = self._decode(model, req.body)
+        t1 = time.perf_counter()
+        result, batched = await self.gather.run(model.run, sig, feeds, outputs)
+        timing = {"decode": t1 - t0, "batch": batched, "model": time.perf_counter() - t1 - batched}
+        return self._respond(req, result, ctx, timing, t0)
+
+    def _respond(self, req: Request, outputs: Dict[str, Any], ctx: Context,
+                 timing: Dict[str, float], t0: float) -> Response:
         t1 = time.perf_counter()
         resp = Response(200, codec.encode_response(outputs), {"Content-Type": PROTOBUF})
         t2 = time.perf_counter()
