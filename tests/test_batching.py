@@ -9,9 +9,9 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import pytest
 
-from tfserverless.batching import Batcher, Cancel, batch_key
+from tfserverless.batching import Batcher, batch_key
 from tfserverless.codec import Signature, TensorSpec
-from tfserverless.errors import BadRequest, ClientGone, RequestTimeout
+from tfserverless.errors import BadRequest, RequestTimeout
 
 SIG = Signature("s", {"x": TensorSpec("x", 1, (-1, -1))}, {"y": TensorSpec("y", 1, (-1, -1))})
 
@@ -146,58 +146,7 @@ def test_deadline_passed_while_gathering_is_dropped_before_the_call() -> None:
     assert m.calls == [1]
 
 
-def test_cancelled_while_gathering_is_dropped() -> None:
-    b, m = batcher(), Model(0.3)
-    got: Dict[str, Any] = {}
-    first = threading.Thread(target=lambda: b.run(m.run, SIG, {"x": rows(1)}, ["y"]))
-    first.start()
-    time.sleep(0.05)
-    token = Cancel()
-
-    def second() -> None:
-        try:
-            b.run(m.run, SIG, {"x": rows(1)}, ["y"], cancel=token)
-        except Exception as e:
-            got["error"] = e
-
-    t = threading.Thread(target=second)
-    t.start()
-    time.sleep(0.05)
-    b.cancel(token)
-    t.join(5)
-    first.join(5)
-    assert isinstance(got.get("error"), ClientGone) and m.calls == [1]
-
-
 @pytest.mark.parametrize("feeds", [{"x": np.float32(1)}, {"x": rows(2), "z": rows(3)},
                                    {"x": np.zeros((0, 3), np.float32)}])
 def test_unbatchable_inputs_have_no_key(feeds: Dict[str, np.ndarray]) -> None:
     assert batch_key(SIG, feeds, ["y"]) is None
-
-
-def test_loop_gather_batches_what_reaches_the_model_in_one_iteration() -> None:
-    import asyncio
-
-    from tfserverless.batching import LoopGather
-
-    m = Model(0.0)
-    gather = LoopGather(batcher())
-    xs = [rows(1 + i % 2, seed=i) for i in range(5)] + [rows(1, 4), -rows(1, seed=9)]
-
-    async def main() -> List[Any]:
-        async def one(x: np.ndarray) -> Any:
-            try:
-                return (await gather.run(m.run, SIG, {"x": x}, ["y"]))[0]["y"]
-            except BadRequest as e:
-                return e
-
-        first = await asyncio.gather(*(one(x) for x in xs))
-        alone = await one(xs[0])  # a lone request still runs (one turn of the loop later)
-        return [*first, alone]
-
-    got = asyncio.run(main())
-    for x, y in zip(xs[:6], got[:6]):
-        assert np.array_equal(y, x * 2)
-    assert isinstance(got[6], BadRequest) and np.array_equal(got[7], xs[0] * 2)
-    # 3-col rows together (7 with the bad one, then each alone after it failed), 4-col alone
-    assert m.calls[0] == 8 and sorted(m.calls[1:7]) == [1, 1, 1, 1, 2, 2] and m.calls[-1] == 1

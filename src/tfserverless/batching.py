@@ -11,24 +11,23 @@ a batched call fails, or its outputs cannot be split by rows (an output without 
 dimension), every request of it runs again alone: nobody gets a neighbour's error or a wrong
 answer; an unsplittable signature is remembered, logged once, and never batched again.
 
-Waiting happens in the request's own thread (sync servers; ASGI servers run predictions in
-executor threads); the thread that takes a group runs it.  A waiter whose deadline passes, or
-whose client left (``cancel``), is dropped before its group runs.
+Waiting here happens in the request's own thread (sync servers: Flask, Lambda, FC); the
+thread that takes a group runs it.  A waiter whose deadline passes is dropped before its
+group runs.  ASGI servers await the same policy on the loop (``batching_async``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import logging
 import threading
 import time
-from typing import Callable, Deque, Dict, Hashable, List, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Deque, Dict, Hashable, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 
 from .codec import Signature
-from .errors import ClientGone, TFServerlessError
+from .errors import TFServerlessError
 
 log = logging.getLogger("tfserverless")
 
@@ -55,18 +54,23 @@ def batch_key(sig: Signature, feeds: Dict[str, np.ndarray],
     return tuple(parts), rows
 
 
-class Cancel:
-    """Handed to ``Batcher.run`` by a caller that may learn its client left meanwhile."""
-
-    __slots__ = ("item",)
-
-    def __init__(self) -> None:
-        self.item: Optional[_Item] = None
+def take_group(pending: Deque[_Item], max_rows: int) -> Tuple[List[_Item], bool]:
+    """The oldest request's group (it is taken first, whatever its size) and whether it is
+    full."""
+    first = pending[0]
+    group, rows = [first], first.rows
+    for it in list(pending)[1:]:
+        if it.key == first.key:
+            if rows + it.rows > max_rows:
+                return group, True
+            group.append(it)
+            rows += it.rows
+    return group, rows >= max_rows
 
 
 class _Item:
-    __slots__ = ("arrived", "deadline", "error", "event", "feeds", "group", "key", "outputs",
-                 "result", "rows", "sig", "state", "waited")
+    __slots__ = ("arrived", "deadline", "error", "event", "feeds", "future", "group", "key",
+                 "outputs", "result", "rows", "sig", "state", "waited")
 
     def __init__(self, key: Hashable, rows: int, sig: Signature, feeds: Dict[str, np.ndarray],
                  outputs: Sequence[str], arrived: float, deadline: float) -> None:
@@ -78,6 +82,7 @@ class _Item:
         self.error: Optional[BaseException] = None
         self.event = threading.Event()
         self.waited = 0.0
+        self.future: Any = None  # the asyncio future an ``AsyncBatcher`` waiter awaits
 
 
 class Batcher:
@@ -101,7 +106,7 @@ class Batcher:
         return len(self._pending)
 
     def run(self, run: Run, sig: Signature, feeds: Dict[str, np.ndarray], outputs: Sequence[str],
-            *, deadline: float = float("inf"), cancel: Optional[Cancel] = None) -> Tuple[Outputs, float]:
+            *, deadline: float = float("inf")) -> Tuple[Outputs, float]:
         """``run(sig, feeds, outputs)``, batched with concurrent requests where possible:
         ``(outputs, seconds waited for a batch)``."""
         keyed = batch_key(sig, feeds, outputs)
@@ -109,8 +114,6 @@ class Batcher:
             return self._call(run, sig, feeds, outputs, 0), 0.0
         key, rows = keyed
         item = _Item(key, rows, sig, feeds, outputs, self._clock(), deadline)
-        if cancel is not None:
-            cancel.item = item
         with self._lock:
             self._pending.append(item)
             self._launch(item)
@@ -134,14 +137,6 @@ class Batcher:
         assert item.result is not None
         return item.result, item.waited
 
-    def cancel(self, cancel: Cancel) -> None:
-        """The client left: drop the request if it has not started."""
-        item = cancel.item
-        if item is not None:
-            with self._lock:
-                if item.state == "pending":
-                    self._drop(item, ClientGone("client disconnected while waiting for a batch"))
-
     # under the lock --------------------------------------------------------------------------
 
     def _drop(self, item: _Item, error: BaseException) -> None:
@@ -161,17 +156,7 @@ class Batcher:
             self._start(group, me)
 
     def _group(self) -> Tuple[List[_Item], bool]:
-        """The oldest request's group (it is taken first, whatever its size) and whether it
-        is full."""
-        first = self._pending[0]
-        group, rows = [first], first.rows
-        for it in list(self._pending)[1:]:
-            if it.key == first.key:
-                if rows + it.rows > self.max_batch_size:
-                    return group, True
-                group.append(it)
-                rows += it.rows
-        return group, rows >= self.max_batch_size
+        return take_group(self._pending, self.max_batch_size)
 
     def _start(self, group: List[_Item], me: Optional[_Item]) -> None:
         now = self._clock()
@@ -255,80 +240,4 @@ class Batcher:
             start += it.rows
 
 
-class LoopGather:
-    """Batching for predictions an async server runs on its event loop (fast models): those
-    that reach the model in the same loop iteration (uvicorn starts every request parsed
-    from one wake-up before it polls again) run as one call at the end of the iteration.
-    While that call runs the loop is busy, so the next iteration gathers what arrived
-    meanwhile: the same adaptive rule as ``Batcher``, with no thread hand-off.  A lone
-    request pays one extra turn of the loop."""
-
-    #: after this many flushes of a lone request in a row, requests run directly (no extra
-    #: turn of the loop) and only one in ``PROBE_EVERY`` gathers, to notice load coming back
-    ALONE_LIMIT = 8
-    PROBE_EVERY = 8
-
-    def __init__(self, batcher: Batcher) -> None:
-        self.batcher = batcher
-        self._pending: List[Tuple[_Item, asyncio.Future[Tuple[Outputs, float]]]] = []
-        self._run: Optional[Run] = None
-        self._alone = 0  # flushes in a row that found one request
-        self._skipped = 0
-
-    def wanted(self) -> bool:
-        """Whether this request should gather: yes under load; at one request at a time,
-        only as a probe now and then."""
-        if self._alone < self.ALONE_LIMIT or self._pending:
-            return True
-        self._skipped += 1
-        if self._skipped >= self.PROBE_EVERY:
-            self._skipped = 0
-            return True
-        return False
-
-    async def run(self, run: Run, sig: Signature, feeds: Dict[str, np.ndarray],
-                  outputs: Sequence[str]) -> Tuple[Outputs, float]:
-        b = self.batcher
-        keyed = batch_key(sig, feeds, outputs)
-        if keyed is None or (sig.name, tuple(outputs)) in b.unbatchable:
-            return b._call(run, sig, feeds, outputs, 0), 0.0
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[Tuple[Outputs, float]] = loop.create_future()
-        if not self._pending:
-            loop.call_soon(self._flush)
-        self._run = run
-        self._pending.append((_Item(keyed[0], keyed[1], sig, feeds, outputs, b._clock(),
-                                    float("inf")), fut))
-        return await fut
-
-    def _flush(self) -> None:
-        pending, self._pending = self._pending, []
-        self._alone = self._alone + 1 if len(pending) == 1 else 0
-        run, b = self._run, self.batcher
-        assert run is not None
-        by_key: Dict[Hashable, List[Tuple[_Item, asyncio.Future[Tuple[Outputs, float]]]]] = {}
-        for entry in pending:
-            by_key.setdefault(entry[0].key, []).append(entry)
-        for entries in by_key.values():
-            while entries:
-                take, rows = 1, entries[0][0].rows
-                while take < len(entries) and rows + entries[take][0].rows <= b.max_batch_size:
-                    rows += entries[take][0].rows
-                    take += 1
-                group, entries = entries[:take], entries[take:]
-                items = [it for it, _ in group]
-                now = b._clock()
-                if len(items) == 1:
-                    b._alone(run, items[0])
-                else:
-                    b._together(run, items)
-                for it, fut in group:
-                    if fut.done():  # its task was cancelled meanwhile
-                        continue
-                    if it.error is not None:
-                        fut.set_exception(it.error)
-                    else:
-                        fut.set_result((it.result or {}, now - it.arrived))
-
-
-__all__ = ["Batcher", "Cancel", "LoopGather", "batch_key"]
+__all__ = ["Batcher", "batch_key", "take_group"]

@@ -9,17 +9,17 @@ predictions go through the admission queue, and only admitted ones reach the mod
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Deque, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 from . import codec
 from .admission import Admission, Watch
 from .auth import check_auth
-from .batching import Batcher, Cancel, LoopGather
+from .batching import Batcher
+from .batching_async import AsyncBatcher
 from .codec import Signature
 from .config import Config
 from .errors import (
@@ -44,16 +44,14 @@ INLINE_SECONDS = 0.002
 
 class Context:
     """What a prediction knows of its way through the service: its deadline, how long it
-    queued, and how its client can call it off while it waits for a batch."""
+    queued."""
 
-    __slots__ = ("cancel", "deadline", "inline", "queued")
+    __slots__ = ("contended", "deadline", "queued")
 
     def __init__(self, deadline: float = float("inf")) -> None:
         self.deadline = deadline
         self.queued = 0.0
-        self.cancel: Optional[Cancel] = None
-        self.inline = False  # runs on the event loop: nothing to batch with in a thread
-
+        self.contended = False  # runs in a thread beside other predictions
 
 class Job:
     """Work that needs the model: a prediction (``admitted``: it goes through the admission
@@ -78,22 +76,22 @@ class Service:
         self.admission = admission or Admission(config.admission_limits())
         self.metrics = metrics or Metrics()
         self.batcher: Optional[Batcher] = None
-        self.gather: Optional[LoopGather] = None
+        self.abatcher: Optional[AsyncBatcher] = None  # ASGI servers' way to wait for it
         if config.rpc_batching:
             self.batcher = Batcher(max_batch_size=config.rpc_max_batch_size,
                                    max_batch_timeout=config.rpc_max_batch_timeout_ms / 1000.0,
                                    max_calls=config.rpc_worker_threads,
                                    timeout_error=self.admission.timeout_error,
                                    observe=self.metrics.runtime)
-            self.gather = LoopGather(self.batcher)
         # predictions run here on ASGI servers: a thread for each admitted request, none of
         # which health or queued requests ever occupy (threads start on first use)
         self.executor = ThreadPoolExecutor(self.admission.limits.workers, "predict")
+        if self.batcher is not None:
+            self.abatcher = AsyncBatcher(self.batcher, self.executor, alone_inline=INLINE_SECONDS)
         self.warmup: Dict[str, Any] = {}
         self._first_request_logged = False
-        # recent predicts' own seconds (the quickest tells the cost: waits for the GIL in a
-        # busy thread only ever add to it) and a moving average of their body bytes
-        self._recent: Deque[float] = collections.deque(maxlen=16)
+        # moving averages of recent predicts: seconds and body bytes (None until the first)
+        self._predict_seconds: Optional[float] = None
         self._predict_bytes = 1.0
         self._exact: Dict[str, Callable[[Request], Union[Response, Job]]] = {
             "/healthz": self._health_route,
@@ -106,16 +104,23 @@ class Service:
         """Whether an async server should run a predict on its event loop instead of handing
         it to a thread.  A small model answers in less time than that hand-off costs; a slow
         one must not stall the loop.  So: when recent predicts, scaled to this body's size,
-        took under ``INLINE_SECONDS``.  (With batching on, inline ones batch on the loop.)"""
-        if not self._recent or self.holder.model is None:
+        took under ``INLINE_SECONDS``.  (With batching on, only decode and encode are
+        judged so: the model call is the batcher's.)"""
+        seconds = self._predict_seconds
+        if seconds is None or self.holder.model is None:
             return False
-        return min(self._recent) * max(1.0, len(req.body) / self._predict_bytes) < INLINE_SECONDS
+        return seconds * max(1.0, len(req.body) / self._predict_bytes) < INLINE_SECONDS
 
-    def _observe(self, seconds: float, nbytes: int) -> None:
-        if not self._recent:
-            self._predict_bytes = float(max(nbytes, 1))
-        self._recent.append(seconds)  # races between threads only blur an estimate
-        self._predict_bytes += 0.2 * (max(nbytes, 1) - self._predict_bytes)
+    def _observe(self, seconds: float, nbytes: int, contended: bool) -> None:
+        """``contended``: it ran in a thread beside other predictions, so its wall time may
+        include waits for the GIL: such a time may only lower the estimate (else a start
+        under load would keep a fast model off the loop for good)."""
+        est = self._predict_seconds
+        if est is None:
+            self._predict_seconds, self._predict_bytes = seconds, float(max(nbytes, 1))
+        elif not contended or seconds < est:  # races between threads only blur an estimate
+            self._predict_seconds = est + 0.2 * (seconds - est)
+            self._predict_bytes += 0.2 * (max(nbytes, 1) - self._predict_bytes)
 
     # entry points ----------------------------------------------------------------------------
 
@@ -216,28 +221,22 @@ class Service:
             return job.run(model, ctx)
         await adm.acquire_async(deadline, watch)
         ctx.queued = time.perf_counter() - t0
+        if self.abatcher is not None:
+            try:
+                return await self._predict_batched(req, model, ctx, watch)
+            finally:
+                adm.release()
         handed_off = False
         try:
-            if self.runs_inline(req):  # cheaper than the hand-off to a thread would be
-                if self.gather is not None and self.gather.wanted():
-                    return await self.predict_gathered(req, model, ctx)
-                ctx.inline = True
-                return job.run(model, ctx)
-            gone = None
-            if self.batcher is not None and watch is not None:
-                ctx.cancel = Cancel()  # a client that leaves while batched is dropped
-                gone = watch()
+            if self.runs_inline(req):
+                return job.run(model, ctx)  # cheaper than the hand-off to a thread would be
+            ctx.contended = adm.running > 1
             work = self.executor.submit(job.run, model, ctx)
             waiter = asyncio.wrap_future(work)
             waiter.add_done_callback(_retrieve)
             remaining = deadline - time.monotonic()
-            done, _ = await asyncio.wait({waiter} if gone is None else {waiter, gone},
-                                         timeout=None if remaining == float("inf")
-                                         else max(0.0, remaining),
-                                         return_when=asyncio.FIRST_COMPLETED)
-            if waiter not in done and gone is not None and gone.done():
-                self.batcher.cancel(ctx.cancel)  # type: ignore[union-attr, arg-type]
-                done, _ = await asyncio.wait({waiter})  # it ends at once unless it is running
+            done, _ = await asyncio.wait({waiter}, timeout=None if remaining == float("inf")
+                                         else max(0.0, remaining))
             if done:
                 return work.result()
             handed_off = True  # the model call cannot be stopped: its slot frees when it ends
@@ -246,6 +245,29 @@ class Service:
         finally:
             if not handed_off:
                 adm.release()
+
+    async def _predict_batched(self, req: Request, model: Servable, ctx: Context,
+                               watch: Optional[Watch]) -> Response:
+        """A prediction through the ``AsyncBatcher``: decode and encode on the loop (in a
+        thread when this body looks costly), the model call shared with other requests."""
+        assert self.abatcher is not None
+        t0 = time.perf_counter()
+        inline = self.runs_inline(req)
+        if inline:
+            sig, feeds, outputs = self._decode(model, req.body)
+        else:
+            ctx.contended = self.admission.running > 1
+            sig, feeds, outputs = await asyncio.get_running_loop().run_in_executor(
+                self.executor, self._decode, model, req.body)
+        t1 = time.perf_counter()
+        result, waited = await self.abatcher.run(model.run, sig, feeds, outputs,
+                                                 deadline=ctx.deadline, gone=watch)
+        t2 = time.perf_counter()
+        timing = {"decode": t1 - t0, "batch": waited, "model": t2 - t1 - waited}
+        if inline:
+            return self._respond(req, result, ctx, timing, t0, own=t2 - t1)
+        return await asyncio.get_running_loop().run_in_executor(
+            self.executor, lambda: self._respond(req, result, ctx, timing, t0, own=t2 - t1))
 
     # routing ---------------------------------------------------------------------------------
 
@@ -313,13 +335,13 @@ class Service:
         sig, feeds, outputs = self._decode(model, body)
         t1 = time.perf_counter()
         batched = 0.0
-        if self.batcher is None or (ctx is not None and ctx.inline):
+        if self.batcher is None:
             result = model.run(sig, feeds, outputs)
             self.metrics.runtime(1, time.perf_counter() - t1)
         else:
             ctx = ctx or Context()
             result, batched = self.batcher.run(model.run, sig, feeds, outputs,
-                                               deadline=ctx.deadline, cancel=ctx.cancel)
+                                               deadline=ctx.deadline)
         if timing is not None:
             timing.update(decode=t1 - t0, batch=batched, model=time.perf_counter() - t1 - batched)
         return result
@@ -330,19 +352,10 @@ class Service:
         outputs = self.run_predict(model, req.body, ctx, timing)
         return self._respond(req, outputs, ctx, timing, t0)
 
-    async def predict_gathered(self, req: Request, model: Servable, ctx: Context) -> Response:
-        """``predict`` on the event loop, batched with what reaches the model in the same
-        iteration (``LoopGather``)."""
-        assert self.gather is not None
-        t0 = time.perf_counter()
-        sig, feeds, outputs = self._decode(model, req.body)
-        t1 = time.perf_counter()
-        result, batched = await self.gather.run(model.run, sig, feeds, outputs)
-        timing = {"decode": t1 - t0, "batch": batched, "model": time.perf_counter() - t1 - batched}
-        return self._respond(req, result, ctx, timing, t0)
-
     def _respond(self, req: Request, outputs: Dict[str, Any], ctx: Context,
-                 timing: Dict[str, float], t0: float) -> Response:
+                 timing: Dict[str, float], t0: float, own: float = 0.0) -> Response:
+        """Encode the reply; ``own``: seconds of this request's run that were not its own
+        work on the loop (a batch's model call), left out of the inline estimate."""
         t1 = time.perf_counter()
         resp = Response(200, codec.encode_response(outputs), {"Content-Type": PROTOBUF})
         t2 = time.perf_counter()
@@ -353,7 +366,7 @@ class Service:
                 f"queue;dur={queued * 1e3:.3f}, decode;dur={timing['decode'] * 1e3:.3f}, "
                 f"model;dur={timing['model'] * 1e3:.3f}, encode;dur={(t2 - t1) * 1e3:.3f}")
         # what inlining decides by: this request's own work, not its waits
-        self._observe(t2 - t0 - timing["batch"], len(req.body))
+        self._observe(t2 - t0 - timing["batch"] - own, len(req.body), ctx.contended)
         if not self._first_request_logged:
             self._first_request_logged = True
             w = self.warmup
