@@ -3,12 +3,13 @@ SHELL := /bin/bash
 PY ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 EAS_VENV := .venv-eas
+KSERVE_VENV := .venv-kserve
 BIN := $(VENV)/bin
 PORT ?= 8080
 MODEL_PATH ?= samples/mnist
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: venv eas-venv sample serve test lint typecheck pytest bench clean compat images-e2e
+.PHONY: venv eas-venv kserve-venv sample serve test lint typecheck pytest bench clean compat images-e2e
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml requirements-dev.txt
@@ -23,6 +24,14 @@ $(EAS_VENV)/.installed: requirements-eas.txt
 	$(PY) -m venv $(EAS_VENV)
 	$(EAS_VENV)/bin/pip install -q --upgrade pip
 	$(EAS_VENV)/bin/pip install -q -r requirements-eas.txt
+	touch $@
+
+# the peer `make bench` compares against, in its own venv as a KServe user would have it
+kserve-venv: $(KSERVE_VENV)/.installed
+$(KSERVE_VENV)/.installed: requirements-kserve.txt
+	$(PY) -m venv $(KSERVE_VENV)
+	$(KSERVE_VENV)/bin/pip install -q --upgrade pip
+	$(KSERVE_VENV)/bin/pip install -q -r requirements-kserve.txt
 	touch $@
 
 sample: samples/mnist/saved_model.pb
@@ -45,7 +54,8 @@ pytest: venv eas-venv
 
 test: lint typecheck pytest
 
-bench: venv eas-venv sample
+bench: venv eas-venv kserve-venv sample
+	$(BIN)/python benchmarks/serve_bench.py
 	$(BIN)/python benchmarks/codec_bench.py
 	$(BIN)/python benchmarks/decode_worst_bench.py
 	$(BIN)/python benchmarks/e2e_bench.py
@@ -89,4 +99,4 @@ images-e2e: venv eas-venv
 	bash packaging/images-e2e.sh
 
 clean:
-	rm -rf $(VENV) $(EAS_VENV) $(COMPAT) samples/mnist .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(EAS_VENV) $(KSERVE_VENV) $(COMPAT) samples/mnist .pytest_cache .mypy_cache .ruff_cache

@@ -5,12 +5,14 @@ from __future__ import annotations
 import http.client
 import importlib
 import os
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -69,3 +71,67 @@ def load(port: int, path: str, body: bytes, *, threads: int = 4, seconds: float 
     if errors:
         raise RuntimeError(errors[0])
     return len(lat) / (time.monotonic() - t0), sorted(lat)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def spawn(argv: Sequence[str], env: Dict[str, str], port: int) -> subprocess.Popen[bytes]:
+    """A server in its own process group (stopped with ``stop``), quiet."""
+    full = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", LOG_LEVEL="WARNING", **env)
+    proc = subprocess.Popen(list(argv), env=full, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    proc.port = port  # type: ignore[attr-defined]
+    return proc
+
+
+def wait_ok(port: int, path: str, body: bytes, headers: Optional[Dict[str, str]] = None,
+            timeout: float = 180.0) -> None:
+    """Until the server answers 200 to this request twenty times in a row."""
+    deadline = time.monotonic() + timeout
+    ok = 0
+    while ok < 20:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            conn.request("POST", path, body=body, headers=headers or {})
+            resp = conn.getresponse()
+            resp.read()
+            conn.close()
+            ok = ok + 1 if resp.status == 200 else 0
+        except OSError:
+            ok = 0
+        if ok == 0:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"server on {port} never answered 200 on {path}")
+            time.sleep(0.3)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(20)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def group_rss_mb(pid: int) -> float:
+    """Resident memory of a server's whole process group (master and workers), MB."""
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            if int(fields[2]) != pid:  # process group
+                continue
+            with open(f"/proc/{entry}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / 1024

@@ -80,7 +80,7 @@ class _Item:
         self.group: List[_Item] = []
         self.result: Optional[Outputs] = None
         self.error: Optional[BaseException] = None
-        self.event = threading.Event()
+        self.event: Any = None  # a threading.Event for ``Batcher`` waiters
         self.waited = 0.0
         self.future: Any = None  # the asyncio future an ``AsyncBatcher`` waiter awaits
 
@@ -114,6 +114,7 @@ class Batcher:
             return self._call(run, sig, feeds, outputs, 0), 0.0
         key, rows = keyed
         item = _Item(key, rows, sig, feeds, outputs, self._clock(), deadline)
+        item.event = threading.Event()
         with self._lock:
             self._pending.append(item)
             self._launch(item)

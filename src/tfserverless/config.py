@@ -91,11 +91,34 @@ def _flag(key: str, value: str) -> bool:
     raise ConfigError(f"{key}={value!r} is not a switch; expected true or false")
 
 
-def default_workers() -> int:
+def default_workers(cgroup_root: str = "/sys/fs/cgroup") -> int:
     """Worker processes per instance when ``WORKERS`` is unset: one per core the process may
-    use (see the README's measurements), each with its own copy of the model."""
+    use (see the README's measurements), each with its own copy of the model.  A container's
+    CPU quota counts (a 1-vCPU container on a 32-core host sees 32 cores but gets one)."""
     affinity = getattr(os, "sched_getaffinity", None)
-    return max(1, len(affinity(0)) if affinity is not None else (os.cpu_count() or 1))
+    cores = len(affinity(0)) if affinity is not None else (os.cpu_count() or 1)
+    quota = _cgroup_cpus(cgroup_root)
+    return max(1, min(cores, quota) if quota else cores)
+
+
+def _cgroup_cpus(root: str) -> int:
+    """The CPU quota in whole CPUs (rounded up), 0 when unlimited or unknown."""
+    def read(*parts: str) -> str:
+        with open(os.path.join(root, *parts)) as f:
+            return f.read().strip()
+
+    try:  # cgroup v2: "quota period" or "max period"
+        quota, period = read("cpu.max").split()[:2]
+    except (OSError, ValueError):
+        try:  # cgroup v1
+            quota, period = read("cpu", "cpu.cfs_quota_us"), read("cpu", "cpu.cfs_period_us")
+        except OSError:
+            return 0
+    try:
+        q, p = int(quota), int(period)
+    except ValueError:  # "max": unlimited
+        return 0
+    return max(1, -(-q // p)) if q > 0 and p > 0 else 0
 
 
 def default_cache_dir(environ: Mapping[str, str]) -> str:

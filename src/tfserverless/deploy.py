@@ -8,6 +8,7 @@ import os
 import shlex
 from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Tuple
 
+from .admission import in_service
 from .errors import ConfigError
 
 PLATFORMS = ("aws", "fc", "cloudrun")
@@ -44,11 +45,20 @@ class Service(NamedTuple):
     max_queue_size: int
     rate_limit: float
     warnings: Tuple[str, ...]
+    batching: bool = False
+    max_batch_size: int = 16
+    max_batch_timeout_ms: int = 50
+
+    @property
+    def workers(self) -> int:
+        """Worker processes per instance: one per whole vCPU (each loads its own model)."""
+        return max(1, int(self.cpu))
 
     @property
     def concurrency(self) -> int:
-        """Requests one instance takes at once: EAS's running plus queued."""
-        return self.worker_threads + self.max_queue_size
+        """Requests one instance takes at once: EAS's running plus queued, per worker."""
+        running = in_service(self.batching, self.worker_threads, self.max_batch_size)
+        return self.workers * (running + self.max_queue_size)
 
 
 def _num(field: str, value: Any, *, kind: type = int, minimum: float = 0) -> Any:
@@ -113,7 +123,18 @@ def parse_service(data: Any, processors: Mapping[str, Any]) -> Service:
         max_queue_size=_num("metadata.rpc.max_queue_size", rpc.get("max_queue_size", 64)),
         rate_limit=_num("metadata.rpc.rate_limit", rpc.get("rate_limit", 0), kind=float),
         warnings=tuple(warnings),
+        batching=_flag("metadata.rpc.batching", rpc.get("batching", False)),
+        max_batch_size=_num("metadata.rpc.max_batch_size", rpc.get("max_batch_size", 16),
+                            minimum=1),
+        max_batch_timeout_ms=_num("metadata.rpc.max_batch_timeout",
+                                  rpc.get("max_batch_timeout", 50)),
     )
+
+
+def _flag(field: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{field}={value!r} is not a boolean; expected true or false")
+    return value
 
 
 def environment(svc: Service) -> Dict[str, str]:
@@ -129,6 +150,11 @@ def environment(svc: Service) -> Dict[str, str]:
     env["RPC_KEEPALIVE"] = str(svc.keepalive_ms)
     if svc.rate_limit:
         env["RPC_RATE_LIMIT"] = f"{svc.rate_limit:g}"
+    if svc.batching:
+        env["RPC_BATCHING"] = "true"
+        env["RPC_MAX_BATCH_SIZE"] = str(svc.max_batch_size)
+        env["RPC_MAX_BATCH_TIMEOUT"] = str(svc.max_batch_timeout_ms)
+    env["WORKERS"] = str(svc.workers)  # from metadata.cpu
     return env
 
 
@@ -172,7 +198,8 @@ def render(svc: Service, platform: str) -> Dict[str, Any]:
                  "CPU": f"{max(0.05, svc.cpu):g}", "TIMEOUT": str(min(86400, timeout_s)),
                  # FC sends an instance at most this many requests at once: EAS's queue
                  "INSTANCE_CONCURRENCY": str(min(FC_MAX_CONCURRENCY, svc.concurrency))}
-        vars_.update({k: v for k, v in environment(svc).items() if k.startswith("RPC_")})
+        vars_.update({k: v for k, v in environment(svc).items()
+                      if k.startswith("RPC_") or k == "WORKERS"})
         env_line = " ".join(f"{k}={shlex.quote(v)}" for k, v in vars_.items())
         if svc.token:
             env_line += " SERVICE_TOKEN=<token from the config>"

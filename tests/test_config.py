@@ -1,0 +1,41 @@
+"""Config, fast lane: batching and worker settings, the CPU quota behind WORKERS' default."""
+
+from __future__ import annotations
+
+from typing import Any, Dict
+
+import pytest
+
+from tfserverless.config import Config
+from tfserverless.errors import ConfigError
+
+
+@pytest.mark.parametrize("files, expected", [
+    ({"cpu.max": "150000 100000\n"}, 2),  # 1.5 CPUs: two workers
+    ({"cpu.max": "max 100000\n"}, 0),
+    ({"cpu/cpu.cfs_quota_us": "100000", "cpu/cpu.cfs_period_us": "100000"}, 1),
+    ({"cpu/cpu.cfs_quota_us": "-1", "cpu/cpu.cfs_period_us": "100000"}, 0),
+    ({}, 0),
+])
+def test_cpu_quota_bounds_the_default_workers(tmp_path: Any, files: Dict[str, str],
+                                               expected: int) -> None:
+    from tfserverless.config import _cgroup_cpus, default_workers
+
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert _cgroup_cpus(str(tmp_path)) == expected
+    assert 1 <= default_workers(str(tmp_path)) <= max(1, expected or 1024)
+
+
+def test_batching_and_workers_settings() -> None:
+    cfg = Config.from_environ({"RPC_BATCHING": "true", "RPC_MAX_BATCH_SIZE": "8",
+                               "RPC_MAX_BATCH_TIMEOUT": "20", "WORKERS": "3",
+                               "RPC_WORKER_THREADS": "2"})
+    assert cfg.rpc_batching and cfg.rpc_max_batch_size == 8 and cfg.workers == 3
+    assert cfg.admission_limits().workers == 16  # 2 calls of up to 8 requests
+    for key, value in (("RPC_BATCHING", "maybe"), ("WORKERS", "0"), ("RPC_MAX_BATCH_SIZE", "x"),
+                       ("SERVER_TIMING", "2")):
+        with pytest.raises(ConfigError) as e:
+            Config.from_environ({key: value})
+        assert key in e.value.message and value in e.value.message
