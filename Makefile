@@ -19,19 +19,14 @@ $(VENV)/.installed: pyproject.toml requirements-dev.txt
 	$(BIN)/pip install -q --no-deps -e .
 	touch $@
 
+# venvs of their own: the EAS SDK (its protobuf pin clashes with TensorFlow's) and the peer
+# `make bench` compares against (KServe's ModelServer, as a KServe user would have it)
 eas-venv: $(EAS_VENV)/.installed
-$(EAS_VENV)/.installed: requirements-eas.txt
-	$(PY) -m venv $(EAS_VENV)
-	$(EAS_VENV)/bin/pip install -q --upgrade pip
-	$(EAS_VENV)/bin/pip install -q -r requirements-eas.txt
-	touch $@
-
-# the peer `make bench` compares against, in its own venv as a KServe user would have it
 kserve-venv: $(KSERVE_VENV)/.installed
-$(KSERVE_VENV)/.installed: requirements-kserve.txt
-	$(PY) -m venv $(KSERVE_VENV)
-	$(KSERVE_VENV)/bin/pip install -q --upgrade pip
-	$(KSERVE_VENV)/bin/pip install -q -r requirements-kserve.txt
+.venv-%/.installed: requirements-%.txt
+	$(PY) -m venv .venv-$*
+	.venv-$*/bin/pip install -q --upgrade pip
+	.venv-$*/bin/pip install -q -r $<
 	touch $@
 
 sample: samples/mnist/saved_model.pb
@@ -56,6 +51,7 @@ test: lint typecheck pytest
 
 bench: venv eas-venv kserve-venv sample
 	$(BIN)/python benchmarks/serve_bench.py
+	$(BIN)/python benchmarks/padding_bench.py
 	$(BIN)/python benchmarks/codec_bench.py
 	$(BIN)/python benchmarks/decode_worst_bench.py
 	$(BIN)/python benchmarks/e2e_bench.py
@@ -66,6 +62,7 @@ bench: venv eas-venv kserve-venv sample
 # --- compatibility matrix: the engine's tests on other processors' Python and TensorFlow ---
 COMPAT := .compat
 COMPAT_TESTS := tests/test_codec.py tests/test_imports.py tests/test_service_http.py tests/test_model.py \
+	tests/test_batching.py tests/test_batching_async.py tests/test_admission.py \
 	tests/test_warmup.py tests/platforms tests/test_cross_version.py
 pyenv_python = $(shell PYENV_VERSION=$(1) pyenv which python 2>/dev/null || command -v python$(basename $(1)))
 

@@ -46,6 +46,7 @@ class AsyncBatcher:
         self._scheduled = False
         self._timer: Optional[asyncio.TimerHandle] = None
         self._recent: Deque[float] = collections.deque(maxlen=8)  # seconds of recent calls
+        self._run: Optional[Run] = None  # the model's run (one model per service)
 
     @property
     def waiting(self) -> int:
@@ -150,6 +151,7 @@ class AsyncBatcher:
         self._launch()
 
     def _execute(self, group: List[_Item]) -> None:
+        assert self._run is not None
         t0 = time.perf_counter()
         if len(group) == 1:
             self.core._alone(self._run, group[0])
