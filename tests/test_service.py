@@ -29,8 +29,15 @@ def test_runs_inline_only_once_loaded_and_while_predicts_are_cheap(models: Dict[
         big = Request("POST", "/", {}, b"\0" * (len(small.body) * 100_000))
         assert not svc.runs_inline(big)
         # a model that got slow (or a slow signature): predicts go back to a thread
+        est = svc._predict_seconds
+        # a time measured in a thread beside other predictions (GIL waits in it) may only
+        # lower the estimate
+        svc._observe(100 * service.INLINE_SECONDS, len(small.body), True)
+        assert svc._predict_seconds == est and svc.runs_inline(small)
         for _ in range(40):
-            svc._observe(10 * service.INLINE_SECONDS, len(small.body))
+            svc._observe(10 * service.INLINE_SECONDS, len(small.body), False)
         assert not svc.runs_inline(small)
+        svc._observe(service.INLINE_SECONDS / 100, len(small.body), True)
+        assert svc._predict_seconds is not None and svc._predict_seconds < 10 * service.INLINE_SECONDS
     finally:
         svc.holder.model.close()
