@@ -1,7 +1,7 @@
 """Warm-up requests: EAS ``.bin`` / ``.txt`` files and TF Serving's TFRecord warm-up data.
 
 Every format becomes serialized EAS ``PredictRequest`` bodies, which the service replays
-through the same predict path as traffic (``Service.run_predict``) before it reports ready.
+through the same predict path as traffic (``Predictor.run_predict``) before it reports ready.
 """
 
 from __future__ import annotations
