@@ -10,24 +10,13 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 
 import numpy as np
-from _common import ROOT
+from _common import ROOT, best_of
 
 from tfserverless.model import Model
 
 ALLOWED = (1, 2, 4, 8, 16)
-
-
-def best(fn, repeat: int = 5, number: int = 30) -> float:  # type: ignore[no-untyped-def]
-    out = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        for _ in range(number):
-            fn()
-        out = min(out, (time.perf_counter() - t0) / number)
-    return out
 
 
 def main() -> None:
@@ -47,8 +36,10 @@ def main() -> None:
             padded = next(a for a in ALLOWED if a >= n)
             if padded == n:
                 continue
-            plain = best(functools.partial(model.run, sig, {"images": xs[n]}, ["scores"]))
-            pad = best(functools.partial(model.run, sig, {"images": xs[padded]}, ["scores"]))
+            plain = best_of(functools.partial(model.run, sig, {"images": xs[n]}, ["scores"]),
+                            repeat=5, number=30)
+            pad = best_of(functools.partial(model.run, sig, {"images": xs[padded]}, ["scores"]),
+                          repeat=5, number=30)
             worst = max(worst, pad / plain)
             if pad < plain * 0.95:
                 wins.append(f"{n}->{padded} ({plain * 1e3:.2f} vs {pad * 1e3:.2f} ms)")
