@@ -29,7 +29,7 @@ INLINE_CALL_SECONDS = 0.0005
 #: turn of the loop, and on the loop if calls take under ``alone_inline`` seconds); one in
 #: ``PROBE_EVERY`` still takes the turn, which is how load coming back is noticed
 ALONE_LIMIT = 8
-PROBE_EVERY = 8
+PROBE_EVERY = 16
 
 Gone = Callable[[], "asyncio.Future[Any]"]
 
