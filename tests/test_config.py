@@ -35,7 +35,8 @@ def test_batching_and_workers_settings() -> None:
     assert cfg.rpc_batching and cfg.rpc_max_batch_size == 8 and cfg.workers == 3
     assert cfg.admission_limits().workers == 16  # 2 calls of up to 8 requests
     for key, value in (("RPC_BATCHING", "maybe"), ("WORKERS", "0"), ("RPC_MAX_BATCH_SIZE", "x"),
-                       ("SERVER_TIMING", "2")):
+                       ("SERVER_TIMING", "2"), ("RPC_MAX_BATCH_SIZE", "100000"),
+                       ("RPC_WORKER_THREADS", "5000"), ("WORKERS", "100000")):
         with pytest.raises(ConfigError) as e:
             Config.from_environ({key: value})
         assert key in e.value.message and value in e.value.message

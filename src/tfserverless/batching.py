@@ -68,6 +68,34 @@ def take_group(pending: Deque[_Item], max_rows: int) -> Tuple[List[_Item], bool]
     return group, rows >= max_rows
 
 
+def ready_group(pending: Deque[_Item], max_rows: int, calls: int, max_wait: float,
+                now: float) -> Tuple[Optional[List[_Item]], float]:
+    """The launch policy both batchers share: the oldest group, if it may start now (no call
+    runs, it is full, or its oldest waited ``max_wait``), else None and the seconds until it
+    may."""
+    group, full = take_group(pending, max_rows)
+    waited = now - group[0].arrived
+    if calls == 0 or full or waited >= max_wait:
+        return group, 0.0
+    return None, max_wait - waited
+
+
+def admit_group(pending: Deque[_Item], group: List[_Item],
+                now: float) -> Tuple[List[_Item], List[_Item]]:
+    """Takes ``group`` out of ``pending``: ``(members that run, members past their
+    deadline)``, the former marked as members with their wait recorded."""
+    live, late = [], []
+    for it in group:
+        pending.remove(it)
+        if now >= it.deadline:
+            it.state = "dropped"
+            late.append(it)
+        else:
+            it.state, it.waited = "member", now - it.arrived
+            live.append(it)
+    return live, late
+
+
 class _Item:
     __slots__ = ("arrived", "deadline", "error", "event", "feeds", "future", "group", "key",
                  "outputs", "result", "rows", "sig", "state", "waited")
@@ -146,32 +174,21 @@ class Batcher:
         item.event.set()
 
     def _launch(self, me: Optional[_Item]) -> None:
-        """Start every group that may start now: at once while no call runs, else a full
-        group or one whose oldest waited ``max_batch_timeout``, within ``max_calls``."""
+        """Start every group that may start now (``ready_group``), within ``max_calls``."""
         while self._pending and self.calls < self.max_calls:
-            group, full = self._group()
-            oldest = group[0]
-            if not (self.calls == 0 or full
-                    or self._clock() - oldest.arrived >= self.max_batch_timeout):
+            group, _ = ready_group(self._pending, self.max_batch_size, self.calls,
+                                   self.max_batch_timeout, self._clock())
+            if group is None:
                 return
             self._start(group, me)
 
-    def _group(self) -> Tuple[List[_Item], bool]:
-        return take_group(self._pending, self.max_batch_size)
-
     def _start(self, group: List[_Item], me: Optional[_Item]) -> None:
-        now = self._clock()
-        live = []
-        for it in group:
-            if now >= it.deadline:
-                self._drop(it, self._timeout_error())
-            else:
-                live.append(it)
+        live, late = admit_group(self._pending, group, self._clock())
+        for it in late:
+            it.error = self._timeout_error()
+            it.event.set()
         if not live:
             return
-        for it in live:
-            self._pending.remove(it)
-            it.state, it.waited = "member", now - it.arrived
         leader = me if me is not None and me in live else live[0]
         leader.state, leader.group = "lead", live
         self.calls += 1
@@ -182,7 +199,7 @@ class Batcher:
         with self._lock:
             self.calls -= 1
             if self._pending:  # the call ended: the oldest group goes now, whatever its size
-                group, _ = self._group()
+                group, _ = take_group(self._pending, self.max_batch_size)
                 self._start(group, None)
                 self._launch(None)
 

@@ -19,7 +19,7 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .batching import Batcher, Outputs, Run, _Item, batch_key, take_group
+from .batching import Batcher, Outputs, Run, _Item, admit_group, batch_key, ready_group
 from .codec import Signature
 from .errors import ClientGone
 
@@ -112,20 +112,14 @@ class AsyncBatcher:
         self._scheduled = False
         core = self.core
         while self._pending and self.calls < core.max_calls:
-            group, full = take_group(self._pending, core.max_batch_size)
-            waited = core._clock() - group[0].arrived
-            if not (self.calls == 0 or full or waited >= core.max_batch_timeout):
-                self._arm(core.max_batch_timeout - waited)
+            group, wait = ready_group(self._pending, core.max_batch_size, self.calls,
+                                      core.max_batch_timeout, core._clock())
+            if group is None:
+                self._arm(wait)
                 return
-            live = []
-            for it in group:
-                self._pending.remove(it)
-                if core._clock() >= it.deadline:
-                    it.state = "dropped"
-                    it.future.set_exception(core._timeout_error())
-                else:
-                    it.state, it.waited = "member", core._clock() - it.arrived
-                    live.append(it)
+            live, late = admit_group(self._pending, group, core._clock())
+            for it in late:
+                it.future.set_exception(core._timeout_error())
             if not live:
                 continue
             self._alone = self._alone + 1 if len(live) == 1 else 0

@@ -62,6 +62,25 @@ def _at_least_one(key: str, value: str) -> int:
     return n
 
 
+#: upper bounds of counts that cost threads, processes or memory (``render`` checks them too)
+MAX_WORKER_THREADS, MAX_BATCH_ROWS, MAX_WORKERS = 1024, 4096, 256
+
+
+def _at_most(hi: int, why: str) -> Callable[[str, str], int]:
+    """1..``hi``: a count whose size costs threads, processes or memory up front."""
+    def parse(key: str, value: str) -> int:
+        n = _at_least_one(key, value)
+        if n > hi:
+            raise ConfigError(f"{key}={value!r} is over {hi}; expected 1 to {hi} ({why})")
+        return n
+    return parse
+
+
+_threads = _at_most(MAX_WORKER_THREADS, "threads per worker")
+_batch_rows = _at_most(MAX_BATCH_ROWS, "rows per model call")
+_workers = _at_most(MAX_WORKERS, "processes, each with its own model copy")
+
+
 def _thread_count(key: str, value: str) -> int:
     try:
         n = int(value.strip())
@@ -270,7 +289,7 @@ class Config:
             processor=get("TFSERVERLESS_PROCESSOR", text, ""),
             cuda_visible_devices=environ.get("CUDA_VISIBLE_DEVICES"),
             init_budget=get("INIT_LOAD_BUDGET", _seconds, None),
-            rpc_worker_threads=get("RPC_WORKER_THREADS", _at_least_one, 5),
+            rpc_worker_threads=get("RPC_WORKER_THREADS", _threads, 5),
             rpc_max_queue_size=get("RPC_MAX_QUEUE_SIZE", _positive_int, 64),
             rpc_keepalive_ms=get("RPC_KEEPALIVE", _positive_int, 60000),
             rpc_rate_limit=get("RPC_RATE_LIMIT", _seconds, 0.0),
@@ -278,10 +297,10 @@ class Config:
             signature_max_skew=get("SIGNATURE_MAX_SKEW", _seconds, 0.0),
             body_read_timeout=get("BODY_READ_TIMEOUT", _seconds, 30.0),
             rpc_batching=get("RPC_BATCHING", _flag, False),
-            rpc_max_batch_size=get("RPC_MAX_BATCH_SIZE", _at_least_one, 16),
+            rpc_max_batch_size=get("RPC_MAX_BATCH_SIZE", _batch_rows, 16),
             rpc_max_batch_timeout_ms=get("RPC_MAX_BATCH_TIMEOUT", _positive_int, 50),
             server_timing=get("SERVER_TIMING", _flag, True),
-            workers=get("WORKERS", _at_least_one, None) or default_workers(),
+            workers=get("WORKERS", _workers, None) or default_workers(),
             environ=environ,
         )
         kwargs.update(overrides)

@@ -9,6 +9,7 @@ import shlex
 from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Tuple
 
 from .admission import in_service
+from .config import MAX_BATCH_ROWS, MAX_WORKER_THREADS, MAX_WORKERS
 from .errors import ConfigError
 
 PLATFORMS = ("aws", "fc", "cloudrun")
@@ -61,7 +62,8 @@ class Service(NamedTuple):
         return self.workers * (running + self.max_queue_size)
 
 
-def _num(field: str, value: Any, *, kind: type = int, minimum: float = 0) -> Any:
+def _num(field: str, value: Any, *, kind: type = int, minimum: float = 0,
+         maximum: float = float("inf")) -> Any:
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise ConfigError(f"{field}={value!r} is not a number; expected a {kind.__name__}")
     try:
@@ -70,6 +72,8 @@ def _num(field: str, value: Any, *, kind: type = int, minimum: float = 0) -> Any
         raise ConfigError(f"{field}={value!r} is not a number; expected a {kind.__name__}") from None
     if n < minimum:
         raise ConfigError(f"{field}={value!r} is below {minimum}")
+    if n > maximum:
+        raise ConfigError(f"{field}={value!r} is over {maximum}; expected {minimum} to {maximum}")
     return n
 
 
@@ -115,17 +119,19 @@ def parse_service(data: Any, processors: Mapping[str, Any]) -> Service:
         name=name, model_path=model_path, processor=processor, warm_up_data_path=warm,
         token=token,
         instance=_num("metadata.instance", meta.get("instance", 1), minimum=1),
-        cpu=_num("metadata.cpu", meta.get("cpu", 1), kind=float, minimum=0.05),
+        cpu=_num("metadata.cpu", meta.get("cpu", 1), kind=float, minimum=0.05,
+                 maximum=MAX_WORKERS),
         memory_mb=_num("metadata.memory", meta.get("memory", 2048), minimum=128),
         gpu=gpu,
         keepalive_ms=_num("metadata.rpc.keepalive", rpc.get("keepalive", 60000), minimum=1),
-        worker_threads=_num("metadata.rpc.worker_threads", rpc.get("worker_threads", 5), minimum=1),
+        worker_threads=_num("metadata.rpc.worker_threads", rpc.get("worker_threads", 5), minimum=1,
+                            maximum=MAX_WORKER_THREADS),
         max_queue_size=_num("metadata.rpc.max_queue_size", rpc.get("max_queue_size", 64)),
         rate_limit=_num("metadata.rpc.rate_limit", rpc.get("rate_limit", 0), kind=float),
         warnings=tuple(warnings),
         batching=_flag("metadata.rpc.batching", rpc.get("batching", False)),
         max_batch_size=_num("metadata.rpc.max_batch_size", rpc.get("max_batch_size", 16),
-                            minimum=1),
+                            minimum=1, maximum=MAX_BATCH_ROWS),
         max_batch_timeout_ms=_num("metadata.rpc.max_batch_timeout",
                                   rpc.get("max_batch_timeout", 50)),
     )
