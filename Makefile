@@ -4,12 +4,13 @@ PY ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 EAS_VENV := .venv-eas
 KSERVE_VENV := .venv-kserve
+TRITON_VENV := .venv-triton
 BIN := $(VENV)/bin
 PORT ?= 8080
 MODEL_PATH ?= samples/mnist
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: venv eas-venv kserve-venv sample serve test lint typecheck pytest bench clean compat images-e2e
+.PHONY: venv eas-venv kserve-venv triton-venv sample serve test lint typecheck pytest bench clean compat images-e2e
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml requirements-dev.txt
@@ -19,10 +20,12 @@ $(VENV)/.installed: pyproject.toml requirements-dev.txt
 	$(BIN)/pip install -q --no-deps -e .
 	touch $@
 
-# venvs of their own: the EAS SDK (its protobuf pin clashes with TensorFlow's) and the peer
+# venvs of their own: the EAS SDK (its protobuf pin clashes with TensorFlow's), tritonclient
+# (gevent, its own numpy) and the peer
 # `make bench` compares against (KServe's ModelServer, as a KServe user would have it)
 eas-venv: $(EAS_VENV)/.installed
 kserve-venv: $(KSERVE_VENV)/.installed
+triton-venv: $(TRITON_VENV)/.installed
 .venv-%/.installed: requirements-%.txt
 	$(PY) -m venv .venv-$*
 	.venv-$*/bin/pip install -q --upgrade pip
@@ -44,8 +47,9 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
-pytest: venv eas-venv
-	EAS_PYTHON=$(abspath $(EAS_VENV))/bin/python $(BIN)/pytest -q tests $(PYTEST_ARGS)
+pytest: venv eas-venv triton-venv
+	EAS_PYTHON=$(abspath $(EAS_VENV))/bin/python TRITON_PYTHON=$(abspath $(TRITON_VENV))/bin/python \
+	  $(BIN)/pytest -q tests $(PYTEST_ARGS)
 
 test: lint typecheck pytest
 
@@ -61,7 +65,7 @@ bench: venv eas-venv kserve-venv sample
 
 # --- compatibility matrix: the engine's tests on other processors' Python and TensorFlow ---
 COMPAT := .compat
-COMPAT_TESTS := tests/test_codec.py tests/test_imports.py tests/test_service_http.py tests/test_model.py \
+COMPAT_TESTS := tests/protocol tests/test_imports.py tests/test_service_http.py tests/test_model.py \
 	tests/test_batching.py tests/test_batching_async.py tests/test_admission.py \
 	tests/test_warmup.py tests/platforms tests/test_cross_version.py
 pyenv_python = $(shell PYENV_VERSION=$(1) pyenv which python 2>/dev/null || command -v python$(basename $(1)))
@@ -96,4 +100,4 @@ images-e2e: venv eas-venv
 	bash packaging/images-e2e.sh
 
 clean:
-	rm -rf $(VENV) $(EAS_VENV) $(KSERVE_VENV) $(COMPAT) samples/mnist .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(EAS_VENV) $(KSERVE_VENV) $(TRITON_VENV) $(COMPAT) samples/mnist .pytest_cache .mypy_cache .ruff_cache

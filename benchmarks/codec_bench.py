@@ -10,19 +10,19 @@ from __future__ import annotations
 import numpy as np
 from _common import best_of, predict_pb2
 
-from tfserverless import codec
+from tfserverless import protocol
 
 
 def main() -> None:
     pb = predict_pb2()
     x = np.random.RandomState(0).rand(1024, 1024).astype(np.float32)  # 4 MiB
-    body = codec.encode_request({"images": x}, signature_name="predict_images")
+    body = protocol.encode_request({"images": x}, signature_name="predict_images")
     reply_arr = x  # echo the same size back, so encode costs as much as decode
 
     def ours() -> bytes:
-        req = codec.decode_request(body)
+        req = protocol.decode_request(body)
         arr = req.inputs["images"].to_numpy("images")
-        return codec.encode_response({"scores": arr if arr is not None else reply_arr})
+        return protocol.encode_response({"scores": arr if arr is not None else reply_arr})
 
     def obvious() -> bytes:
         req = pb.PredictRequest()
@@ -36,8 +36,8 @@ def main() -> None:
         out.float_val.extend(arr.reshape(-1).tolist())
         return bytes(resp.SerializeToString())
 
-    assert codec.decode_response(ours())["scores"].tobytes() == x.tobytes()
-    assert codec.decode_response(obvious())["scores"].tobytes() == x.tobytes()
+    assert protocol.decode_response(ours())["scores"].tobytes() == x.tobytes()
+    assert protocol.decode_response(obvious())["scores"].tobytes() == x.tobytes()
     t_ours = best_of(ours, repeat=9, number=5)
     t_obv = best_of(obvious, repeat=3, number=1)
     import google.protobuf as gp

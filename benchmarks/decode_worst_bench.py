@@ -18,12 +18,13 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 
-from tfserverless import codec
+from tfserverless import protocol
 from tfserverless.errors import BadRequest
+from tfserverless.protocol import wire
 
 # the codec's own writers: a varint (negatives as 10 bytes) and a length-delimited field
-varint = codec._varint_bytes
-ld = codec._tagged
+varint = wire._varint_bytes
+ld = wire._tagged
 
 
 def request(array: bytes, name: bytes = b"x") -> bytes:
@@ -73,7 +74,7 @@ SMALL = {
 
 def decode(body: bytes) -> List[np.ndarray]:
     try:
-        req = codec.decode_request(body)
+        req = protocol.decode_request(body)
         return [a.to_numpy(n) for n, a in req.inputs.items()]
     except BadRequest:
         return []
@@ -117,7 +118,7 @@ def main(argv: List[str]) -> int:
         print(f"{name:46s} {row[0]:11.2f} {row[1]:11.2f} {mem:9.2f}")
     for name, body in SMALL.items():
         try:
-            req = codec.decode_request(body)
+            req = protocol.decode_request(body)
             [a.to_numpy(n) for n, a in req.inputs.items()]
             print(f"{name:46s} decoded")
         except BadRequest as e:

@@ -22,7 +22,7 @@ from typing import Dict, Tuple
 import numpy as np
 from _common import ROOT, best_of, load, predict_pb2
 
-from tfserverless import codec
+from tfserverless import protocol
 from tfserverless.app import create_service
 from tfserverless.config import Config
 from tfserverless.messages import Request
@@ -71,7 +71,7 @@ def warm(port: int, body: bytes) -> None:
 
 def main() -> None:
     predict_pb2()  # writes PB2_DIR for the naive adapter
-    bodies = {b: codec.encode_request(
+    bodies = {b: protocol.encode_request(
         {"images": np.random.RandomState(b).rand(b, 784).astype(np.float32)},
         signature_name="predict_images") for b in (1, 64)}
     print(f"e2e: model {MODEL}, best of {ROUNDS} interleaved {SECONDS:.0f}s runs, 4 keep-alive "
@@ -132,7 +132,7 @@ def main() -> None:
     model = service.holder.load_now()
     sig = model.signature("predict_images")
     for b, body in bodies.items():
-        x = codec.decode_request(body).inputs["images"].to_numpy("images")
+        x = protocol.decode_request(body).inputs["images"].to_numpy("images")
         fn = model._callable(sig, ("scores",))
         req = Request("POST", "/", {}, body)
 

@@ -30,7 +30,7 @@ import numpy as np
 import requests
 from _common import ROOT
 
-from tfserverless import codec
+from tfserverless import protocol
 
 BEFORE = "1d05199"  # main before issue 10
 SECONDS = float(os.environ.get("BENCH_SECONDS", "10"))
@@ -72,7 +72,7 @@ class Srv:
 
 
 def body(n: int) -> bytes:
-    return codec.encode_request({"x": np.array([1.0], np.float32), "n": np.array(n, np.int32)})
+    return protocol.encode_request({"x": np.array([1.0], np.float32), "n": np.array(n, np.int32)})
 
 
 def post(url: str, data: bytes, timeout: float) -> Tuple[int, float]:

@@ -26,7 +26,7 @@ import numpy as np
 from _common import ROOT, free_port, group_rss_mb, predict_pb2, spawn, stop, wait_ok
 from _load import load, percentile
 
-from tfserverless import codec
+from tfserverless import protocol
 from tfserverless.config import default_workers
 
 SECONDS = float(os.environ.get("BENCH_SECONDS", "2.5"))
@@ -76,7 +76,7 @@ def request(server: str, batch: int) -> Tuple[str, bytes, Dict[str, str]]:
     if server == "kserve":
         return ("/v1/models/m:predict", json.dumps({"instances": x.tolist()}).encode(),
                 {"Content-Type": "application/json"})
-    return "/", codec.encode_request({"images": x}, signature_name="predict_images"), {}
+    return "/", protocol.encode_request({"images": x}, signature_name="predict_images"), {}
 
 
 def measure(procs: Dict[str, Any], model: str, plan: List[Tuple[str, int, int]],

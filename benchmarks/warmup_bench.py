@@ -19,7 +19,7 @@ import time
 import numpy as np
 from _common import ROOT
 
-from tfserverless import codec
+from tfserverless import protocol
 
 MODEL = os.environ.get("MODEL_PATH") or os.path.join(ROOT, "samples", "mnist")
 
@@ -48,7 +48,7 @@ def first_request(env: dict) -> tuple:  # type: ignore[type-arg]
             except OSError:
                 pass
             time.sleep(0.1)
-        body = codec.encode_request({"images": np.random.rand(64, 784).astype(np.float32)},
+        body = protocol.encode_request({"images": np.random.rand(64, 784).astype(np.float32)},
                                     signature_name="predict_images")
         c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         t0 = time.perf_counter()
@@ -71,7 +71,7 @@ def first_request(env: dict) -> tuple:  # type: ignore[type-arg]
 
 def main() -> None:
     warm = tempfile.NamedTemporaryFile(suffix=".bin", delete=False)  # noqa: SIM115 - unlinked below
-    warm.write(codec.encode_request({"images": np.random.rand(64, 784).astype(np.float32)},
+    warm.write(protocol.encode_request({"images": np.random.rand(64, 784).astype(np.float32)},
                                     signature_name="predict_images"))
     warm.close()
     try:

@@ -41,7 +41,8 @@ def mnist_weights() -> Dict[str, np.ndarray]:
 
 def build_tf1_mnist(tf: Any, out: str) -> str:
     """TF Serving's classic MNIST export, TF1 style: Session graph + signature_def_map with
-    ``predict_images`` (predict) and a classify ``serving_default`` over tf.Examples."""
+    ``predict_images`` (predict), a classify ``serving_default`` and a regress ``regress_sum``
+    over tf.Examples."""
     v1 = tf.compat.v1 if hasattr(tf, "compat") else tf
     wts = mnist_weights()
     g = tf.Graph()
@@ -70,9 +71,16 @@ def build_tf1_mnist(tf: Any, out: str) -> str:
                      "scores": utils.build_tensor_info(values)},
             method_name="tensorflow/serving/classify",
         )
+        total = tf.reduce_sum(x, axis=1, name="x_sum")  # regress: the sum of an example's x
+        regress = sdu.build_signature_def(
+            inputs={"inputs": utils.build_tensor_info(serialized)},
+            outputs={"outputs": utils.build_tensor_info(total)},
+            method_name="tensorflow/serving/regress",
+        )
         builder.add_meta_graph_and_variables(
             sess, ["serve"],
-            signature_def_map={"predict_images": predict, "serving_default": classify},
+            signature_def_map={"predict_images": predict, "serving_default": classify,
+                               "regress_sum": regress},
         )
         builder.save()
         sess.close()

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from tfserverless.batching import Batcher, batch_key
-from tfserverless.codec import Signature, TensorSpec
 from tfserverless.errors import BadRequest, RequestTimeout
+from tfserverless.protocol import Signature, TensorSpec
 
 SIG = Signature("s", {"x": TensorSpec("x", 1, (-1, -1))}, {"y": TensorSpec("y", 1, (-1, -1))})
 

@@ -12,7 +12,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tfserverless import codec
+from tfserverless import protocol
 
 from .conftest import Server
 from .test_service_http import has_asgi_mode
@@ -62,8 +62,8 @@ def test_burst_of_mixed_requests_gets_what_each_gets_alone(server: Server) -> No
     rng = np.random.RandomState(0)
     xs = [rng.rand(1 + i % 3, 4 + (i % 2)).astype(np.float32) for i in range(24)]
     checks = [np.arange(i, i + 3, dtype=np.int32) for i in range(6)]
-    bodies = [codec.encode_request({"x": x}) for x in xs] + \
-        [codec.encode_request({"x": c}, signature_name="check") for c in checks]
+    bodies = [protocol.encode_request({"x": x}) for x in xs] + \
+        [protocol.encode_request({"x": c}, signature_name="check") for c in checks]
     alone = [requests.post(server.url + "/", data=b, timeout=60).content for b in bodies]
     before = scrape(server.url)
     got = send_all(server.url, bodies)
@@ -71,10 +71,10 @@ def test_burst_of_mixed_requests_gets_what_each_gets_alone(server: Server) -> No
     biggest = 0
     for i, (status, body, headers) in enumerate(got):
         assert status == 200, body
-        out = codec.decode_response(body)
+        out = protocol.decode_response(body)
         if i < len(xs):
             np.testing.assert_allclose(out["y"], softmax(xs[i]), rtol=1e-5, atol=1e-6)
-            np.testing.assert_allclose(out["y"], codec.decode_response(alone[i])["y"], rtol=1e-6)
+            np.testing.assert_allclose(out["y"], protocol.decode_response(alone[i])["y"], rtol=1e-6)
             biggest = max(biggest, int(out["rows"][0]))
             assert out["rows"].shape == (xs[i].shape[0],)
         else:
@@ -91,17 +91,17 @@ def test_burst_of_mixed_requests_gets_what_each_gets_alone(server: Server) -> No
 
 def test_a_bad_request_in_a_burst_fails_alone(server: Server) -> None:
     xs = [np.full((1, 4), i, np.float32) for i in range(12)]
-    bodies = [codec.encode_request({"x": x}) for x in xs]
-    bodies += [codec.encode_request({"x": np.array([1, -1], np.int32)}, signature_name="check"),
-               codec.encode_request({"x": np.array([5], np.int32)}, signature_name="check"),
+    bodies = [protocol.encode_request({"x": x}) for x in xs]
+    bodies += [protocol.encode_request({"x": np.array([1, -1], np.int32)}, signature_name="check"),
+               protocol.encode_request({"x": np.array([5], np.int32)}, signature_name="check"),
                b"\x0a\xff\xff\xff",  # a truncated protobuf
-               codec.encode_request({"x": np.ones((1, 4), np.int32)})]  # wrong dtype
+               protocol.encode_request({"x": np.ones((1, 4), np.int32)})]  # wrong dtype
     got = send_all(server.url, bodies)
     for i, x in enumerate(xs):
         assert got[i][0] == 200
-        np.testing.assert_allclose(codec.decode_response(got[i][1])["y"], softmax(x), rtol=1e-5)
+        np.testing.assert_allclose(protocol.decode_response(got[i][1])["y"], softmax(x), rtol=1e-5)
     assert got[12][0] == 400 and b"x must be >= 0" in got[12][1]
-    assert got[13][0] == 200 and list(codec.decode_response(got[13][1])["y"]) == [10]
+    assert got[13][0] == 200 and list(protocol.decode_response(got[13][1])["y"]) == [10]
     assert got[14][0] == 400 and got[15][0] == 400
     assert got[15][1][-1:] == b"\n" and got[15][1].count(b"\n") == 1
 
@@ -109,9 +109,9 @@ def test_a_bad_request_in_a_burst_fails_alone(server: Server) -> None:
 def test_output_without_batch_dimension_is_never_split_wrongly(server: Server) -> None:
     xs = [np.arange(1 + i % 4, dtype=np.float32) + i for i in range(16)]
     for _ in range(2):
-        got = send_all(server.url, [codec.encode_request({"x": x}, signature_name="flat")
+        got = send_all(server.url, [protocol.encode_request({"x": x}, signature_name="flat")
                                     for x in xs])
         for x, (status, body, _) in zip(xs, got):
             assert status == 200
-            assert float(codec.decode_response(body)["y"]) == pytest.approx(float(x.sum()))
+            assert float(protocol.decode_response(body)["y"]) == pytest.approx(float(x.sum()))
     assert server.log().count("do not keep the batch dimension") <= 1

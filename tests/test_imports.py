@@ -8,7 +8,8 @@ from .conftest import PYTHON, ROOT
 
 CHECK = """
 import sys, os, runpy
-import tfserverless, tfserverless.codec, tfserverless.service, tfserverless.config
+import tfserverless, tfserverless.protocol, tfserverless.service, tfserverless.config
+import tfserverless.protocol.tfserving, tfserverless.protocol.v2
 import tfserverless.storage, tfserverless.platforms.gcf, tfserverless.app
 os.environ.setdefault("MODEL_PATH", "/nonexistent")
 runpy.run_path("handler/main.py")

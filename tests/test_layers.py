@@ -14,11 +14,14 @@ from .conftest import PYTHON, ROOT
 CHECK = """
 import sys
 import numpy as np
-from tfserverless import codec
+from tfserverless import protocol
 from tfserverless.platforms import aws_lambda, fc, wsgi
 x = np.arange(6, dtype=np.float32).reshape(2, 3)
-body = codec.encode_request({"x": x}, signature_name="s")
-assert np.array_equal(codec.decode_request(body).inputs["x"].to_numpy("x"), x)
+body = protocol.encode_request({"x": x}, signature_name="s")
+assert np.array_equal(protocol.decode_request(body).inputs["x"].to_numpy("x"), x)
+from tfserverless.protocol import jsonio
+assert jsonio.orjson is not None  # the JSON protocols' fast path ships in the layer
+assert jsonio.dumps({"y": x}, [x]) == b'{"y":[[0.0,1.0,2.0],[3.0,4.0,5.0]]}'
 assert "tensorflow" not in sys.modules
 print("ok", sys.version_info[:2], np.__version__)
 """
@@ -44,7 +47,7 @@ def test_layer_imports_in_a_fresh_venv(platform: str, python: str, tmp_path: Any
     with zipfile.ZipFile(zpath) as zf:
         names = zf.namelist()
         assert all(n.startswith("python/") for n in names)
-        assert "python/tfserverless/codec.py" in names
+        assert "python/tfserverless/protocol/eas.py" in names
         assert not any(n.startswith("python/tensorflow") for n in names)
         zf.extractall(tmp_path / "opt")
     venv = tmp_path / "venv"

@@ -12,7 +12,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tfserverless import codec
+from tfserverless import protocol
 from tfserverless.metrics import Metrics
 
 Samples = Dict[Tuple[str, Tuple[Tuple[str, str], ...]], float]
@@ -76,7 +76,7 @@ def test_more_workers_than_rows_reuse_dead_rows() -> None:
 @pytest.mark.slow
 def test_every_scrape_of_a_two_worker_server_sees_all_requests(start_server, sample_model: str) -> None:  # type: ignore[no-untyped-def]
     s = start_server({"MODEL_PATH": sample_model, "WORKERS": "2"})
-    body = codec.encode_request({"images": np.zeros((1, 784), np.float32)},
+    body = protocol.encode_request({"images": np.zeros((1, 784), np.float32)},
                                 signature_name="predict_images")
     deadline = time.monotonic() + 60
     while parse(requests.get(s.url + "/metrics", timeout=10).text)[("tfserverless_workers", ())] < 2:
@@ -103,7 +103,7 @@ def test_every_scrape_of_a_two_worker_server_sees_all_requests(start_server, sam
 def test_shed_requests_are_counted_and_metrics_need_the_token(start_server, sample_model: str) -> None:  # type: ignore[no-untyped-def]
     s = start_server({"MODEL_PATH": sample_model, "RPC_RATE_LIMIT": "1", "SERVICE_TOKEN": "s3cret"})
     assert requests.get(s.url + "/metrics", timeout=10).status_code == 401
-    body = codec.encode_request({"images": np.zeros((1, 784), np.float32)},
+    body = protocol.encode_request({"images": np.zeros((1, 784), np.float32)},
                                 signature_name="predict_images")
     auth = {"Authorization": "s3cret"}
     codes = [requests.post(s.url + "/", data=body, headers=auth, timeout=30).status_code

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import requests
 
-from tfserverless import codec
+from tfserverless import protocol
 
 from .conftest import Server
 from .test_service_http import has_asgi_mode
@@ -24,7 +24,7 @@ def target(request: Any) -> str:
 
 
 def slow_body(n: int) -> bytes:
-    return codec.encode_request({"x": np.array([1.0, 2.0], np.float32), "n": np.array(n, np.int32)})
+    return protocol.encode_request({"x": np.array([1.0, 2.0], np.float32), "n": np.array(n, np.int32)})
 
 
 def post(url: str, body: bytes, timeout: float = 30.0) -> Tuple[int, float, bytes]:
@@ -95,14 +95,14 @@ def test_abandoned_requests_never_reach_the_model(slow_server: Tuple[Server, int
                                                   target: str) -> None:
     s, n = slow_server
     time.sleep(1.5)  # whatever an earlier test left running has finished
-    before = int(codec.decode_response(post(s.url, slow_body(1))[2])["calls"])
+    before = int(protocol.decode_response(post(s.url, slow_body(1))[2])["calls"])
     t0 = time.monotonic()
     results = burst(s.url, slow_body(n), 16, 0.3)  # every client gives up after 0.3 s
     assert all(r[0] in (-1, 450) for r in results), [r[0] for r in results]
     time.sleep(max(0.0, t0 + 1.6 - time.monotonic()))  # past RPC_KEEPALIVE for all of them
     status, took, body = post(s.url, slow_body(n))
     assert status == 200 and took < 1.0, (status, took)
-    executed = int(codec.decode_response(body)["calls"]) - before - 1
+    executed = int(protocol.decode_response(body)["calls"]) - before - 1
     # ASGI: queued requests whose client left are dropped at once, so only the two running
     # when the clients gave up ran.  Flask cannot see a disconnect: queued ones are dropped at
     # their deadline, so at most the 2 running + 4 queued ran (before: all 16).
@@ -180,7 +180,7 @@ def test_pipelined_clients_that_hang_up_leave_no_noise(start_server: Any, models
 
     s = start_server({"MODEL_PATH": models["multi"]}, target=target)
     a = np.zeros((1, 3), np.float32)
-    body = codec.encode_request({"a": a, "b": a})
+    body = protocol.encode_request({"a": a, "b": a})
     req = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body
     before = len(s.log().splitlines())
     for _ in range(20):

@@ -6,7 +6,7 @@ from typing import Dict
 
 import numpy as np
 
-from tfserverless import codec, service
+from tfserverless import protocol, service
 from tfserverless.app import create_service
 from tfserverless.config import Config
 from tfserverless.messages import Request
@@ -16,7 +16,7 @@ def test_runs_inline_only_once_loaded_and_while_predicts_are_cheap(models: Dict[
     svc = create_service({}, config=Config.from_environ(
         {"MODEL_PATH": models["multi"], "LOG_LEVEL": "WARNING"}))
     a = np.zeros((1, 3), np.float32)
-    small = Request("POST", "/", {}, codec.encode_request({"a": a, "b": a}))
+    small = Request("POST", "/", {}, protocol.encode_request({"a": a, "b": a}))
     # before the load nothing is known of a predict's cost: never on the event loop
     assert not svc.predictor.runs_inline(small)
     svc.holder.load_now()
@@ -42,3 +42,4 @@ def test_runs_inline_only_once_loaded_and_while_predicts_are_cheap(models: Dict[
         assert est is not None and est < 10 * service.INLINE_SECONDS
     finally:
         svc.holder.model.close()
+

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 import requests
 
-from tfserverless import codec
+from tfserverless import protocol
 from tfserverless.auth import eas_signature
 
 from .conftest import PYTHON, ROOT, Server, eas_call
 from .models import ECHO_DTYPES, mnist_weights
-from .test_codec import key, ld, varint
+from .protocol.test_eas import key, ld, varint
 
 TOKEN = "s3cr3t-token-value"
 SERVICE = "mnist"
@@ -150,7 +150,7 @@ def test_sdk_wrong_token_is_401_once(mnist_server: Server) -> None:
 
 
 def test_auth_rules_over_raw_http(mnist_server: Server) -> None:
-    body = codec.encode_request({"images": np.zeros((1, 784), np.float32)})
+    body = protocol.encode_request({"images": np.zeros((1, 784), np.float32)})
     r = requests.post(gateway(mnist_server), data=body)
     assert r.status_code == 401 and "missing Authorization" in r.text
     r = requests.post(gateway(mnist_server), data=body, headers={"Authorization": "nope"})
@@ -227,22 +227,22 @@ def _echo_inputs(rng: np.random.RandomState) -> Dict[str, np.ndarray]:
 
 def test_every_dtype_round_trips_over_http(multi_server: Server, predict_pb2: Any) -> None:
     inputs = _echo_inputs(np.random.RandomState(3))
-    body = codec.encode_request(inputs, signature_name="echo")
+    body = protocol.encode_request(inputs, signature_name="echo")
     r = requests.post(multi_server.url + "/", data=body)
     assert r.status_code == 200, r.text
     assert r.headers["Content-Type"] == "application/octet-stream"
     msg = predict_pb2.PredictResponse()
     msg.ParseFromString(r.content)  # protobuf itself accepts our reply
-    got = codec.decode_response(r.content)
+    got = protocol.decode_response(r.content)
     half = np.array([[1.5, -0.25]], np.float16)
-    r = requests.post(multi_server.url + "/", data=codec.encode_request({"x": half},
+    r = requests.post(multi_server.url + "/", data=protocol.encode_request({"x": half},
                                                                           signature_name="half"))
-    assert np.array_equal(codec.decode_response(r.content)["y"], half)
+    assert np.array_equal(protocol.decode_response(r.content)["y"], half)
     for name, arr in inputs.items():
         out = got[name + "_out"]
         assert out.dtype == arr.dtype and out.shape == arr.shape, name
         assert np.array_equal(out, arr), name
-        assert msg.outputs[name + "_out"].dtype == codec.dtype_for_numpy(arr).code
+        assert msg.outputs[name + "_out"].dtype == protocol.dtype_for_numpy(arr).code
 
 
 def test_sdk_dtypes_round_trip(multi_server: Server) -> None:
@@ -253,7 +253,7 @@ def test_sdk_dtypes_round_trip(multi_server: Server) -> None:
         values: List[Any] = arr.reshape(-1).tolist()
         if name == "s":
             values = [v.decode("latin-1") for v in arr.reshape(-1)]
-        feeds.append({"name": name, "shape": [2, 2], "dtype": codec.dtype_for_numpy(arr).code,
+        feeds.append({"name": name, "shape": [2, 2], "dtype": protocol.dtype_for_numpy(arr).code,
                       "values": values})
     [res] = eas_call({"custom_url": multi_server.url + "/",
                       "requests": [{"signature": "echo", "feeds": feeds}]})
@@ -286,11 +286,11 @@ def _post(server: Server, body: bytes, **kw: Any) -> requests.Response:
 
 
 def _req(inputs: Dict[str, np.ndarray], **kw: Any) -> bytes:
-    return codec.encode_request(inputs, **kw)
+    return protocol.encode_request(inputs, **kw)
 
 
 A = np.zeros((1, 3), np.float32)
-B_ENTRY = ld(2, ld(1, b"b") + ld(2, codec.encode_array(A)))  # a valid input "b"
+B_ENTRY = ld(2, ld(1, b"b") + ld(2, protocol.encode_array(A)))  # a valid input "b"
 
 
 BAD = [
@@ -361,7 +361,7 @@ def test_oversized_body_is_413_and_server_keeps_serving(multi_server: Server) ->
     assert r.status_code == 413
     r = _post(multi_server, _req({"a": A + 1, "b": A}))
     assert r.status_code == 200
-    assert codec.decode_response(r.content)["sum"].tolist() == [[1, 1, 1]]
+    assert protocol.decode_response(r.content)["sum"].tolist() == [[1, 1, 1]]
     assert requests.get(multi_server.url + "/healthz").status_code == 200
 
 
@@ -378,7 +378,7 @@ def test_client_gone_mid_body_leaves_server_serving(multi_server: Server) -> Non
 def test_scalar_signature(multi_server: Server) -> None:
     r = _post(multi_server, _req({"x": np.array(2.5, np.float32)}, signature_name="scalar"))
     assert r.status_code == 200, r.text
-    assert codec.decode_response(r.content)["y"].tolist() == 3.5
+    assert protocol.decode_response(r.content)["y"].tolist() == 3.5
 
 
 def test_missing_model_is_503_and_health_503(start_server: Any, tmp_path: Any, target: str) -> None:
@@ -422,7 +422,7 @@ def test_adversarial_layout_decodes_in_bounded_memory(multi_server: Server) -> N
     before = _rss(pid)
     r = _post(multi_server, body)
     assert r.status_code == 200, r.text
-    y = codec.decode_response(r.content)["y"]
+    y = protocol.decode_response(r.content)["y"]
     assert y.shape == (n,) and int(y.min()) == int(y.max()) == 6
     assert _rss(pid) - before < 64 << 20, (_rss(pid) - before) >> 20
 
@@ -434,7 +434,7 @@ def test_signature_max_skew_refuses_stale_dates(start_server: Any, models: Dict[
     import hashlib
     import time
 
-    body = codec.encode_request({"images": np.zeros((1, 784), np.float32)})
+    body = protocol.encode_request({"images": np.zeros((1, 784), np.float32)})
     md5 = hashlib.md5(body).hexdigest()
 
     def signed(date: str) -> requests.Response:

@@ -10,17 +10,18 @@ import numpy as np
 import pytest
 import requests
 
-from tfserverless import codec, warmup
+from tfserverless import protocol
+from tfserverless.protocol import tfrecord
 
 from .conftest import FileServer, MotoServer
 
-X = codec.encode_request({"x": np.array([1.0], np.float32)})
+X = protocol.encode_request({"x": np.array([1.0], np.float32)})
 
 
 def first_calls(server: Any) -> int:
-    r = requests.post(server.url + "/", data=codec.encode_request({"x": np.ones(2, np.float32)}))
+    r = requests.post(server.url + "/", data=protocol.encode_request({"x": np.ones(2, np.float32)}))
     assert r.status_code == 200, r.text
-    return int(codec.decode_response(r.content)["calls"])
+    return int(protocol.decode_response(r.content)["calls"])
 
 
 def test_tf_serving_warmup_file_in_the_model(start_server: Any, models: Dict[str, str]) -> None:
@@ -51,7 +52,7 @@ def test_txt_file_from_s3_with_a_failing_request(start_server: Any, moto: MotoSe
                                                  models: Dict[str, str]) -> None:
     bucket = "w-" + uuid.uuid4().hex[:10]
     moto.client().create_bucket(Bucket=bucket)
-    bad = codec.encode_request({"nope": np.array([1.0], np.float32)})
+    bad = protocol.encode_request({"nope": np.array([1.0], np.float32)})
     text = b"# two requests, one wrong\n" + base64.b64encode(X) + b"\n\n" + base64.b64encode(bad)
     moto.client().put_object(Bucket=bucket, Key="warm.txt", Body=text)
     s = start_server(dict(moto.env(), MODEL_PATH=models["counter"],
@@ -74,12 +75,12 @@ def test_unusable_warmup_file_is_reported(start_server: Any, files: FileServer,
 
 
 def test_tfrecord_reader_checks_crcs() -> None:
-    data = warmup.write_tfrecords([b"abc", b"defg"])
-    assert warmup.read_tfrecords(data) == [b"abc", b"defg"]
+    data = tfrecord.write_tfrecords([b"abc", b"defg"])
+    assert tfrecord.read_tfrecords(data) == [b"abc", b"defg"]
     broken = bytearray(data)
     broken[13] ^= 1
-    with pytest.raises(warmup.WarmupError, match="CRC"):
-        warmup.read_tfrecords(bytes(broken))
-    with pytest.raises(warmup.WarmupError, match="truncated"):
-        warmup.read_tfrecords(data[:-3])
-    assert warmup.crc32c(b"123456789") == 0xE3069283  # the standard CRC-32C check value
+    with pytest.raises(tfrecord.RecordError, match="CRC"):
+        tfrecord.read_tfrecords(bytes(broken))
+    with pytest.raises(tfrecord.RecordError, match="truncated"):
+        tfrecord.read_tfrecords(data[:-3])
+    assert tfrecord.crc32c(b"123456789") == 0xE3069283  # the standard CRC-32C check value

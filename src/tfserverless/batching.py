@@ -26,8 +26,8 @@ from typing import Any, Callable, Deque, Dict, Hashable, List, Optional, Sequenc
 
 import numpy as np
 
-from .codec import Signature
 from .errors import TFServerlessError
+from .protocol.signature import Signature
 
 log = logging.getLogger("tfserverless")
 

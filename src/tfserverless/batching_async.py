@@ -20,8 +20,8 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .batching import Batcher, Outputs, Run, _Item, admit_group, batch_key, ready_group
-from .codec import Signature
 from .errors import ClientGone
+from .protocol.signature import Signature
 
 #: calls quicker than this run on the loop: a thread hand-off costs ~0.1 ms (measured)
 INLINE_CALL_SECONDS = 0.0005

@@ -50,6 +50,10 @@ class PayloadTooLarge(TFServerlessError):
     status = 413
 
 
+class UnsupportedMediaType(TFServerlessError):
+    status = 415
+
+
 class RequestTimeout(TFServerlessError):
     """EAS's 408: the request's time (queue wait included) ran past ``RPC_KEEPALIVE``."""
 

@@ -11,14 +11,10 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
+from ._compat import Protocol
 from .admission import resolve
-from .codec import Signature
 from .errors import ModelUnavailable, TFServerlessError
-
-try:  # Python 3.8+; the 3.7 processors type-check nothing at run time
-    from typing import Protocol
-except ImportError:  # pragma: no cover
-    Protocol = object  # type: ignore[assignment]
+from .protocol.signature import Signature
 
 log = logging.getLogger("tfserverless")
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import zlib
 from typing import Any, Dict, Mapping, Optional
 
-from .errors import TFServerlessError
+from .errors import BadRequest, PayloadTooLarge, TFServerlessError, UnsupportedMediaType
 
 GATEWAY_PREFIX = "/api/predict/"
 PROTOBUF = "application/octet-stream"
@@ -24,7 +25,8 @@ class PayloadLimit:
 class Request:
     """An HTTP request as every platform can describe it (header names any case)."""
 
-    __slots__ = ("body", "content_length", "headers", "method", "path", "payload_limit", "query")
+    __slots__ = ("body", "content_length", "headers", "method", "path", "payload_limit",
+                 "protocol", "query")
 
     def __init__(
         self,
@@ -46,6 +48,8 @@ class Request:
         self.content_length = content_length
         # the platform's own cap on request and response bodies (Lambda: 6 MB), if any
         self.payload_limit = payload_limit
+        # the client ecosystem its route belongs to (routing sets it): errors take its form
+        self.protocol = ""
 
 
 class Response:
@@ -70,8 +74,45 @@ def json_response(status: int, data: Any, headers: Optional[Dict[str, str]] = No
     return Response(status, json.dumps(data, indent=1).encode() + b"\n", h)
 
 
-def error_response(err: TFServerlessError) -> Response:
-    """The one place an error becomes a reply: its status, one line of text."""
-    headers = {"Content-Type": "text/plain; charset=utf-8"}
-    headers.update(err.headers)
-    return Response(err.status, (err.message + "\n").encode("utf-8"), headers)
+#: Content-Encoding -> zlib window bits (HTTP's "deflate" is zlib-wrapped)
+_CODINGS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+
+
+def decoded_body(req: Request, limit: int) -> bytes:
+    """The body with its ``Content-Encoding`` undone (gzip or deflate, as ``tritonclient``
+    sends with ``request_compression_algorithm``), never inflating past ``limit`` bytes:
+    memory is bounded before anything is allocated for the output."""
+    coding = req.headers.get("content-encoding", "").strip().lower()
+    if coding in ("", "identity"):
+        return req.body
+    wbits = _CODINGS.get(coding)
+    if wbits is None:
+        raise UnsupportedMediaType(f"Content-Encoding {coding[:40]!r} is not supported; expected "
+                                   "gzip, deflate or none")
+    d = zlib.decompressobj(wbits)
+    try:
+        out = d.decompress(req.body, limit + 1)
+    except zlib.error as e:
+        raise BadRequest(f"body is not valid {coding} data ({e})") from None
+    if len(out) > limit:
+        raise PayloadTooLarge(f"request body inflates past the limit of {limit} bytes "
+                              "(MAX_BODY_BYTES)")
+    if not d.eof or d.unused_data:
+        raise BadRequest(f"{coding} body is truncated or has bytes after its end")
+    return out
+
+
+#: protocols whose clients read errors as ``{"error": "..."}`` (TF Serving REST, V2)
+JSON_ERRORS = frozenset(("tfserving", "v2"))
+
+
+def error_response(err: TFServerlessError, protocol: str = "") -> Response:
+    """The one place an error becomes a reply: its status, one line of text (or that line
+    as ``{"error": ...}`` for the JSON protocols)."""
+    if protocol in JSON_ERRORS:
+        resp = json_response(err.status, {"error": err.message})
+    else:
+        resp = Response(err.status, (err.message + "\n").encode("utf-8"),
+                        {"Content-Type": "text/plain; charset=utf-8"})
+    resp.headers.update(err.headers)
+    return resp

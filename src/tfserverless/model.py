@@ -16,8 +16,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Type
 
 import numpy as np
 
-from .codec import Signature, TensorSpec
 from .errors import BadRequest, ModelError, ModelUnavailable
+from .protocol.signature import Signature, TensorSpec
 
 log = logging.getLogger("tfserverless.model")
 

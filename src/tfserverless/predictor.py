@@ -11,24 +11,26 @@ import asyncio
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
-from . import codec
 from .admission import Admission, Watch
 from .batching import Batcher
 from .batching_async import AsyncBatcher
-from .codec import Signature
 from .config import Config
-from .errors import BadRequest
 from .loader import Servable
-from .messages import PROTOBUF, Request, Response
+from .messages import Request, Response
 from .metrics import Metrics
+from .protocol.base import Call, Codec, Decoded
+from .protocol.eas import EAS
 
 log = logging.getLogger("tfserverless")
 
 #: a request expected to take less than this runs on an async server's event loop (see
 #: ``Predictor.runs_inline``): 2 ms of delay for requests queued behind it is the most we accept
 INLINE_SECONDS = 0.002
+#: warm-up files are EAS requests (TF Serving's are converted to them)
+WARMUP_CODEC: Codec = EAS()
+NO_CALL = Call()
 
 
 class Context:
@@ -97,45 +99,38 @@ class Predictor:
             self._predict_bytes += 0.2 * (max(nbytes, 1) - self._predict_bytes)
 
     async def predict_batched(self, req: Request, model: Servable, ctx: Context,
-                               watch: Optional[Watch]) -> Response:
+                              watch: Optional[Watch], codec: Codec, call: Call) -> Response:
         """A prediction through the ``AsyncBatcher``: decode and encode on the loop (in a
         thread when this body looks costly), the model call shared with other requests."""
         assert self.abatcher is not None
         t0 = time.perf_counter()
         inline = self.runs_inline(req)
         if inline:
-            sig, feeds, outputs = self._decode(model, req.body)
+            d = codec.decode(req.body, req.headers, model, call)
         else:
             ctx.contended = self.admission.running > 1
-            sig, feeds, outputs = await asyncio.get_running_loop().run_in_executor(
-                self.executor, self._decode, model, req.body)
+            d = await asyncio.get_running_loop().run_in_executor(
+                self.executor, codec.decode, req.body, req.headers, model, call)
         t1 = time.perf_counter()
-        result, waited = await self.abatcher.run(model.run, sig, feeds, outputs,
+        result, waited = await self.abatcher.run(model.run, d.sig, d.feeds, d.outputs,
                                                  deadline=ctx.deadline, gone=watch)
         t2 = time.perf_counter()
         timing = {"decode": t1 - t0, "batch": waited, "model": t2 - t1 - waited}
+        encode = (codec, d, call)
         if inline:
-            return self._respond(req, result, ctx, timing, t0, own=t2 - t1)
+            return self._respond(req, result, encode, ctx, timing, t0, own=t2 - t1)
         return await asyncio.get_running_loop().run_in_executor(
-            self.executor, lambda: self._respond(req, result, ctx, timing, t0, own=t2 - t1))
-
-    def _decode(self, model: Servable, body: bytes) -> Tuple[Signature, Dict[str, Any], List[str]]:
-        if _looks_like_json(body):
-            raise BadRequest(
-                "JSON bodies are not accepted; expected a serialized PredictRequest protobuf "
-                "(proto/predict.proto, Content-Type application/octet-stream), e.g. from the "
-                "EAS SDK's TFRequest.to_string()"
-            )
-        wire = codec.decode_request(body)
-        sig = model.signature(wire.signature_name)
-        return sig, codec.feeds_for_signature(wire, sig), codec.output_names(wire, sig)
+            self.executor, lambda: self._respond(req, result, encode, ctx, timing, t0, own=t2 - t1))
 
     def run_predict(self, model: Servable, body: bytes, ctx: Optional[Context] = None,
-                    timing: Optional[Dict[str, float]] = None) -> Dict[str, Any]:
+                    timing: Optional[Dict[str, float]] = None, *, codec: Codec = WARMUP_CODEC,
+                    call: Call = NO_CALL, headers: Optional[Dict[str, str]] = None,
+                    ) -> Tuple[Decoded, Dict[str, Any]]:
         """Decode, validate, run (batched with other requests when batching is on): the one
         path traffic and warm-up share.  ``timing`` gets decode, batch-wait and model seconds."""
         t0 = time.perf_counter()
-        sig, feeds, outputs = self._decode(model, body)
+        d = codec.decode(body, headers or {}, model, call)
+        sig, feeds, outputs = d.sig, d.feeds, d.outputs
         t1 = time.perf_counter()
         batched = 0.0
         if self.batcher is None:
@@ -147,20 +142,24 @@ class Predictor:
                                                deadline=ctx.deadline)
         if timing is not None:
             timing.update(decode=t1 - t0, batch=batched, model=time.perf_counter() - t1 - batched)
-        return result
+        return d, result
 
-    def predict(self, req: Request, model: Servable, ctx: Context) -> Response:
+    def predict(self, req: Request, model: Servable, ctx: Context, codec: Codec,
+                call: Call) -> Response:
         t0 = time.perf_counter()
         timing: Dict[str, float] = {}
-        outputs = self.run_predict(model, req.body, ctx, timing)
-        return self._respond(req, outputs, ctx, timing, t0)
+        d, outputs = self.run_predict(model, req.body, ctx, timing, codec=codec, call=call,
+                                      headers=req.headers)
+        return self._respond(req, outputs, (codec, d, call), ctx, timing, t0)
 
-    def _respond(self, req: Request, outputs: Dict[str, Any], ctx: Context,
-                 timing: Dict[str, float], t0: float, own: float = 0.0) -> Response:
+    def _respond(self, req: Request, outputs: Dict[str, Any], encode: Tuple[Codec, Decoded, Call],
+                 ctx: Context, timing: Dict[str, float], t0: float, own: float = 0.0) -> Response:
         """Encode the reply; ``own``: seconds of this request's run that were not its own
         work on the loop (a batch's model call), left out of the inline estimate."""
         t1 = time.perf_counter()
-        resp = Response(200, codec.encode_response(outputs), {"Content-Type": PROTOBUF})
+        codec, d, call = encode
+        body, headers = codec.encode(outputs, d, call)
+        resp = Response(200, body, headers)
         t2 = time.perf_counter()
         queued = ctx.queued + timing["batch"]
         self.metrics.queued(queued)
@@ -177,12 +176,6 @@ class Predictor:
                      f"after warm-up of {w['replayed']} replays" if w.get("replayed")
                      else "no warm-up")
         return resp
-
-
-def _looks_like_json(body: bytes) -> bool:
-    # '{' and '[' would open protobuf groups (fields 15 and 11), which PredictRequest never
-    # has, so such a body is not protobuf and is most likely JSON.
-    return body[:64].lstrip()[:1] in (b"{", b"[")
 
 
 __all__ = ["INLINE_SECONDS", "Context", "Predictor"]

@@ -13,9 +13,8 @@ import asyncio
 import logging
 import os
 import time
-from typing import Any, Callable, Dict, Optional, Union
+from typing import Any, Callable, Dict, Optional, Tuple, Union
 
-from . import codec
 from .admission import Admission, Watch
 from .auth import check_auth
 from .config import Config
@@ -31,19 +30,13 @@ from .loader import ModelHolder, Servable
 from .messages import GATEWAY_PREFIX, Request, Response, error_response, json_response
 from .metrics import CONTENT_TYPE, Metrics
 from .predictor import INLINE_SECONDS, Context, Predictor
+from .protocol.base import Call
+from .protocol.eas import EAS
+from .protocol.signature import signature_json_bytes
+from .routes import Job, ProtocolRoutes, split_prefix
 
 log = logging.getLogger("tfserverless")
-
-class Job:
-    """Work that needs the model: a prediction (``admitted``: it goes through the admission
-    queue) or a schema read (answered as soon as the model is there)."""
-
-    __slots__ = ("admitted", "run")
-
-    def __init__(self, run: Callable[[Servable, Context], Response], *, admitted: bool) -> None:
-        self.run = run
-        self.admitted = admitted
-
+EAS_CALL = Call()
 
 #: requests /metrics does not count (probes and scrapes)
 UNCOUNTED = frozenset(("/healthz", "/healthz/live", "/metrics"))
@@ -58,12 +51,20 @@ class Service:
         self.metrics = metrics or Metrics()
         self.warmup: Dict[str, Any] = {}  # what warm-up did (readiness shows it)
         self.predictor = Predictor(config, self.admission, self.metrics, self.warmup)
+        self.eas = EAS()
+        self.routes = ProtocolRoutes(self)
         self._exact: Dict[str, Callable[[Request], Union[Response, Job]]] = {
             "/healthz": self._health_route,
             "/healthz/live": self._live_route,
             "/metrics": self._metrics_route,
             "/": self._gateway_route,
         }
+        # then by prefix, in order: EAS's gateway path, TF Serving REST, the V2 protocol
+        self._prefixed: Tuple[Tuple[str, Callable[[Request, str], Union[Response, Job]]], ...] = (
+            (GATEWAY_PREFIX, self._gateway_prefixed),
+            ("/v1/models/", self.routes.tfserving_route),
+            ("/v2", self.routes.v2_route),
+        )
 
     # entry points ----------------------------------------------------------------------------
 
@@ -107,18 +108,18 @@ class Service:
         if req.path in UNCOUNTED:
             return
         m, adm = self.metrics, self.admission
-        m.request("eas" if req.method == "POST" or req.path.startswith(GATEWAY_PREFIX) else
-                  "none", status, time.perf_counter() - t0)
+        m.request(req.protocol or "none", status, time.perf_counter() - t0)
         m.gauges(adm.running, adm.waiting + self.predictor.waiting, adm.shed)
 
     def _error(self, req: Request, e: TFServerlessError) -> Response:
         if e.status >= 500 and e.status != 503:
             log.warning("%s %s -> %d: %s", req.method, req.path, e.status, e.message)
-        return error_response(e)
+        return error_response(e, req.protocol)
 
     def _bug(self, req: Request, e: Exception) -> Response:
         log.exception("unexpected error on %s %s", req.method, req.path)
-        return error_response(TFServerlessError(f"internal error: {type(e).__name__}"))
+        return error_response(TFServerlessError(f"internal error: {type(e).__name__}"),
+                              req.protocol)
 
     def _capped(self, req: Request, resp: Response) -> Response:
         cap = req.payload_limit
@@ -137,6 +138,8 @@ class Service:
         deadline = ctx.deadline
         if not job.admitted:
             return job.run(self.holder.get(wait=self._load_wait(deadline)), ctx)
+        if job.check is not None:
+            job.check(self.holder.get(wait=self._load_wait(deadline)))
         t0 = time.perf_counter()
         adm.acquire(deadline)
         try:
@@ -161,12 +164,15 @@ class Service:
         model = self.holder.ready()
         if not job.admitted:
             return job.run(model, ctx)
+        if job.check is not None:
+            job.check(model)
         await adm.acquire_async(deadline, watch)
         ctx.queued = time.perf_counter() - t0
         pred = self.predictor
         if pred.abatcher is not None:
             try:
-                return await pred.predict_batched(req, model, ctx, watch)
+                codec = job.codec or self.eas
+                return await pred.predict_batched(req, model, ctx, watch, codec, job.call)
             finally:
                 adm.release()
         handed_off = False
@@ -196,12 +202,20 @@ class Service:
         handler = self._exact.get(path)
         if handler is not None:
             return handler(req)
-        if path.startswith(GATEWAY_PREFIX) and path.count("/") == 3:
-            return self._gateway_route(req, path[len(GATEWAY_PREFIX):])
-        raise NotFound(f"no route {req.path}; expected POST / or POST {GATEWAY_PREFIX}<service>, "
-                       "GET /healthz")
+        route = split_prefix(path, self._prefixed)
+        if route is not None:
+            return route(req, path)  # type: ignore[no-any-return]
+        raise NotFound(f"no route {req.path}; expected POST / or POST {GATEWAY_PREFIX}<service> "
+                       "(EAS), /v1/models/<name>:predict (TF Serving REST), "
+                       "/v2/models/<name>/infer (V2), GET /healthz")
+
+    def _gateway_prefixed(self, req: Request, path: str) -> Union[Response, Job]:
+        if path.count("/") != 3:
+            raise NotFound(f"no route {req.path}; expected {GATEWAY_PREFIX}<service>")
+        return self._gateway_route(req, path[len(GATEWAY_PREFIX):])
 
     def _gateway_route(self, req: Request, name: Optional[str] = None) -> Union[Response, Job]:
+        req.protocol = self.eas.name
         if req.method not in ("GET", "POST", "HEAD"):
             raise MethodNotAllowed(f"{req.method} {req.path}; expected POST (or GET for the schema)",
                                    headers={"Allow": "GET, POST"})
@@ -217,7 +231,8 @@ class Service:
         if req.method in ("GET", "HEAD") or not req.body:
             sig_name = req.query.get("signature_name", "")
             return Job(lambda model, ctx: self.schema(model, sig_name), admitted=False)
-        return Job(lambda model, ctx: self.predictor.predict(req, model, ctx), admitted=True)
+        return Job(lambda model, ctx: self.predictor.predict(req, model, ctx, self.eas, EAS_CALL),
+                   admitted=True, codec=self.eas)
 
     def _check_size(self, req: Request) -> None:
         limit = self.config.max_body_bytes
@@ -234,7 +249,7 @@ class Service:
 
     def schema(self, model: Servable, signature_name: str = "") -> Response:
         sig = model.signature(signature_name)
-        return Response(200, codec.signature_json_bytes(sig), {"Content-Type": "application/json"})
+        return Response(200, signature_json_bytes(sig), {"Content-Type": "application/json"})
 
     def _metrics_route(self, req: Request) -> Response:
         _health_method(req)

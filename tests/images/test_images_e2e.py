@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import requests
 
-from tfserverless import codec
+from tfserverless import protocol
 
 from ..conftest import eas_call, free_port
 
@@ -83,7 +83,7 @@ def test_sdk_and_bad_inputs(container: Dict[str, Any]) -> None:
     assert res[2]["status"] == 400 and "needs 2352" in res[2]["body"]
     auth = {"Authorization": TOKEN}
     for body, status in ((b"\xff\xfe\xfd", 400), (b'{"a": 1}', 400),
-                         (codec.encode_request({"images": x}, signature_name="predict_images"), 200)):
+                         (protocol.encode_request({"images": x}, signature_name="predict_images"), 200)):
         assert requests.post(url + "/api/predict/mnist", data=body, headers=auth).status_code == status
     assert requests.post(url + "/api/predict/mnist", data=b"x").status_code == 401
     health = requests.get(url + "/healthz")

@@ -3,13 +3,14 @@ functions-framework server over real HTTP: schema, predict, auth, errors, status
 
 from __future__ import annotations
 
+import json
 from typing import Any, Dict, Iterator, List, Tuple
 
 import numpy as np
 import pytest
 import requests
 
-from tfserverless import codec
+from tfserverless import protocol
 from tfserverless.service import Service
 
 from ..conftest import Server
@@ -17,9 +18,17 @@ from ..models import mnist_weights
 from .conftest import PLATFORMS, SERVICE, TOKEN, caller_for, make_service, signed
 
 X = np.random.RandomState(11).rand(2, 784).astype(np.float32)
-BODY = codec.encode_request({"images": X}, signature_name="predict_images")
+BODY = protocol.encode_request({"images": X}, signature_name="predict_images")
 GATEWAY = "/api/predict/" + SERVICE
 RAW = {"Authorization": TOKEN}
+TFS_BODY = json.dumps({"signature_name": "predict_images", "instances": X.tolist()}).encode()
+V2_JSON = json.dumps({"inputs": [{"name": "images", "shape": [2, 784], "datatype": "FP32",
+                                  "data": X.reshape(-1).tolist()}]}).encode()
+_V2_HEAD = json.dumps({"inputs": [{"name": "images", "shape": [2, 784], "datatype": "FP32",
+                                   "parameters": {"binary_data_size": X.nbytes}}],
+                       "parameters": {"binary_data_output": True}}).encode()
+V2_BINARY = _V2_HEAD + X.tobytes()
+V2_HEADERS = dict(RAW, **{"Inference-Header-Content-Length": str(len(_V2_HEAD))})
 
 CASES: List[Tuple[str, str, str, Dict[str, str], bytes, int]] = [
     ("schema on empty body", "POST", GATEWAY, RAW, b"", 200),
@@ -34,11 +43,29 @@ CASES: List[Tuple[str, str, str, Dict[str, str], bytes, int]] = [
     ("malformed body", "POST", GATEWAY, RAW, b"\xff\xff\xff", 400),
     ("json body", "POST", GATEWAY, RAW, b'{"images": []}', 400),
     ("unknown signature", "POST", GATEWAY, RAW,
-     codec.encode_request({"images": X}, signature_name="nope"), 400),
+     protocol.encode_request({"images": X}, signature_name="nope"), 400),
     ("unknown service", "POST", "/api/predict/other", RAW, BODY, 404),
     ("unknown path", "GET", "/nowhere", {}, b"", 404),
     ("wrong method", "DELETE", GATEWAY, RAW, b"", 405),
+    # TF Serving REST and the V2 protocol, on the same function
+    ("tfs predict", "POST", "/v1/models/mnist:predict", RAW, TFS_BODY, 200),
+    ("tfs status", "GET", "/v1/models/mnist", RAW, b"", 200),
+    ("tfs metadata", "GET", "/v1/models/mnist/metadata", RAW, b"", 200),
+    ("tfs bad json", "POST", "/v1/models/mnist:predict", RAW, b"{", 400),
+    ("tfs missing token", "POST", "/v1/models/mnist:predict", {}, TFS_BODY, 401),
+    ("v2 infer json", "POST", "/v2/models/mnist/infer", RAW, V2_JSON, 200),
+    ("v2 infer binary", "POST", "/v2/models/mnist/infer", V2_HEADERS, V2_BINARY, 200),
+    ("v2 ready", "GET", "/v2/health/ready", {}, b"", 200),
+    ("v2 metadata", "GET", "/v2/models/mnist", RAW, b"", 200),
+    ("v2 bad input", "POST", "/v2/models/mnist/infer", RAW, b'{"inputs": 1}', 400),
 ]
+
+
+def want_softmax(x: np.ndarray) -> np.ndarray:
+    w = mnist_weights()
+    z = x @ w["w"] + w["b"]
+    e = np.exp(z - z.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
 
 
 @pytest.fixture(scope="module")
@@ -84,12 +111,14 @@ def test_same_answers_as_http(platform: str, mnist_service: Service,
         assert (status, _comparable(name, reply)) == (ref_status, _comparable(name, ref_body)), name
         if name.startswith("predict"):
             assert reply_headers["Content-Type"] == "application/octet-stream"
-            scores = codec.decode_response(reply)["scores"]
-            w = mnist_weights()
-            z = X @ w["w"] + w["b"]
-            want_scores = np.exp(z - z.max(1, keepdims=True))
-            want_scores /= want_scores.sum(1, keepdims=True)
-            np.testing.assert_allclose(scores, want_scores, rtol=1e-5, atol=1e-6)
+            scores = protocol.decode_response(reply)["scores"]
+            np.testing.assert_allclose(scores, want_softmax(X), rtol=1e-5, atol=1e-6)
+        elif name == "v2 infer binary":  # the JSON header's length passes through the adapter
+            n = int({k.lower(): v for k, v in reply_headers.items()}["inference-header-content-length"])
+            got = np.frombuffer(reply[n:], "<f4").reshape(2, 10)
+            np.testing.assert_allclose(got, want_softmax(X), rtol=1e-5, atol=1e-6)
+        elif status >= 400 and name.startswith(("tfs", "v2")):
+            assert reply_headers["Content-Type"] == "application/json" and json.loads(reply)["error"]
         elif status >= 400:
             assert reply.count(b"\n") == 1 and reply_headers["Content-Type"].startswith("text/plain")
 
@@ -114,12 +143,12 @@ def test_platform_payload_limits(platform: str, multi_service: Service) -> None:
     # a request that fits but whose reply (the input tiled 4 times) does not
     n = (2 << 20) // 4 if platform != "fc3_http" else (8 << 20) // 4
     x = np.ones(n, np.float32)
-    status, _, body = call("POST", "/", {}, codec.encode_request({"x": x}, signature_name="expand"))
+    status, _, body = call("POST", "/", {}, protocol.encode_request({"x": x}, signature_name="expand"))
     assert status == 413, body[:300]
     assert b"response of" in body and (b"AWS Lambda's 6 MB" in body or b"Function Compute" in body)
     # and a request over the platform's cap is refused naming it
     big = np.ones(n * 4, np.float32)
-    status, _, body = call("POST", "/", {}, codec.encode_request({"x": big}, signature_name="expand"))
+    status, _, body = call("POST", "/", {}, protocol.encode_request({"x": big}, signature_name="expand"))
     assert status == 413 and (b"6 MB" in body or b"32 MB" in body or b"MAX_BODY_BYTES" in body)
 
 
@@ -150,7 +179,7 @@ def test_lambda_binary_reply_is_base64(mnist_service: Service) -> None:
     reply: Dict[str, Any] = aws_lambda.make_handler(mnist_service)(ev, None)
     assert reply["isBase64Encoded"] is True
     assert reply["headers"]["Content-Type"] == "application/octet-stream"
-    assert "scores" in codec.decode_response(base64.b64decode(reply["body"]))
+    assert "scores" in protocol.decode_response(base64.b64decode(reply["body"]))
 
 
 @pytest.mark.parametrize("platform", PLATFORMS)

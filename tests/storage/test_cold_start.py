@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import requests
 
-from tfserverless import codec
+from tfserverless import protocol
 
 from ..conftest import AWS_SECRET, OSS_SECRET, FileServer, MotoServer, eas_call, free_port
 from . import archives
@@ -110,7 +110,7 @@ def test_two_workers_one_download(start_server: Any, files: FileServer,
     files.delay["/m.tgz"] = 0.02
     s = start_server({"MODEL_PATH": files.url + "/m.tgz", "MODEL_CACHE_DIR": str(tmp_path / "c"),
                       "WORKERS": "2", "THREADS": "4"}, wait_ready=False)
-    body = codec.encode_request({"images": np.zeros((1, 784), np.float32)})
+    body = protocol.encode_request({"images": np.zeros((1, 784), np.float32)})
     pids = set()
     deadline = time.monotonic() + 120
     while len(pids) < 2 and time.monotonic() < deadline:

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from tfserverless import codec
+from tfserverless import protocol
 from tfserverless.errors import BadRequest, ModelError
 
 SETTINGS = settings(max_examples=300, deadline=None,
@@ -121,7 +121,7 @@ def predict_request_bytes(draw: Any) -> bytes:
     return b"".join(pieces)
 
 
-def ours_as_dict(req: codec.WireRequest) -> Dict[str, Any]:
+def ours_as_dict(req: protocol.WireRequest) -> Dict[str, Any]:
     out: Dict[str, Any] = {"sig": req.signature_name, "filter": list(req.output_filter),
                            "inputs": {}}
     for name, a in req.inputs.items():
@@ -169,7 +169,7 @@ def oracle_as_dict(msg: Any) -> Dict[str, Any]:
 def test_decode_matches_protobuf(predict_pb2: Any, body: bytes) -> None:
     msg = predict_pb2.PredictRequest()
     msg.ParseFromString(body)
-    ours = codec.decode_request(body)
+    ours = protocol.decode_request(body)
     assert ours_as_dict(ours) == oracle_as_dict(msg)
 
 
@@ -204,7 +204,7 @@ def test_adversarial_layouts_match_protobuf(predict_pb2: Any, arr: bytes) -> Non
     body = ld(2, ld(1, b"x") + ld(2, arr))
     msg = predict_pb2.PredictRequest()
     msg.ParseFromString(body)
-    assert ours_as_dict(codec.decode_request(body)) == oracle_as_dict(msg)
+    assert ours_as_dict(protocol.decode_request(body)) == oracle_as_dict(msg)
 
 
 def _peak_bytes(fn: Any) -> int:
@@ -242,7 +242,7 @@ def test_decode_memory_is_bounded_by_the_body(layout: str) -> None:
 
     def decode() -> None:
         with contextlib.suppress(BadRequest):
-            out.append(codec.decode_request(body).inputs["x"].to_numpy("x"))
+            out.append(protocol.decode_request(body).inputs["x"].to_numpy("x"))
 
     peak = _peak_bytes(decode)
     produced = sum(a.nbytes for a in out)
@@ -256,14 +256,14 @@ def test_shapes_whose_sizes_overflow_are_400_even_with_a_zero(dims: List[int]) -
 
 
 def test_too_many_inputs_parts_or_filters_are_refused() -> None:
-    many = b"".join(ld(2, ld(1, f"n{i}".encode())) for i in range(codec.MAX_INPUTS + 1))
+    many = b"".join(ld(2, ld(1, f"n{i}".encode())) for i in range(protocol.MAX_INPUTS + 1))
     with pytest.raises(BadRequest, match="more than 4096 inputs"):
-        codec.decode_request(many)
-    parts = ld(2, ld(1, b"x") + ld(2, b"") * (codec.MAX_PARTS + 1))
+        protocol.decode_request(many)
+    parts = ld(2, ld(1, b"x") + ld(2, b"") * (protocol.MAX_PARTS + 1))
     with pytest.raises(BadRequest, match="split into more than 64 parts"):
-        codec.decode_request(parts)
+        protocol.decode_request(parts)
     with pytest.raises(BadRequest, match="output_filter"):
-        codec.decode_request(ld(3, b"y") * (codec.MAX_OUTPUT_FILTER + 1))
+        protocol.decode_request(ld(3, b"y") * (protocol.MAX_OUTPUT_FILTER + 1))
 
 
 @SETTINGS
@@ -278,7 +278,7 @@ def test_garbage_is_refused_as_bad_request_or_agrees(predict_pb2: Any, body: byt
     except Exception:
         oracle_ok = False
     try:
-        ours = codec.decode_request(body)
+        ours = protocol.decode_request(body)
     except BadRequest as e:
         assert "\n" not in e.message and "PredictRequest" in e.message
         return
@@ -313,21 +313,21 @@ def arrays(draw: Any) -> np.ndarray:
 
 
 def oracle_values(a: Any) -> Tuple[List[int], Any]:
-    dt = codec.DTYPES[a.dtype]
-    field = codec.FIELD_NAMES[dt.field]
+    dt = protocol.DTYPES[a.dtype]
+    field = protocol.FIELD_NAMES[dt.field]
     return list(a.array_shape.dim), list(getattr(a, field))
 
 
 @SETTINGS
 @given(outputs=st.dictionaries(names, arrays(), max_size=4))
 def test_encode_response_parses_with_protobuf(predict_pb2: Any, outputs: Dict[str, Any]) -> None:
-    body = codec.encode_response(outputs)
+    body = protocol.encode_response(outputs)
     msg = predict_pb2.PredictResponse()
     msg.ParseFromString(body)
     assert set(msg.outputs) == set(outputs)
     for name, arr in outputs.items():
         a = msg.outputs[name]
-        assert a.dtype == codec.dtype_for_numpy(arr).code
+        assert a.dtype == protocol.dtype_for_numpy(arr).code
         dims, vals = oracle_values(a)
         assert dims == list(arr.shape)
         flat = arr.reshape(-1)
@@ -338,7 +338,7 @@ def test_encode_response_parses_with_protobuf(predict_pb2: Any, outputs: Dict[st
         else:
             assert vals == flat.tolist()
     # and our own decoder reads back exactly what we wrote
-    back = codec.decode_response(body)
+    back = protocol.decode_response(body)
     for name, arr in outputs.items():
         assert back[name].dtype == arr.dtype and back[name].shape == arr.shape
         assert np.array_equal(back[name], arr)
@@ -349,11 +349,11 @@ def test_encode_response_parses_with_protobuf(predict_pb2: Any, outputs: Dict[st
        sig=names, filt=st.lists(names, max_size=3))
 def test_encode_request_parses_with_protobuf(predict_pb2: Any, inputs: Dict[str, Any],
                                              sig: str, filt: List[str]) -> None:
-    body = codec.encode_request(inputs, signature_name=sig, output_filter=filt)
+    body = protocol.encode_request(inputs, signature_name=sig, output_filter=filt)
     msg = predict_pb2.PredictRequest()
     msg.ParseFromString(body)
     assert msg.signature_name == sig and list(msg.output_filter) == filt
-    ours = codec.decode_request(body)
+    ours = protocol.decode_request(body)
     for name, arr in inputs.items():
         got = ours.inputs[name].to_numpy(name)
         assert got.dtype == arr.dtype and np.array_equal(got, arr)
@@ -363,17 +363,17 @@ def test_encode_request_parses_with_protobuf(predict_pb2: Any, inputs: Dict[str,
 
 def test_varints_roundtrip_extremes() -> None:
     vals = np.array([0, 1, 127, 128, 300, -1, -(1 << 63), (1 << 63) - 1, -(1 << 31)], np.int64)
-    data = codec.encode_varints(vals)
-    back, used = codec.decode_varints(data)
+    data = protocol.encode_varints(vals)
+    back, used = protocol.decode_varints(data)
     assert used == len(data)
     assert back.view(np.int64).tolist() == vals.tolist()
-    assert codec.encode_varints(vals) == b"".join(varint(int(v)) for v in vals)
+    assert protocol.encode_varints(vals) == b"".join(varint(int(v)) for v in vals)
 
 
 def test_large_float_request_is_decoded_without_copying_values() -> None:
     x = np.random.RandomState(0).rand(1024, 1024).astype(np.float32)
-    body = codec.encode_request({"x": x})
-    wire = codec.decode_request(body)
+    body = protocol.encode_request({"x": x})
+    wire = protocol.decode_request(body)
     got = wire.inputs["x"].to_numpy("x")
     assert got.shape == (1024, 1024) and np.array_equal(got, x)
     assert not got.flags.owndata  # a view over the request body
@@ -385,18 +385,18 @@ def test_long_unpacked_run_decodes(predict_pb2: Any) -> None:
     arr = key(1, 0) + varint(1) + ld(2, ld(1, varint(n))) + b"".join(
         key(3, 5) + struct.pack("<f", v) for v in vals.tolist())
     body = ld(2, ld(1, b"x") + ld(2, arr))
-    got = codec.decode_request(body).inputs["x"].to_numpy("x")
+    got = protocol.decode_request(body).inputs["x"].to_numpy("x")
     assert np.array_equal(got, vals)
     ints = key(1, 0) + varint(9) + ld(2, ld(1, varint(n))) + b"".join(
         key(7, 0) + varint(-v) for v in range(n))
-    got = codec.decode_request(ld(2, ld(1, b"y") + ld(2, ints))).inputs["y"].to_numpy("y")
+    got = protocol.decode_request(ld(2, ld(1, b"y") + ld(2, ints))).inputs["y"].to_numpy("y")
     assert got.tolist() == [-v for v in range(n)]
 
 
-def _wire(dtype: int, dims: List[int], payload: bytes = b"") -> codec.WireArray:
+def _wire(dtype: int, dims: List[int], payload: bytes = b"") -> protocol.WireArray:
     body = ld(2, ld(1, b"x") + ld(2, key(1, 0) + varint(dtype) +
                                   ld(2, ld(1, b"".join(varint(d) for d in dims))) + payload))
-    return codec.decode_request(body).inputs["x"]
+    return protocol.decode_request(body).inputs["x"]
 
 
 @pytest.mark.parametrize("dims,msg", [
@@ -424,14 +424,14 @@ def test_value_count_and_field_mismatches() -> None:
 
 def test_unsupported_output_dtype_is_a_model_error() -> None:
     with pytest.raises(ModelError, match="complex64 cannot be carried"):
-        codec.encode_response({"z": np.zeros(2, np.complex64)})
+        protocol.encode_response({"z": np.zeros(2, np.complex64)})
 
 
 def test_signature_json_shape() -> None:
-    sig = codec.Signature("predict_images",
-                          {"images": codec.TensorSpec("images", 1, (-1, 784))},
-                          {"scores": codec.TensorSpec("scores", 1, (-1, 10))})
-    assert codec.signature_json(sig) == {
+    sig = protocol.Signature("predict_images",
+                          {"images": protocol.TensorSpec("images", 1, (-1, 784))},
+                          {"scores": protocol.TensorSpec("scores", 1, (-1, 10))})
+    assert protocol.signature_json(sig) == {
         "inputs": [{"name": "images", "shape": [-1, 784], "type": "DT_FLOAT"}],
         "outputs": [{"name": "scores", "shape": [-1, 10], "type": "DT_FLOAT"}],
         "signature_name": "predict_images",

@@ -1,0 +1,108 @@
+"""The other client ecosystems, under load, in one run on the sample MNIST:
+
+* ours over TF Serving's REST API (JSON ``instances``) against KServe's Python ModelServer
+  with the same body on its V1 endpoint (``kserve_model.py``, .venv-kserve): target >= 3x at
+  batch 1 and batch 64;
+* ours over the Open Inference Protocol with binary tensors (as ``tritonclient`` sends them)
+  against ours over EAS protobuf: target within 1.2x.
+
+One worker each, batching off; batch 1 at 16 keep-alive clients, batch 64 at 4.  Rounds are
+interleaved and the best of each kept.  Appends to ``benchmarks/results/protocols.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any, Dict, Tuple
+
+import numpy as np
+from _common import ROOT, free_port, spawn, stop, wait_ok
+from _load import load, percentile
+from serve_bench import KSERVE_PY, RESULTS
+
+from tfserverless import protocol
+
+SECONDS = float(os.environ.get("BENCH_SECONDS", "2.5"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+BIN = os.path.dirname(sys.executable)
+LOADS = ((1, 16), (64, 4))  # (batch, concurrency)
+WAYS = ("ours tfserving-json", "kserve v1-json", "ours v2-binary", "ours eas-protobuf")
+
+
+def start(server: str, model: str) -> Any:
+    port = free_port()
+    if server == "kserve":
+        argv = [KSERVE_PY, os.path.join(ROOT, "benchmarks", "kserve_model.py"), "--model_dir",
+                model, "--signature", "predict_images", "--input", "images", "--output", "scores",
+                "--model_name", "m", "--http_port", str(port), "--workers", "1"]
+        return spawn(argv, {}, port)
+    argv = [os.path.join(BIN, "functions-framework"), "--host", "127.0.0.1", "--port", str(port),
+            "--target", "predict", "--source", os.path.join(ROOT, "handler", "main.py")]
+    return spawn(argv, {"MODEL_PATH": model, "WORKERS": "1", "RPC_BATCHING": "false"}, port)
+
+
+def request(way: str, batch: int) -> Tuple[str, bytes, Dict[str, str]]:
+    x = np.random.RandomState(batch).rand(batch, 784).astype(np.float32)
+    if way == "kserve v1-json":
+        return ("/v1/models/m:predict", json.dumps({"instances": x.tolist()}).encode(),
+                {"Content-Type": "application/json"})
+    if way == "ours tfserving-json":
+        return ("/v1/models/m:predict", json.dumps({"signature_name": "predict_images",
+                                                    "instances": x.tolist()}).encode(),
+                {"Content-Type": "application/json"})
+    if way == "ours v2-binary":
+        head = json.dumps({"inputs": [{"name": "images", "shape": [batch, 784], "datatype": "FP32",
+                                       "parameters": {"binary_data_size": x.nbytes}}],
+                           "parameters": {"binary_data_output": True}}).encode()
+        return ("/v2/models/m/infer", head + x.tobytes(),
+                {"Inference-Header-Content-Length": str(len(head)),
+                 "Content-Type": "application/octet-stream"})
+    return "/", protocol.encode_request({"images": x}, signature_name="predict_images"), {}
+
+
+def main() -> None:
+    model = os.path.join(ROOT, "samples", "mnist")  # `make bench` builds it (`make sample`)
+    procs = {"ours": start("ours", model), "kserve": start("kserve", model)}
+    server_of = {w: ("kserve" if w.startswith("kserve") else "ours") for w in WAYS}
+    best: Dict[Tuple[str, int], Tuple[float, float, float]] = {}
+    try:
+        for w in WAYS:
+            wait_ok(procs[server_of[w]].port, *request(w, 1))
+        for _ in range(ROUNDS):
+            for batch, conc in LOADS:
+                for w in WAYS:
+                    path, body, headers = request(w, batch)
+                    rps, lat = load(procs[server_of[w]].port, path, body, concurrency=conc,
+                                    seconds=SECONDS, headers=headers)
+                    if rps > best.get((w, batch), (0.0, 0.0, 0.0))[0]:
+                        best[(w, batch)] = (rps, percentile(lat, 0.5), percentile(lat, 0.99))
+    finally:
+        for p in procs.values():
+            stop(p)
+    lines = [f"# Protocols on the sample MNIST ({ROUNDS} interleaved rounds of {SECONDS:g}s, "
+             "best of each; one worker each)", "",
+             "| way | batch | clients | req/s | p50 ms | p99 ms |", "|---|---|---|---|---|---|"]
+    for batch, conc in LOADS:
+        for w in WAYS:
+            rps, p50, p99 = best[(w, batch)]
+            lines.append(f"| {w} | {batch} | {conc} | {rps:,.0f} | {p50 * 1e3:.2f} | {p99 * 1e3:.2f} |")
+    lines.append("")
+    for batch, _ in LOADS:
+        r = best[("ours tfserving-json", batch)][0] / best[("kserve v1-json", batch)][0]
+        lines.append(f"RATIO ours TF Serving REST / KServe V1 JSON, batch {batch}: {r:.2f}x "
+                     "(target >= 3x)")
+    for batch, _ in LOADS:
+        r = best[("ours eas-protobuf", batch)][0] / best[("ours v2-binary", batch)][0]
+        lines.append(f"RATIO ours EAS protobuf / V2 binary, batch {batch}: {r:.2f}x "
+                     "(target <= 1.2x)")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    os.makedirs(RESULTS, exist_ok=True)
+    with open(os.path.join(RESULTS, "protocols.md"), "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+if __name__ == "__main__":
+    main()

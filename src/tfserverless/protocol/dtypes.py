@@ -1,0 +1,84 @@
+"""The one dtype table: every wire's name for a tensor type and its numpy dtype.
+
+``code`` is TensorFlow's DataType enum (the EAS ``ArrayDataType`` uses the same numbers),
+``name`` its ``DT_*`` name (TF Serving's JSON and the EAS schema say it so), ``v2`` the Open
+Inference Protocol's datatype, ``numpy`` the array dtype, ``field`` the EAS ``ArrayProto``
+field carrying the values.  Every protocol converts through this table and nothing else.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, NamedTuple
+
+import numpy as np
+
+from ..errors import ModelError
+
+# ArrayProto field numbers.
+F_DTYPE, F_SHAPE, F_FLOAT, F_DOUBLE, F_INT, F_STRING, F_INT64, F_BOOL = 1, 2, 3, 4, 5, 6, 7, 8
+FIELD_NAMES = {
+    F_FLOAT: "float_val",
+    F_DOUBLE: "double_val",
+    F_INT: "int_val",
+    F_STRING: "string_val",
+    F_INT64: "int64_val",
+    F_BOOL: "bool_val",
+}
+
+# ArrayDataType (same numbering as TensorFlow's DataType for 1..21).
+DTYPE_NAMES = {
+    0: "DT_INVALID", 1: "DT_FLOAT", 2: "DT_DOUBLE", 3: "DT_INT32", 4: "DT_UINT8",
+    5: "DT_INT16", 6: "DT_INT8", 7: "DT_STRING", 8: "DT_COMPLEX64", 9: "DT_INT64",
+    10: "DT_BOOL", 11: "DT_QINT8", 12: "DT_QUINT8", 13: "DT_QINT32", 14: "DT_BFLOAT16",
+    15: "DT_QINT16", 16: "DT_QUINT16", 17: "DT_UINT16", 18: "DT_COMPLEX128", 19: "DT_HALF",
+    20: "DT_RESOURCE", 21: "DT_VARIANT", 22: "DT_UINT32", 23: "DT_UINT64",
+}
+
+
+class DType(NamedTuple):
+    code: int
+    name: str
+    numpy: str  # numpy dtype string of the tensor
+    field: int  # ArrayProto field carrying the values
+    v2: str  # the Open Inference Protocol's datatype
+
+
+DTYPES: Dict[int, DType] = {
+    d.code: d
+    for d in (
+        DType(1, "DT_FLOAT", "float32", F_FLOAT, "FP32"),
+        DType(2, "DT_DOUBLE", "float64", F_DOUBLE, "FP64"),
+        DType(3, "DT_INT32", "int32", F_INT, "INT32"),
+        DType(4, "DT_UINT8", "uint8", F_INT, "UINT8"),
+        DType(5, "DT_INT16", "int16", F_INT, "INT16"),
+        DType(6, "DT_INT8", "int8", F_INT, "INT8"),
+        DType(7, "DT_STRING", "object", F_STRING, "BYTES"),
+        DType(9, "DT_INT64", "int64", F_INT64, "INT64"),
+        DType(10, "DT_BOOL", "bool", F_BOOL, "BOOL"),
+        DType(17, "DT_UINT16", "uint16", F_INT, "UINT16"),
+        DType(19, "DT_HALF", "float16", F_INT, "FP16"),  # 16-bit patterns in int_val, as TensorProto
+    )
+}
+BY_V2 = {d.v2: d for d in DTYPES.values()}
+V2_NAMES = ", ".join(BY_V2)
+_BY_NUMPY = {np.dtype(d.numpy).str: d for d in DTYPES.values() if d.numpy != "object"}
+SUPPORTED_NAMES = ", ".join(d.name for d in DTYPES.values())
+MAX_RANK = 32
+MAX_DIM = 1 << 40  # no tensor that fits in a request body has a larger dimension
+
+
+def dtype_name(code: int) -> str:
+    return DTYPE_NAMES.get(code, f"enum value {code}")
+
+
+def dtype_for_numpy(array: np.ndarray) -> DType:
+    """The wire dtype of a numpy array (strings/bytes/objects -> DT_STRING)."""
+    if array.dtype.kind in "OSU":
+        return DTYPES[7]
+    found = _BY_NUMPY.get(array.dtype.str) or _BY_NUMPY.get(array.dtype.newbyteorder("=").str)
+    if found is None:
+        raise ModelError(
+            f"output dtype {array.dtype} cannot be carried by the EAS protocol; "
+            f"expected one of {SUPPORTED_NAMES}"
+        )
+    return found

@@ -1,0 +1,190 @@
+"""PAI-EAS's TensorFlow protocol (``proto/predict.proto``): ``PredictRequest`` bytes -> arrays,
+arrays -> ``PredictResponse`` bytes, by hand (see ``wire``), and the ``EAS`` codec the service
+uses.  Imports no TensorFlow."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Mapping, NamedTuple, Sequence, Tuple
+
+import numpy as np
+
+from ..errors import BadRequest
+from .base import Call, Decoded, Signatures
+from .dtypes import F_DTYPE, F_SHAPE, F_STRING, dtype_for_numpy
+from .eas_array import _FIXED, MAX_INPUTS, MAX_OUTPUT_FILTER, WireArray
+from .signature import feeds_for_signature, output_names
+from .wire import Buffer, _Malformed, _read_key, _read_varint, _skip, _tagged, _varint_bytes, encode_varints
+
+
+class WireRequest(NamedTuple):
+    signature_name: str
+    inputs: Dict[str, WireArray]
+    output_filter: List[str]
+
+
+def _utf8(buf: memoryview, pos: int, end: int, what: str) -> str:
+    try:
+        return bytes(buf[pos:end]).decode("utf-8")
+    except UnicodeDecodeError:
+        raise _Malformed(f"{what} is not valid UTF-8") from None
+
+
+def _len_field(buf: memoryview, pos: int, end: int, what: str) -> Tuple[int, int]:
+    n, pos = _read_varint(buf, pos, end)
+    if pos + n > end:
+        raise _Malformed(f"{what} runs past the end of the body")
+    return pos, pos + n
+
+
+def decode_request(body: Buffer) -> WireRequest:
+    """Parse a serialized PredictRequest (protobuf semantics: last scalar wins, maps replace,
+    messages merge).  Every input is validated and counted here; values are decoded later by
+    ``WireArray.to_numpy``, straight from ``body``."""
+    buf = memoryview(body).cast("B") if not isinstance(body, memoryview) else body.cast("B")
+    end = len(buf)
+    pos = 0
+    signature = ""
+    inputs: Dict[str, WireArray] = {}
+    output_filter: List[str] = []
+    while pos < end:
+        key, pos = _read_key(buf, pos, end)
+        field, wire = key >> 3, key & 7
+        if wire == 2 and field in (1, 2, 3):
+            start, stop = _len_field(buf, pos, end, "a field")
+            if field == 1:
+                signature = _utf8(buf, start, stop, "signature_name")
+            elif field == 3:
+                if len(output_filter) >= MAX_OUTPUT_FILTER:
+                    raise _Malformed(f"more than {MAX_OUTPUT_FILTER} output_filter entries")
+                output_filter.append(_utf8(buf, start, stop, "output_filter"))
+            else:
+                name, arr = _decode_entry(buf, start, stop)
+                if name not in inputs and len(inputs) >= MAX_INPUTS:
+                    raise _Malformed(f"more than {MAX_INPUTS} inputs")
+                inputs[name] = arr
+            pos = stop
+        else:
+            pos = _skip(buf, pos, end, wire)
+    for arr in inputs.values():
+        arr.scan()
+    return WireRequest(signature, inputs, output_filter)
+
+
+def _decode_entry(buf: memoryview, pos: int, end: int) -> Tuple[str, WireArray]:
+    name = ""
+    arr = WireArray(buf)
+    while pos < end:
+        key, pos = _read_key(buf, pos, end)
+        field, wire = key >> 3, key & 7
+        if wire == 2 and field in (1, 2):
+            start, stop = _len_field(buf, pos, end, "an inputs entry")
+            if field == 1:
+                name = _utf8(buf, start, stop, "an input name")
+            else:
+                arr.add_part(start, stop)
+            pos = stop
+        else:
+            pos = _skip(buf, pos, end, wire)
+    return name, arr
+
+
+
+# --- encoding --------------------------------------------------------------------------------
+
+
+def encode_array(array: np.ndarray) -> bytes:
+    """One ArrayProto: dtype, shape, and the values packed in the field the dtype uses."""
+    dt = dtype_for_numpy(array)
+    dims = b"".join(_varint_bytes(d) for d in array.shape)
+    out = [bytes((F_DTYPE << 3, dt.code)), _tagged(F_SHAPE, _tagged(1, dims) if dims else b"")]
+    flat = array.reshape(-1)
+    if dt.field == F_STRING:
+        out.extend(_tagged(F_STRING, _as_bytes(v)) for v in flat)
+    elif flat.size:
+        if dt.field in _FIXED:
+            payload = np.ascontiguousarray(flat, dtype=_FIXED[dt.field][2]).tobytes()
+        elif dt.code == 10:
+            payload = flat.astype(np.uint8).tobytes()
+        elif dt.code == 19:
+            payload = encode_varints(flat.astype(np.float16).view(np.uint16))
+        else:
+            payload = encode_varints(flat)
+        out.append(_tagged(dt.field, payload))
+    return b"".join(out)
+
+
+def _as_bytes(v: Any) -> bytes:
+    if isinstance(v, bytes):
+        return v
+    if isinstance(v, str):
+        return v.encode("utf-8")
+    return bytes(v)
+
+
+def encode_response(outputs: Dict[str, np.ndarray]) -> bytes:
+    """A serialized PredictResponse with every output in name order."""
+    parts = []
+    for name in sorted(outputs):
+        entry = _tagged(1, name.encode("utf-8")) + _tagged(2, encode_array(np.asarray(outputs[name])))
+        parts.append(_tagged(1, entry))
+    return b"".join(parts)
+
+
+def encode_request(
+    inputs: Dict[str, np.ndarray],
+    *,
+    signature_name: str = "",
+    output_filter: Sequence[str] = (),
+) -> bytes:
+    """A serialized PredictRequest (used by warm-up files, benchmarks and tests)."""
+    parts = []
+    if signature_name:
+        parts.append(_tagged(1, signature_name.encode("utf-8")))
+    for name in sorted(inputs):
+        entry = _tagged(1, name.encode("utf-8")) + _tagged(2, encode_array(np.asarray(inputs[name])))
+        parts.append(_tagged(2, entry))
+    parts.extend(_tagged(3, f.encode("utf-8")) for f in output_filter)
+    return b"".join(parts)
+
+
+def decode_response(body: Buffer) -> Dict[str, np.ndarray]:
+    """Parse a PredictResponse into arrays (clients, warm-up checks and tests)."""
+    buf = memoryview(body).cast("B") if not isinstance(body, memoryview) else body.cast("B")
+    out: Dict[str, np.ndarray] = {}
+    pos, end = 0, len(buf)
+    while pos < end:
+        key, pos = _read_key(buf, pos, end)
+        if key == (1 << 3 | 2):
+            start, stop = _len_field(buf, pos, end, "an outputs entry")
+            name, arr = _decode_entry(buf, start, stop)
+            arr.scan()
+            out[name] = arr.to_numpy(name)
+            pos = stop
+        else:
+            pos = _skip(buf, pos, end, key & 7)
+    return out
+
+
+class EAS:
+    """The ``Codec`` of EAS's protobuf (``/`` and ``/api/predict/<service>``)."""
+
+    name = "eas"
+    json_errors = False
+
+    def decode(self, body: bytes, headers: Mapping[str, str], model: Signatures,
+               call: Call) -> Decoded:
+        if body[:64].lstrip()[:1] in (b"{", b"["):
+            # '{' and '[' would open protobuf groups (fields 15 and 11), which PredictRequest
+            # never has: such a body is not protobuf, most likely JSON
+            raise BadRequest(
+                "JSON bodies are not accepted here; expected a serialized PredictRequest "
+                "protobuf (proto/predict.proto, Content-Type application/octet-stream), e.g. "
+                "from the EAS SDK's TFRequest.to_string(); JSON goes to /v1/models/<name>:predict "
+                "(TF Serving REST) or /v2/models/<name>/infer (Open Inference Protocol)")
+        wire = decode_request(body)
+        sig = model.signature(wire.signature_name)
+        return Decoded(sig, feeds_for_signature(wire.inputs, sig), output_names(wire.output_filter, sig))
+
+    def encode(self, outputs: Dict[str, np.ndarray], decoded: Decoded,
+               call: Call) -> Tuple[bytes, Dict[str, str]]:
+        return encode_response(outputs), {"Content-Type": "application/octet-stream"}

@@ -1,0 +1,202 @@
+"""The Open Inference Protocol (V2: KServe, Triton): ``POST /v2/models/<name>/infer`` with
+JSON tensors and the binary tensor data extension, as ``tritonclient.http`` speaks it.
+
+A body with an ``Inference-Header-Content-Length`` header is that many bytes of JSON, then
+the raw data of each input whose ``parameters.binary_data_size`` is set, in input order
+(little-endian; BOOL one byte; BYTES each a 4-byte little-endian length and its bytes).
+Outputs asked for with ``parameters.binary_data`` (or all, with the request's
+``binary_data_output``) come back the same way.  Imports no TensorFlow.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any, Dict, List, Mapping, Tuple
+
+import numpy as np
+
+from ..errors import BadRequest
+from .base import Call, Decoded, Signatures
+from .dtypes import BY_V2, V2_NAMES, dtype_for_numpy
+from .jsonio import dumps, loads
+from .signature import Given, TensorSpec, feeds_for_signature, output_names
+from .tfserving import to_array
+
+HEADER = "inference-header-content-length"
+MAX_TENSORS = 4096
+MAX_RANK = 32
+
+
+def _dict(obj: Any, what: str) -> Dict[str, Any]:
+    if not isinstance(obj, dict):
+        raise BadRequest(f"{what} must be a JSON object")
+    return obj
+
+
+def _shape(t: Dict[str, Any], name: str) -> Tuple[int, ...]:
+    shape = t.get("shape")
+    if not isinstance(shape, list) or len(shape) > MAX_RANK or not all(
+            isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 1 << 40 for d in shape):
+        raise BadRequest(f"input '{name}' has shape {shape!r}; expected a list of at most "
+                         f"{MAX_RANK} non-negative integers")
+    return tuple(shape)
+
+
+def _bytes_elements(raw: memoryview, count: int, name: str) -> np.ndarray:
+    """BYTES binary data: ``count`` elements, each a uint32 length and its bytes."""
+    out = np.empty(count, dtype=object)
+    pos, end = 0, len(raw)
+    for i in range(count):  # one element at a time: each is its own bytes object anyway
+        if pos + 4 > end:
+            raise BadRequest(f"input '{name}' binary data ends after {i} of {count} elements")
+        (n,) = struct.unpack_from("<I", raw, pos)
+        if pos + 4 + n > end:
+            raise BadRequest(f"input '{name}' element {i} of {n} bytes runs past its data")
+        out[i] = bytes(raw[pos + 4:pos + 4 + n])
+        pos += 4 + n
+    if pos != end:
+        raise BadRequest(f"input '{name}' has {end - pos} bytes after its {count} elements")
+    return out
+
+
+def _input(t: Dict[str, Any], raw: memoryview, pos: int,
+           sig_spec: TensorSpec) -> Tuple[np.ndarray, int, int]:
+    """(array, dtype code, next binary offset) of one request input."""
+    name = t["name"]
+    dt = BY_V2.get(t.get("datatype"))  # type: ignore[arg-type]
+    if dt is None:
+        raise BadRequest(f"input '{name}' has datatype {t.get('datatype')!r}; expected one of "
+                         f"{V2_NAMES}")
+    shape = _shape(t, name)
+    count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    params = t.get("parameters") or {}
+    size = params.get("binary_data_size") if isinstance(params, dict) else None
+    if size is not None:
+        if not isinstance(size, int) or size < 0 or pos + size > len(raw):
+            raise BadRequest(f"input '{name}' binary_data_size {size!r} runs past the body "
+                             f"({len(raw) - pos} bytes left)")
+        chunk = raw[pos:pos + size]
+        if dt.numpy == "object":
+            arr = _bytes_elements(chunk, count, name)
+        else:
+            item = np.dtype(dt.numpy).newbyteorder("<")
+            if size != count * item.itemsize:
+                raise BadRequest(f"input '{name}' has {size} bytes of binary data; shape "
+                                 f"{list(shape)} of {dt.v2} needs {count * item.itemsize}")
+            arr = (np.frombuffer(chunk, np.uint8) != 0 if dt.numpy == "bool"
+                   else np.frombuffer(chunk, item).astype(dt.numpy))
+        return arr.reshape(shape), dt.code, pos + size
+    if "data" not in t:
+        raise BadRequest(f"input '{name}' has neither \"data\" nor binary_data_size")
+    arr = to_array(t["data"], sig_spec._replace(dtype=dt.code), name)
+    if arr.size != count:
+        raise BadRequest(f"input '{name}' has {arr.size} values; shape {list(shape)} needs {count}")
+    return arr.reshape(shape), dt.code, pos
+
+
+class V2:
+    """The ``Codec`` of ``POST /v2/models/<name>[/versions/<v>]/infer``."""
+
+    name = "v2"
+    json_errors = True
+
+    def decode(self, body: bytes, headers: Mapping[str, str], model: Signatures,
+               call: Call) -> Decoded:
+        n = headers.get(HEADER)
+        if n is not None:
+            if not n.strip().isdigit() or int(n) > len(body):
+                raise BadRequest(f"Inference-Header-Content-Length {n!r} is not a length within "
+                                 f"the body of {len(body)} bytes")
+            head, raw = body[:int(n)], memoryview(body)[int(n):]
+        else:
+            head, raw = body, memoryview(b"")
+        doc = _dict(loads(head, 'an inference request {"inputs": [...]}'), "the request")
+        params = _dict(doc.get("parameters") or {}, '"parameters"')
+        sig_name = params.get("signature_name", "")
+        sig = model.signature(sig_name if isinstance(sig_name, str) else "")
+        inputs = doc.get("inputs")
+        if not isinstance(inputs, list) or not inputs or len(inputs) > MAX_TENSORS:
+            raise BadRequest(f'"inputs" must be a list of 1 to {MAX_TENSORS} tensors')
+        given: Dict[str, Given] = {}
+        pos = 0
+        for t in inputs:
+            t = _dict(t, "each input")
+            if not isinstance(t.get("name"), str):
+                raise BadRequest('each input needs a "name" string')
+            if t["name"] not in sig.inputs:  # named as feeds_for_signature names it
+                feeds_for_signature({t["name"]: Given(0, np.zeros(0))}, sig)
+            arr, code, pos = _input(t, raw, pos, sig.inputs[t["name"]])
+            given[t["name"]] = Given(code, arr)
+        if pos != len(raw):
+            raise BadRequest(f"{len(raw) - pos} bytes of binary data belong to no input")
+        wanted = doc.get("outputs") or []
+        if not isinstance(wanted, list) or len(wanted) > MAX_TENSORS:
+            raise BadRequest('"outputs" must be a list of {"name": ...}')
+        binary_all = params.get("binary_data_output") is True
+        binary: Dict[str, bool] = {}
+        for o in wanted:
+            o = _dict(o, "each output")
+            if not isinstance(o.get("name"), str):
+                raise BadRequest('each output needs a "name" string')
+            op = _dict(o.get("parameters") or {}, "output parameters")
+            if "classification" in op:
+                raise BadRequest("the classification extension is not supported; ask for the "
+                                 "output tensor itself")
+            binary[o["name"]] = op.get("binary_data", binary_all) is True
+        names = output_names([o["name"] for o in wanted], sig, "output")
+        feeds = feeds_for_signature(given, sig)
+        form = {k: binary.get(k, binary_all) for k in names}
+        return Decoded(sig, feeds, names, (form, doc.get("id")))
+
+    def encode(self, outputs: Dict[str, np.ndarray], decoded: Decoded,
+               call: Call) -> Tuple[bytes, Dict[str, str]]:
+        binary, req_id = decoded.form
+        entries: List[Dict[str, Any]] = []
+        blobs: List[bytes] = []
+        floats: List[np.ndarray] = []
+        for k in decoded.outputs:
+            a = np.asarray(outputs[k])
+            dt = dtype_for_numpy(a)
+            entry: Dict[str, Any] = {"name": k, "datatype": dt.v2, "shape": list(a.shape)}
+            flat = a.reshape(-1)
+            if binary.get(k):
+                blob = _binary(flat, dt.numpy)
+                entry["parameters"] = {"binary_data_size": len(blob)}
+                blobs.append(blob)
+            elif dt.numpy == "object":
+                entry["data"] = _texts(flat, k)
+            else:
+                entry["data"] = np.ascontiguousarray(flat)
+                if flat.dtype.kind == "f":
+                    floats.append(flat)
+            entries.append(entry)
+        reply: Dict[str, Any] = {"model_name": call.model, "model_version": call.version or "1"}
+        if isinstance(req_id, str):
+            reply["id"] = req_id
+        reply["outputs"] = entries
+        head = dumps(reply, floats)
+        if not blobs:
+            return head, {"Content-Type": "application/json"}
+        return head + b"".join(blobs), {"Content-Type": "application/octet-stream",
+                                        "Inference-Header-Content-Length": str(len(head))}
+
+
+def _binary(flat: np.ndarray, numpy: str) -> bytes:
+    if numpy != "object":
+        return np.ascontiguousarray(flat, dtype=np.dtype(numpy).newbyteorder("<")).tobytes()
+    parts = []
+    for v in flat:  # BYTES: each element's length, then the element
+        b = v if isinstance(v, bytes) else str(v).encode("utf-8")
+        parts += [struct.pack("<I", len(b)), b]
+    return b"".join(parts)
+
+
+def _texts(flat: np.ndarray, name: str) -> List[str]:
+    try:
+        return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in flat]
+    except UnicodeDecodeError:
+        raise BadRequest(f"output '{name}' holds bytes that are not UTF-8, which JSON cannot "
+                         'carry; ask for it with "parameters": {"binary_data": true}') from None
+
+
+__all__ = ["HEADER", "V2"]
