@@ -55,6 +55,7 @@ test: lint typecheck pytest
 
 bench: venv eas-venv kserve-venv sample
 	$(BIN)/python benchmarks/serve_bench.py
+	$(BIN)/python benchmarks/protocols_bench.py
 	$(BIN)/python benchmarks/padding_bench.py
 	$(BIN)/python benchmarks/codec_bench.py
 	$(BIN)/python benchmarks/decode_worst_bench.py

@@ -6,7 +6,8 @@
 * ours over the Open Inference Protocol with binary tensors (as ``tritonclient`` sends them)
   against ours over EAS protobuf: target within 1.2x.
 
-One worker each, batching off; batch 1 at 16 keep-alive clients, batch 64 at 4.  Rounds are
+One worker each, batching off; then ours over REST with its default workers (one per core).
+Batch 1 at 16 keep-alive clients, batch 64 at 4.  Rounds are
 interleaved and the best of each kept.  Appends to ``benchmarks/results/protocols.md``.
 """
 
@@ -23,15 +24,17 @@ from _load import load, percentile
 from serve_bench import KSERVE_PY, RESULTS
 
 from tfserverless import protocol
+from tfserverless.config import default_workers
 
 SECONDS = float(os.environ.get("BENCH_SECONDS", "2.5"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 BIN = os.path.dirname(sys.executable)
 LOADS = ((1, 16), (64, 4))  # (batch, concurrency)
 WAYS = ("ours tfserving-json", "kserve v1-json", "ours v2-binary", "ours eas-protobuf")
+DEFAULT = "ours tfserving-json, default workers"
 
 
-def start(server: str, model: str) -> Any:
+def start(server: str, model: str, workers: int = 1) -> Any:
     port = free_port()
     if server == "kserve":
         argv = [KSERVE_PY, os.path.join(ROOT, "benchmarks", "kserve_model.py"), "--model_dir",
@@ -40,7 +43,7 @@ def start(server: str, model: str) -> Any:
         return spawn(argv, {}, port)
     argv = [os.path.join(BIN, "functions-framework"), "--host", "127.0.0.1", "--port", str(port),
             "--target", "predict", "--source", os.path.join(ROOT, "handler", "main.py")]
-    return spawn(argv, {"MODEL_PATH": model, "WORKERS": "1", "RPC_BATCHING": "false"}, port)
+    return spawn(argv, {"MODEL_PATH": model, "WORKERS": str(workers), "RPC_BATCHING": "false"}, port)
 
 
 def request(way: str, batch: int) -> Tuple[str, bytes, Dict[str, str]]:
@@ -48,7 +51,7 @@ def request(way: str, batch: int) -> Tuple[str, bytes, Dict[str, str]]:
     if way == "kserve v1-json":
         return ("/v1/models/m:predict", json.dumps({"instances": x.tolist()}).encode(),
                 {"Content-Type": "application/json"})
-    if way == "ours tfserving-json":
+    if way.startswith("ours tfserving-json"):
         return ("/v1/models/m:predict", json.dumps({"signature_name": "predict_images",
                                                     "instances": x.tolist()}).encode(),
                 {"Content-Type": "application/json"})
@@ -67,12 +70,15 @@ def main() -> None:
     procs = {"ours": start("ours", model), "kserve": start("kserve", model)}
     server_of = {w: ("kserve" if w.startswith("kserve") else "ours") for w in WAYS}
     best: Dict[Tuple[str, int], Tuple[float, float, float]] = {}
+    # and ours as it comes: one worker per core (KServe's ModelServer comes with one)
+    procs["ours/default"] = start("ours", model, default_workers())
+    server_of[DEFAULT] = "ours/default"
     try:
-        for w in WAYS:
+        for w in (*WAYS, DEFAULT):
             wait_ok(procs[server_of[w]].port, *request(w, 1))
         for _ in range(ROUNDS):
             for batch, conc in LOADS:
-                for w in WAYS:
+                for w in (*WAYS, DEFAULT):
                     path, body, headers = request(w, batch)
                     rps, lat = load(procs[server_of[w]].port, path, body, concurrency=conc,
                                     seconds=SECONDS, headers=headers)
@@ -85,7 +91,7 @@ def main() -> None:
              "best of each; one worker each)", "",
              "| way | batch | clients | req/s | p50 ms | p99 ms |", "|---|---|---|---|---|---|"]
     for batch, conc in LOADS:
-        for w in WAYS:
+        for w in (*WAYS, DEFAULT):
             rps, p50, p99 = best[(w, batch)]
             lines.append(f"| {w} | {batch} | {conc} | {rps:,.0f} | {p50 * 1e3:.2f} | {p99 * 1e3:.2f} |")
     lines.append("")
@@ -93,6 +99,10 @@ def main() -> None:
         r = best[("ours tfserving-json", batch)][0] / best[("kserve v1-json", batch)][0]
         lines.append(f"RATIO ours TF Serving REST / KServe V1 JSON, batch {batch}: {r:.2f}x "
                      "(target >= 3x)")
+    for batch, _ in LOADS:
+        r = best[(DEFAULT, batch)][0] / best[("kserve v1-json", batch)][0]
+        lines.append(f"RATIO as each comes (ours {default_workers()} workers, KServe 1), TF Serving "
+                     f"REST / KServe V1 JSON, batch {batch}: {r:.2f}x")
     for batch, _ in LOADS:
         r = best[("ours eas-protobuf", batch)][0] / best[("ours v2-binary", batch)][0]
         lines.append(f"RATIO ours EAS protobuf / V2 binary, batch {batch}: {r:.2f}x "

@@ -297,3 +297,87 @@ def test_v2_bytes_binary_round_trip(models: Dict[str, str]) -> None:
         assert strings and all(seen[k][1] == blob for k in strings)
     finally:
         s.stop()
+
+
+# --- the EAS path's bad-input list, in TF Serving's and V2's JSON ---------------------------
+
+
+@pytest.fixture(scope="module")
+def multi(models: Dict[str, str]) -> Iterator[Server]:
+    s = Server({"MODEL_PATH": models["multi"], "MAX_BODY_BYTES": "1MiB"})
+    yield s
+    s.stop()
+
+
+def v2_input(name: str, shape: List[int], data: Any, datatype: str = "FP32") -> Dict[str, Any]:
+    return {"name": name, "shape": shape, "datatype": datatype, "data": data}
+
+
+def v2_body(*inputs: Dict[str, Any], **extra: Any) -> bytes:
+    return json.dumps(dict({"inputs": list(inputs)}, **extra)).encode()
+
+
+A3 = [[0.0, 0.0, 0.0]]
+B = v2_input("b", [1, 3], [0, 0, 0])
+BAD_JSON = [
+    ("tfs", "random bytes", b"\xff\xfe\xfd\xfc" * 10, "not valid JSON"),
+    ("tfs", "truncated", b'{"instances": [{"a": [1, 2, 3], "b": [1, 2', "not valid JSON"),
+    ("tfs", "unknown signature", b'{"signature_name": "nope", "inputs": {}}',
+     "unknown signature_name 'nope'"),
+    ("tfs", "unknown input", json.dumps({"inputs": {"a": A3, "b": A3, "c": A3}}).encode(),
+     "unknown input 'c'"),
+    ("tfs", "missing input", json.dumps({"inputs": {"a": A3}}).encode(), "missing input 'b'"),
+    ("tfs", "string for numeric", json.dumps({"inputs": {"a": [["x", "y", "z"]], "b": A3}}).encode(),
+     "input 'a' holds strings"),
+    ("tfs", "ragged", json.dumps({"inputs": {"a": [[1, 2, 3], [1]], "b": A3}}).encode(), "ragged"),
+    ("tfs", "too deep", b'{"inputs": {"a": ' + b"[" * 40 + b"1" + b"]" * 40 + b', "b": [[0,0,0]]}}',
+     "input 'a'"),
+    ("tfs", "wrong rank", json.dumps({"inputs": {"a": [1, 2, 3], "b": A3}}).encode(),
+     "input 'a' has shape [3]; expected [-1, 3]"),
+    ("tfs", "fixed dim", json.dumps({"signature_name": "fixed", "inputs": [[0] * 3] * 3}).encode(),
+     "expected [2, 3]"),
+    ("tfs", "value the model rejects", b'{"signature_name": "check", "inputs": [1, -1]}',
+     "the model rejected the input"),
+    ("v2", "random bytes", b"\xff\xfe\xfd\xfc" * 10, "not valid JSON"),
+    ("v2", "unknown signature", v2_body(B, parameters={"signature_name": "nope"}),
+     "unknown signature_name 'nope'"),
+    ("v2", "unknown input", v2_body(B, v2_input("a", [1, 3], [0] * 3), v2_input("c", [1], [0])),
+     "unknown input 'c'"),
+    ("v2", "missing input", v2_body(B), "missing input 'a'"),
+    ("v2", "dtype mismatch", v2_body(B, v2_input("a", [1, 3], [0] * 3, "FP64")),
+     "input 'a' has dtype DT_DOUBLE; signature 'serving_default' expects DT_FLOAT"),
+    ("v2", "count mismatch", v2_body(B, v2_input("a", [1, 3], [1, 2])), "shape [1, 3] needs 3"),
+    ("v2", "absurd dims", v2_body(B, v2_input("a", [1_000_000_000, 3], [1, 2, 3])),
+     "needs 3000000000"),
+    ("v2", "overflowing dims", v2_body(B, v2_input("a", [1 << 62, 1 << 62, 16], [])),
+     "non-negative integers"),
+    ("v2", "negative dims", v2_body(B, v2_input("a", [-3, 3], [])), "non-negative integers"),
+    ("v2", "too many inputs", v2_body(*[v2_input(f"n{i}", [1], [0]) for i in range(5000)]),
+     "1 to 4096 tensors"),
+    ("v2", "wrong dim", v2_body(B, v2_input("a", [1, 4], [0] * 4)),
+     "input 'a' has shape [1, 4]; expected [-1, 3]"),
+    ("v2", "unknown output", v2_body(B, v2_input("a", [1, 3], [0] * 3), outputs=[{"name": "prod"}]),
+     "unknown output 'prod'"),
+    ("v2", "value the model rejects", v2_body(v2_input("x", [2], [1, -1], "INT32"),
+                                              parameters={"signature_name": "check"}),
+     "the model rejected the input"),
+]
+
+
+@pytest.mark.parametrize("proto,name,body,msg", BAD_JSON, ids=[f"{b[0]}-{b[1]}" for b in BAD_JSON])
+def test_bad_input_is_400_with_json_error(multi: Server, proto: str, name: str, body: bytes,
+                                          msg: str) -> None:
+    path = "/v1/models/m:predict" if proto == "tfs" else "/v2/models/m/infer"
+    r = requests.post(multi.url + path, data=body)
+    assert r.status_code == 400, (r.status_code, r.text)
+    assert msg in r.json()["error"], r.text
+    assert "\n" not in r.json()["error"]
+
+
+def test_oversized_json_is_413_and_server_keeps_serving(multi: Server) -> None:
+    big = json.dumps({"inputs": {"a": [[0.5, 0.5, 0.5]] * 100_000, "b": A3}}).encode()
+    r = requests.post(multi.url + "/v1/models/m:predict", data=big)
+    assert r.status_code == 413 and "limit of 1048576 bytes" in r.json()["error"]
+    r = requests.post(multi.url + "/v1/models/m:predict",
+                      json={"inputs": {"a": [[1, 1, 1]], "b": A3}})
+    assert r.status_code == 200 and r.json()["outputs"]["sum"] == [[1.0, 1.0, 1.0]]

@@ -9,6 +9,7 @@ floats are written as TF Serving writes them: ``NaN``, ``Infinity``, ``-Infinity
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any, Iterator, List
 
@@ -57,7 +58,9 @@ def _non_finite(values: List[np.ndarray]) -> Iterator[bytes]:
 def dumps(data: Any, floats: List[np.ndarray]) -> bytes:
     """``data`` (dicts, lists, numpy arrays, str, numbers) as JSON.  ``floats``: the float
     arrays in ``data`` in the order they appear, so that non-finite values are written."""
-    non_finite = [a for a in floats if a.size and not bool(np.isfinite(a).all())]
+    # a sum is NaN or inf whenever an element is (and at worst inf on overflow: then the
+    # search below just finds nothing to fill): one reduction, no temporary mask
+    non_finite = [a for a in floats if a.size and not math.isfinite(float(a.sum(dtype=np.float64)))]
     if orjson is None:
         return json.dumps(data, default=_to_list, separators=(",", ":")).encode()
     out = orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY, default=_to_list)

@@ -62,7 +62,8 @@ def to_array(value: Any, spec: TensorSpec, name: str) -> np.ndarray:
     try:
         a = np.array(value)
     except (ValueError, TypeError, RecursionError):
-        raise BadRequest(f"input '{name}' is ragged; expected lists of equal lengths") from None
+        raise BadRequest(f"input '{name}' is ragged or nested too deeply; expected lists of "
+                         "equal lengths, at most 32 deep") from None
     target = np.dtype(dt.numpy)
     if a.size and a.dtype.kind not in _KINDS[target.kind]:
         held = "ragged lists or mixed values" if a.dtype.kind == "O" else \

@@ -68,7 +68,9 @@ def _input(t: Dict[str, Any], raw: memoryview, pos: int,
         raise BadRequest(f"input '{name}' has datatype {t.get('datatype')!r}; expected one of "
                          f"{V2_NAMES}")
     shape = _shape(t, name)
-    count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    count = 1
+    for d in shape:  # at most MAX_RANK small ints: a loop beats numpy's call overhead
+        count *= d
     params = t.get("parameters") or {}
     size = params.get("binary_data_size") if isinstance(params, dict) else None
     if size is not None:
