@@ -37,8 +37,7 @@ samples/mnist/saved_model.pb: samples/build_mnist.py | venv
 	$(BIN)/python samples/build_mnist.py samples/mnist
 
 serve: venv sample
-	MODEL_PATH=$(MODEL_PATH) $(BIN)/functions-framework --source handler/main.py \
-	  --target predict --host 0.0.0.0 --port $(PORT)
+	MODEL_PATH=$(MODEL_PATH) $(BIN)/tfserverless serve --host 0.0.0.0 --port $(PORT)
 
 lint: venv
 	$(BIN)/ruff check src handler tests samples benchmarks packaging/build layers/build

@@ -41,8 +41,7 @@ def start(server: str, model: str, workers: int = 1) -> Any:
                 model, "--signature", "predict_images", "--input", "images", "--output", "scores",
                 "--model_name", "m", "--http_port", str(port), "--workers", "1"]
         return spawn(argv, {}, port)
-    argv = [os.path.join(BIN, "functions-framework"), "--host", "127.0.0.1", "--port", str(port),
-            "--target", "predict", "--source", os.path.join(ROOT, "handler", "main.py")]
+    argv = [os.path.join(BIN, "tfserverless"), "serve", "--host", "127.0.0.1", "--port", str(port)]
     return spawn(argv, {"MODEL_PATH": model, "WORKERS": str(workers), "RPC_BATCHING": "false"}, port)
 
 

@@ -2,7 +2,8 @@
 (1, 4, 16, 64 keep-alive clients, batch-1 requests) on loopback, for
 
 * ours with adaptive batching (``RPC_BATCHING=true``) and without,
-* the naive adapter (``naive_main.py``, the same functions-framework ASGI stack),
+* the naive adapter (``naive_main.py``, a functions-framework ASGI function, as a user would
+  write one; ours is ``tfserverless serve``, the bare ASGI app on the same gunicorn + uvicorn),
 * KServe's Python ModelServer with a custom predictor (``kserve_model.py``, .venv-kserve),
 
 every server with one worker process, on the sample MNIST (784-256-10) and a weight-bound
@@ -58,8 +59,9 @@ def start(server: str, model: str, env: Dict[str, str]) -> Any:
     port = free_port()
     ff = [os.path.join(BIN, "functions-framework"), "--host", "127.0.0.1", "--port", str(port),
           "--target", "predict", "--source"]
-    if server.startswith("ours"):
-        argv = [*ff, os.path.join(ROOT, "handler", "main.py")]
+    if server.startswith("ours"):  # what `make serve` and the Cloud Run image run
+        argv = [os.path.join(BIN, "tfserverless"), "serve", "--host", "127.0.0.1", "--port",
+                str(port)]
         env = dict(env, MODEL_PATH=model, RPC_BATCHING="true" if "batching" in server else "false")
     elif server == "naive":
         argv = [*ff, os.path.join(ROOT, "benchmarks", "naive_main.py")]

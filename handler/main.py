@@ -8,6 +8,7 @@
 """
 
 from tfserverless.entrypoints import (
+    app,
     fc_app,
     handler,
     initializer,
@@ -17,4 +18,4 @@ from tfserverless.entrypoints import (
     service,
 )
 
-__all__ = ["fc_app", "handler", "initializer", "lambda_handler", "predict", "predict_flask", "service"]
+__all__ = ["app", "fc_app", "handler", "initializer", "lambda_handler", "predict", "predict_flask", "service"]

@@ -57,11 +57,12 @@ def sample_model(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 class Server:
-    """A real functions-framework (gunicorn) process on 127.0.0.1.  ``target`` ``predict``
-    serves over ASGI where this functions-framework has it; ``predict_flask`` over Flask."""
+    """A real server process on 127.0.0.1.  ``target`` ``app``: ``tfserverless serve`` (the
+    bare ASGI app under gunicorn's uvicorn worker, what ``make serve`` runs); functions-framework
+    with ``predict`` (ASGI where this functions-framework has it) or ``predict_flask``."""
 
     def __init__(self, env: Dict[str, str], *, wait_ready: bool = True,
-                 log_path: Optional[str] = None, target: str = "predict") -> None:
+                 log_path: Optional[str] = None, target: str = "app") -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         full = dict(os.environ)
@@ -70,10 +71,11 @@ class Server:
         full.update(env)
         self.log_path = log_path or os.path.join("/tmp", f"tfs-server-{self.port}.log")
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        argv = [PYTHON, "-m", "tfserverless", "serve"] if target == "app" else [
+            os.path.join(BIN, "functions-framework"), "--source",
+            os.path.join(ROOT, "handler", "main.py"), "--target", target]
         self.proc = subprocess.Popen(
-            [os.path.join(BIN, "functions-framework"), "--source",
-             os.path.join(ROOT, "handler", "main.py"), "--target", target,
-             "--host", "127.0.0.1", "--port", str(self.port)],
+            [*argv, "--host", "127.0.0.1", "--port", str(self.port)],
             env=full, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         if wait_ready:

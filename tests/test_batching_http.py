@@ -15,13 +15,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from tfserverless import protocol
 
 from .conftest import Server
-from .test_service_http import has_asgi_mode
+from .test_service_http import serves_asgi
 
 
-@pytest.fixture(scope="module", params=["predict", "predict_flask"])
+@pytest.fixture(scope="module", params=["app", "predict_flask"])
 def server(request: Any, models: Dict[str, str]) -> Iterator[Server]:
-    if request.param == "predict" and not has_asgi_mode():
-        pytest.skip("this functions-framework has no ASGI mode")
+    if request.param == "app" and not serves_asgi("app"):
+        pytest.skip("no uvicorn worker here: `app` is served by functions-framework's Flask")
     s = Server({"MODEL_PATH": models["batchy"], "RPC_BATCHING": "true", "LOG_LEVEL": "INFO"},
                target=request.param)
     yield s

@@ -15,10 +15,10 @@ import requests
 from tfserverless import protocol
 
 from .conftest import Server
-from .test_service_http import has_asgi_mode
+from .test_service_http import serves_asgi
 
 
-@pytest.fixture(scope="module", params=["predict", "predict_flask"])
+@pytest.fixture(scope="module", params=["app", "predict", "predict_flask"])
 def target(request: Any) -> str:
     return str(request.param)
 
@@ -106,7 +106,7 @@ def test_abandoned_requests_never_reach_the_model(slow_server: Tuple[Server, int
     # ASGI: queued requests whose client left are dropped at once, so only the two running
     # when the clients gave up ran.  Flask cannot see a disconnect: queued ones are dropped at
     # their deadline, so at most the 2 running + 4 queued ran (before: all 16).
-    bound = 2 if target == "predict" and has_asgi_mode() else 6
+    bound = 2 if serves_asgi(target) else 6
     assert 0 <= executed <= bound, executed
 
 
@@ -157,7 +157,7 @@ def test_health_answers_at_once_while_a_load_is_stuck(start_server: Any, target:
 
 def test_stalled_bodies_are_408_and_huge_headers_431(start_server: Any, models: Dict[str, str],
                                                      target: str) -> None:
-    if target != "predict" or not has_asgi_mode():
+    if not serves_asgi(target):
         pytest.skip("read timeouts and header limits need the ASGI server")
     s = start_server({"MODEL_PATH": models["slow"], "BODY_READ_TIMEOUT": "1"}, target=target)
     with socket.create_connection(("127.0.0.1", s.port), timeout=10) as conn:

@@ -28,7 +28,7 @@ def scores(x: np.ndarray) -> np.ndarray:
     return softmax(x @ w["w"] + w["b"])
 
 
-@pytest.fixture(scope="module", params=["predict", "predict_flask"])
+@pytest.fixture(scope="module", params=["app", "predict", "predict_flask"])
 def server(models: Dict[str, str], request: Any) -> Iterator[Server]:
     s = Server({"MODEL_PATH": models["tf1_mnist"], "SERVICE_TOKEN": TOKEN,
                 "SERVICE_NAME": "mnist"}, target=request.param)
@@ -237,7 +237,7 @@ def test_v2_errors_are_json(server: Server, body: bytes, headers: Dict[str, str]
 
 
 def test_json_over_its_own_limit_is_413(models: Dict[str, str]) -> None:
-    s = Server({"MODEL_PATH": models["tf1_mnist"], "MAX_JSON_BYTES": "64KiB"})
+    s = Server({"MODEL_PATH": models["tf1_mnist"], "MAX_JSON_BYTES": "16KiB"})
     try:
         big = json.dumps({"signature_name": "predict_images", "instances": X.tolist()}).encode()
         r = requests.post(f"{s.url}/v1/models/m:predict", data=big)

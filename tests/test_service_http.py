@@ -37,9 +37,17 @@ def has_asgi_mode() -> bool:
     return True
 
 
-# every test here runs on both of functions-framework's servers: ``predict`` (ASGI where this
-# functions-framework has it, Flask before 3.9) and ``predict_flask``
-@pytest.fixture(scope="module", params=["predict", "predict_flask"])
+def serves_asgi(target: str) -> bool:
+    """Whether ``target`` runs on an ASGI server here (it can see disconnects, time bodies)."""
+    from tfserverless.server import worker_class
+
+    return (target == "predict" and has_asgi_mode()) or (target == "app" and bool(worker_class()))
+
+
+# every test here runs on every HTTP entry: ``app`` (``tfserverless serve``: the bare ASGI app),
+# and functions-framework's ``predict`` (ASGI where it has it, Flask before 3.9) and
+# ``predict_flask``
+@pytest.fixture(scope="module", params=["app", "predict", "predict_flask"])
 def target(request: Any) -> str:
     return str(request.param)
 
@@ -60,7 +68,7 @@ def multi_server(models: Dict[str, str], target: str) -> Iterator[Server]:
 
 
 def test_target_serves_on_the_expected_server(mnist_server: Server, target: str) -> None:
-    asgi = target == "predict" and has_asgi_mode()
+    asgi = serves_asgi(target)
     r = requests.get(mnist_server.url + "/healthz")
     assert r.headers.get("server") == ("uvicorn" if asgi else "gunicorn"), r.headers
     # the fast HTTP parser is what makes the ASGI server worth it; it must be installed

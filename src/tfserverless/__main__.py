@@ -1,5 +1,6 @@
-"""``python -m tfserverless serve|render --config service.json``: an EAS service config, as it
-is, served locally or turned into deploy parameters for aws, fc or cloudrun."""
+"""``tfserverless serve [--config service.json]`` serves the model (settings from the
+environment, or an EAS service config as it is); ``tfserverless render --config service.json
+--platform aws|fc|cloudrun`` turns the config into deploy parameters."""
 
 from __future__ import annotations
 
@@ -28,20 +29,24 @@ def _load(path: str) -> deploy.Service:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tfserverless")
+    parser = argparse.ArgumentParser(prog="tfserverless")
     sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="serve an EAS service config locally (functions-framework)")
-    serve.add_argument("--config", required=True)
-    serve.add_argument("--host", default="0.0.0.0")
-    serve.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
+    serve = sub.add_parser("serve", help="serve the model over HTTP (EAS protobuf, TF Serving "
+                           "REST, V2); settings from the environment (MODEL_PATH, ...)")
+    serve.add_argument("--config", help="an EAS service config (JSON); its settings override "
+                       "the environment's")
+    serve.add_argument("--host", default="0.0.0.0", help="address to listen on (default: %(default)s)")
+    serve.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")),
+                       help="port (default: $PORT, else 8080)")
     render = sub.add_parser("render", help="print the deploy parameters for a platform")
-    render.add_argument("--config", required=True)
+    render.add_argument("--config", required=True, help="an EAS service config (JSON)")
     render.add_argument("--platform", required=True, choices=deploy.PLATFORMS)
     render.add_argument("--json", action="store_true", help="print JSON instead of text")
     args = parser.parse_args(argv)
     try:
-        svc = _load(args.config)
+        svc = _load(args.config) if args.config else None
         if args.command == "render":
+            assert svc is not None
             out = deploy.render(svc, args.platform)
             if args.json:
                 print(json.dumps(out, indent=1))
@@ -54,13 +59,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     except ConfigError as e:
         print(f"tfserverless: configuration error: {e.message}", file=sys.stderr)
         return 2
-    env = dict(os.environ)
-    env.update(deploy.environment(svc))
-    entry = os.path.join(os.path.dirname(os.path.abspath(__file__)), "entrypoints.py")
-    cmd = [sys.executable, "-m", "functions_framework", "--source", entry, "--target", "predict",
-           "--host", args.host, "--port", str(args.port)]
-    os.execvpe(cmd[0], cmd, env)
-    return 0  # pragma: no cover - execvpe does not return
+    if svc is not None:
+        os.environ.update(deploy.environment(svc))
+    from . import server  # gunicorn and the service: only when serving
+
+    server.run(args.host, args.port)
+    return 0
 
 
 if __name__ == "__main__":

@@ -88,7 +88,7 @@ def test_sdk_and_bad_inputs(container: Dict[str, Any]) -> None:
     assert requests.post(url + "/api/predict/mnist", data=b"x").status_code == 401
     health = requests.get(url + "/healthz")
     assert health.json()["status"] == "ready"
-    # the image serves predict on functions-framework's ASGI server, with httptools
+    # the image serves the bare ASGI app (`tfserverless serve`) on gunicorn's uvicorn worker
     assert health.headers.get("server") == "uvicorn", health.headers
     assert docker("exec", container["id"], "/opt/venv/bin/python", "-c", "import httptools, uvloop") == ""
 

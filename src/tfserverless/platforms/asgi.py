@@ -1,0 +1,171 @@
+"""ASGI: one HTTP request scope -> ``Request`` -> ``Service.handle_async`` -> ``Response``.
+
+``answer`` is shared by both ASGI entries: functions-framework's (``gcf``, a Starlette app
+around our function) and ``make_app``, a bare ASGI application that gunicorn's uvicorn worker
+serves with nothing in between (``tfserverless serve``, ``make serve``, the Cloud Run image):
+no router, middleware or request object per request, which is most of what a prediction of a
+small model costs over HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+from typing import Any, Awaitable, Callable, Dict, List, Optional
+from urllib.parse import parse_qsl
+
+from ..errors import ClientGone, HeadersTooLarge, RequestTimeout, TFServerlessError
+from ..messages import Request, Response, error_response
+from ..service import Service
+from . import declared_length
+
+Receive = Callable[[], Awaitable[Dict[str, Any]]]
+Send = Callable[[Dict[str, Any]], Awaitable[None]]
+App = Callable[[Dict[str, Any], Receive, Send], Awaitable[None]]
+
+log = logging.getLogger("tfserverless")
+
+
+MAX_HEADER_BYTES = 64 << 10  # request headers past this are a 431
+
+
+async def to_request_async(scope: Dict[str, Any], receive: Callable[[], Awaitable[Dict[str, Any]]],
+                           limit: int, *, timeout: float = 0.0) -> Request:
+    """An ASGI request -> ``Request``, reading at most ``limit + 1`` body bytes, the whole
+    body within ``timeout`` seconds (0: no limit) or a 408; headers over 64 KiB are a 431."""
+    raw = scope["headers"]
+    if sum(len(k) + len(v) for k, v in raw) > MAX_HEADER_BYTES:
+        raise HeadersTooLarge(f"request headers over {MAX_HEADER_BYTES >> 10} KiB; expected "
+                              "fewer or shorter headers")
+    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in raw}
+    declared = declared_length(headers.get("content-length"))
+    chunks = []
+    if declared <= limit:
+        # one timer for the whole body (wait_for around each receive() costs a task a call)
+        fired: List[bool] = []
+        timer = None
+        if timeout > 0:
+            task = asyncio.current_task()
+
+            def expire() -> None:
+                fired.append(True)
+                if task is not None:
+                    task.cancel()
+
+            timer = asyncio.get_running_loop().call_later(timeout, expire)
+        size, more = 0, True
+        try:
+            while more and size <= limit:
+                message = await receive()
+                if message["type"] != "http.request":  # the client went away: nobody to answer
+                    raise ClientGone("client disconnected while sending the body")
+                chunk = message.get("body", b"")
+                chunks.append(chunk)
+                size += len(chunk)
+                more = message.get("more_body", False)
+        except asyncio.CancelledError:
+            if not fired:
+                raise
+            raise RequestTimeout(f"request body not complete within {timeout:g}s "
+                                 f"(BODY_READ_TIMEOUT); got {size} of {declared or '?'} "
+                                 "bytes") from None
+        finally:
+            if timer is not None:
+                timer.cancel()
+    query = scope.get("query_string") or b""
+    return Request(
+        scope["method"],
+        scope["path"],
+        headers,
+        b"".join(chunks),
+        query=dict(parse_qsl(query.decode("latin-1"))) if query else None,
+        content_length=declared,
+    )
+
+
+#: set in the request's task when its client left mid-response (see ``Reply``)
+_CLIENT_LEFT: contextvars.ContextVar[bool] = contextvars.ContextVar("client_left", default=False)
+
+
+class _QuietWhenClientLeft(logging.Filter):
+    """Drops uvicorn's log records about a request whose client left mid-response (uvicorn
+    logs them from that request's own task, so it sees the flag); every other record stays."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not _CLIENT_LEFT.get()
+
+
+async def _disconnect(receive: Receive) -> None:
+    """Completes when the client disconnects (what is left of an unread body is dropped)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def answer(service: Service, scope: Dict[str, Any], receive: Receive) -> Optional[Response]:
+    """The reply to one HTTP scope; None when the client left (nobody to answer)."""
+    cfg = service.config
+    limit, admission = cfg.max_body_bytes, service.admission
+    watched: List[asyncio.Task[None]] = []
+
+    def watch() -> asyncio.Task[None]:  # only for requests that must wait
+        if not watched:
+            watched.append(asyncio.ensure_future(_disconnect(receive)))
+        return watched[0]
+
+    declared = 0
+    for k, v in scope["headers"]:
+        if k == b"content-length":
+            declared = min(declared_length(v), limit + 1)
+    req = None
+    try:
+        admission.reserve_bytes(declared)
+        try:
+            req = await to_request_async(scope, receive, limit, timeout=cfg.body_read_timeout)
+            return await service.handle_async(req, watch)
+        finally:
+            admission.release_bytes(declared)
+    except ClientGone:
+        return None
+    except TFServerlessError as e:  # 450 (bytes in flight), 408 or 431 before the service
+        return error_response(e, req.protocol if req is not None else "")
+    finally:
+        for task in watched:
+            task.cancel()
+
+
+def make_app(service: Service) -> App:
+    """The bare ASGI application (``main:app``)."""
+    logging.getLogger("uvicorn.error").addFilter(_QuietWhenClientLeft())
+
+    async def app(scope: Dict[str, Any], receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":  # nothing to start: the model loads after the fork
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if kind != "http":
+            return
+        resp = await answer(service, scope, receive)
+        if resp is None:
+            return
+        body = b"" if scope["method"] == "HEAD" else resp.body
+        headers = [(k.lower().encode("latin-1"), v.encode("latin-1"))
+                   for k, v in resp.headers.items()]
+        headers.append((b"content-length", str(len(resp.body)).encode("latin-1")))
+        try:
+            await send({"type": "http.response.start", "status": resp.status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+        except (ConnectionError, RuntimeError) as e:  # the client reset meanwhile: it left
+            if isinstance(e, RuntimeError) and "closed" not in str(e):
+                raise
+            _CLIENT_LEFT.set(True)  # uvicorn's "returned without completing" is this
+
+    return app
+
+
+__all__ = ["App", "answer", "make_app"]
