@@ -42,13 +42,16 @@ serve: venv sample
 lint: venv
 	$(BIN)/ruff check src handler tests samples benchmarks packaging/build layers/build
 	$(BIN)/cfn-lint template.yaml
+	$(BIN)/lint-imports
 
 typecheck: venv
 	$(BIN)/mypy
 
+# the fast lane first (no TensorFlow, server, subprocess or socket: seconds), then the rest
 pytest: venv eas-venv triton-venv
+	$(BIN)/pytest -q -p no:cacheprovider -m "not slow" tests
 	EAS_PYTHON=$(abspath $(EAS_VENV))/bin/python TRITON_PYTHON=$(abspath $(TRITON_VENV))/bin/python \
-	  $(BIN)/pytest -q tests $(PYTEST_ARGS)
+	  $(BIN)/pytest -q -m slow tests $(PYTEST_ARGS)
 
 test: lint typecheck pytest
 

@@ -289,3 +289,42 @@ def files() -> Iterator[FileServer]:
     server = FileServer()
     yield server
     server.stop()
+
+
+# --- the fast lane: `pytest -m "not slow"` ----------------------------------------------------
+
+#: fixtures that build models with TensorFlow, start servers or reach loopback servers
+SLOW_FIXTURES = {"models", "sample_model", "start_server", "moto", "files", "predict_pb2",
+                 "mnist_service", "multi_service", "gcs"}
+#: modules whose every test runs a subprocess or a server
+SLOW_MODULES = {"test_cli", "test_imports", "test_layers", "test_packaging", "test_model",
+                "test_service", "test_service_http", "test_protocols_http", "test_batching_http",
+                "test_overload", "test_cross_version", "test_init", "test_cold_start",
+                "test_images_e2e", "test_adapters", "test_warmup"}
+
+
+def pytest_collection_modifyitems(config: Any, items: List[Any]) -> None:
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1]
+        if SLOW_FIXTURES & set(item.fixturenames) or module in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(autouse=True)
+def _fast_lane_stays_fast(request: Any, monkeypatch: Any) -> None:
+    """In the fast lane a test that opens a socket or starts a process fails at once: the
+    lane's promise (no server, no network, no subprocess) is checked, not hoped for."""
+    if request.config.getoption("markexpr") != "not slow":
+        return
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the fast lane opens no socket and starts no process: mark it slow")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
+
+
+def pytest_sessionfinish(session: Any, exitstatus: int) -> None:
+    if session.config.getoption("markexpr") == "not slow" and "tensorflow" in sys.modules:
+        print("\nfast lane imported TensorFlow: mark the test that did so slow", file=sys.stderr)
+        session.exitstatus = 1

@@ -109,6 +109,9 @@ def test_token_is_never_printed(tmp_path: Any) -> None:
      "metadata.rpc.worker_threads=1000000 is over 1024"),
     (dict(EAS_EXAMPLE, metadata={"gpu": 1}), "metadata.gpu=1 but processor tensorflow_cpu_1.15"),
     ({k: v for k, v in EAS_EXAMPLE.items() if k != "model_path"}, "model_path=None"),
+    (dict({k: v for k, v in EAS_EXAMPLE.items() if k != "model_path"}, model_paht="/m"),
+     "'model_paht' is not a field: a typo of 'model_path'?"),
+    (dict(EAS_EXAMPLE, metadata={"memory": [1]}), "expected a whole number"),
     (dict(EAS_EXAMPLE, name="bad name!"), "name='bad name!' is not a service name"),
     ("{not json", "is not valid JSON"),
 ])
@@ -128,6 +131,10 @@ def test_gpu_on_lambda_is_refused(tmp_path: Any) -> None:
 def test_unknown_fields_are_named_and_ignored(tmp_path: Any) -> None:
     proc = cli(["render", "--platform", "aws"], dict(EAS_EXAMPLE, colour="blue"), tmp_path)
     assert proc.returncode == 0 and "field 'colour' is not used here; ignored" in proc.stderr
+    cfg = dict(EAS_EXAMPLE, warm_up_data_pat="x", metadata={"rpc": {"max_queue_sise": 3}})
+    proc = cli(["render", "--platform", "aws"], cfg, tmp_path)
+    assert "'warm_up_data_pat' is not used here (did you mean 'warm_up_data_path'?)" in proc.stderr
+    assert "(did you mean 'max_queue_size'?)" in proc.stderr
 
 
 def test_serve_runs_an_eas_config_locally(models: Dict[str, str], tmp_path: Any) -> None:

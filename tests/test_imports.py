@@ -11,7 +11,7 @@ import sys, os, runpy
 import tfserverless, tfserverless.protocol, tfserverless.service, tfserverless.config
 import tfserverless.protocol.tfserving, tfserverless.protocol.v2
 import tfserverless.storage, tfserverless.platforms.gcf, tfserverless.app
-os.environ.setdefault("MODEL_PATH", "/nonexistent")
+os.environ.setdefault("MODEL_PATH", "s3://bucket/never-fetched.tar.gz")  # remote: lazy
 runpy.run_path("handler/main.py")
 heavy = [m for m in ("tensorflow", "boto3", "botocore", "oss2", "google.protobuf")
          if m in sys.modules]

@@ -389,14 +389,23 @@ def test_scalar_signature(multi_server: Server) -> None:
     assert protocol.decode_response(r.content)["y"].tolist() == 3.5
 
 
-def test_missing_model_is_503_and_health_503(start_server: Any, tmp_path: Any, target: str) -> None:
-    s = start_server({"MODEL_PATH": str(tmp_path / "nothing-here")}, wait_ready=False, target=target)
+def test_unloadable_model_is_503_and_health_503(start_server: Any, tmp_path: Any, target: str) -> None:
+    (tmp_path / "empty").mkdir()
+    s = start_server({"MODEL_PATH": str(tmp_path / "empty")}, wait_ready=False, target=target)
     s.wait_ready(status=503)
     r = requests.post(s.url + "/", data=_req({"a": A}))
-    assert r.status_code == 503 and "no such file or directory" in r.text
+    assert r.status_code == 503 and "expected a SavedModel" in r.text
     assert int(r.headers["Retry-After"]) >= 1
     h = requests.get(s.url + "/healthz").json()
-    assert h["status"] == "failed" and "no such file or directory" in h["error"]
+    assert h["status"] == "failed" and "expected a SavedModel" in h["error"]
+
+
+def test_missing_local_model_stops_the_start_with_one_line(tmp_path: Any) -> None:
+    proc = subprocess.run([PYTHON, "-m", "tfserverless", "serve", "--port", "1"],
+                          env=dict(os.environ, MODEL_PATH=str(tmp_path / "nothing-here")),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0, proc.stderr
+    assert "nothing-here' does not exist" in proc.stderr
 
 
 @pytest.mark.parametrize("env,msg", [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import sys
 import time
 from typing import Dict, Mapping, Optional
@@ -88,7 +89,12 @@ def create_service(environ: Mapping[str, str], *, config: Optional[Config] = Non
 def create_service_or_exit(environ: Mapping[str, str]) -> Service:
     """For deployable entry points: a bad setting stops the start with one line, exit 2."""
     try:
-        return create_service(environ)
+        service = create_service(environ)
+        path = service.config.model_path
+        if path and "://" not in path and not os.path.exists(path):  # remote: lazy, retried
+            raise ConfigError(f"MODEL_PATH={path!r} does not exist; expected a local SavedModel "
+                              "directory or archive, or an oss:// s3:// gs:// http(s):// URL")
+        return service
     except ConfigError as e:
         print(f"tfserverless: configuration error: {e.message}", file=sys.stderr)
         raise SystemExit(2) from None

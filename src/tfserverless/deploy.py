@@ -3,10 +3,11 @@ deploy parameters.  Pure functions; the CLI (``python -m tfserverless``) prints 
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import shlex
-from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Tuple
+from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Set, Tuple
 
 from .admission import in_service
 from .config import MAX_BATCH_ROWS, MAX_WORKER_THREADS, MAX_WORKERS
@@ -62,14 +63,22 @@ class Service(NamedTuple):
         return self.workers * (running + self.max_queue_size)
 
 
+_KIND_WORDS = {int: "a whole number", float: "a number"}
+
+
+def _did_you_mean(key: str, known: Set[str]) -> str:
+    close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.75)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def _num(field: str, value: Any, *, kind: type = int, minimum: float = 0,
          maximum: float = float("inf")) -> Any:
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise ConfigError(f"{field}={value!r} is not a number; expected a {kind.__name__}")
+        raise ConfigError(f"{field}={value!r} is not a number; expected {_KIND_WORDS[kind]}")
     try:
         n = kind(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"{field}={value!r} is not a number; expected a {kind.__name__}") from None
+        raise ConfigError(f"{field}={value!r} is not a number; expected {_KIND_WORDS[kind]}") from None
     if n < minimum:
         raise ConfigError(f"{field}={value!r} is below {minimum}")
     if n > maximum:
@@ -81,15 +90,19 @@ def parse_service(data: Any, processors: Mapping[str, Any]) -> Service:
     """Validate an EAS service config; every error is one line naming the field."""
     if not isinstance(data, dict):
         raise ConfigError("service config must be a JSON object")
-    warnings: List[str] = [f"field {k!r} is not used here; ignored" for k in data
+    warnings: List[str] = [f"field {k!r} is not used here{_did_you_mean(k, KNOWN_TOP)}; ignored"
+                           for k in data
                            if k not in KNOWN_TOP]
     name = data.get("name")
     if not isinstance(name, str) or not name or not all(c.isalnum() or c in "_-" for c in name):
         raise ConfigError(f"name={name!r} is not a service name; expected letters, digits, _ or -")
     model_path = data.get("model_path")
     if not isinstance(model_path, str) or not model_path:
-        raise ConfigError(f"model_path={model_path!r}; expected oss://, s3://, http(s):// or a "
-                          "local path of a SavedModel")
+        typo = difflib.get_close_matches("model_path", [k for k in data if k not in KNOWN_TOP],
+                                         n=1, cutoff=0.75)
+        hint = f" ({typo[0]!r} is not a field: a typo of 'model_path'?)" if typo else ""
+        raise ConfigError(f"model_path={model_path!r}; expected oss://, s3://, gs://, http(s):// "
+                          f"or a local path of a SavedModel{hint}")
     processor = data.get("processor", f"tensorflow_cpu_{processors['current']}")
     if processor not in processors["processors"]:
         raise ConfigError(f"processor={processor!r} is not a known processor; expected one of "
@@ -103,12 +116,14 @@ def parse_service(data: Any, processors: Mapping[str, Any]) -> Service:
     meta = data.get("metadata", {})
     if not isinstance(meta, dict):
         raise ConfigError(f"metadata={meta!r} is not an object")
-    warnings += [f"field 'metadata.{k}' is not used here; ignored" for k in meta
+    warnings += [f"field 'metadata.{k}' is not used here{_did_you_mean(k, KNOWN_METADATA)}; "
+                 "ignored" for k in meta
                  if k not in KNOWN_METADATA]
     rpc = meta.get("rpc", {})
     if not isinstance(rpc, dict):
         raise ConfigError(f"metadata.rpc={rpc!r} is not an object")
-    warnings += [f"field 'metadata.rpc.{k}' is not used here; ignored" for k in rpc
+    warnings += [f"field 'metadata.rpc.{k}' is not used here{_did_you_mean(k, KNOWN_RPC)}; "
+                 "ignored" for k in rpc
                  if k not in KNOWN_RPC]
     gpu = _num("metadata.gpu", meta.get("gpu", 0))
     device = processors["processors"][processor]["device"]

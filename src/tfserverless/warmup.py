@@ -68,6 +68,13 @@ def load_requests(config: Config, model_dir: str,
     return "", []
 
 
+def _one_line(e: Exception) -> str:
+    if isinstance(e, TFServerlessError):
+        return e.message
+    text = str(e).splitlines()[0] if str(e) else ""
+    return f"{type(e).__name__}: {text}"
+
+
 def replay(config: Config, model: Any, run_predict: Callable[[Any, bytes], Any],
            read: Callable[[str, Config], bytes], info: Dict[str, Any]) -> None:
     """Replay the warm-up requests ``WARM_UP_COUNT`` times each through ``run_predict`` (the
@@ -80,9 +87,9 @@ def replay(config: Config, model: Any, run_predict: Callable[[Any, bytes], Any],
     source = config.warm_up_data_path
     try:
         source, bodies = load_requests(config, model.path, read)
-    except TFServerlessError as e:
-        info.update(source=redact(source), errors=[e.message])
-        log.error("warm-up data not usable: %s", e.message)
+    except Exception as e:  # unreadable warm-up data is reported, never fatal
+        info.update(source=redact(source), errors=[_one_line(e)])
+        log.error("warm-up data not usable (%s): %s", redact(source), _one_line(e))
         return
     info.update(source=redact(source), requests=len(bodies))
     first: List[float] = []
@@ -95,8 +102,7 @@ def replay(config: Config, model: Any, run_predict: Callable[[Any, bytes], Any],
                 if n == 0:
                     first.append(time.perf_counter() - t)
             except Exception as e:  # a warm-up failure is reported, never fatal
-                msg = e.message if isinstance(e, TFServerlessError) else \
-                    f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+                msg = _one_line(e)
                 info["failed"] += 1
                 if len(info["errors"]) < 5:
                     info["errors"].append(f"request {i + 1}: {msg}")
