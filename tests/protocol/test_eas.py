@@ -219,6 +219,7 @@ def _peak_bytes(fn: Any) -> int:
         tracemalloc.stop()
 
 
+@pytest.mark.slow  # tracemalloc over multi-MB adversarial bodies: seconds
 @pytest.mark.parametrize("layout", ["int singles + unknown", "float singles + unknown",
                                     "int/bool alternating", "empty strings", "unpacked dims",
                                     "packed int32"])
