@@ -5,14 +5,18 @@ VENV := .venv
 EAS_VENV := .venv-eas
 KSERVE_VENV := .venv-kserve
 TRITON_VENV := .venv-triton
+SERVE_VENV := .venv-serve
 BIN := $(VENV)/bin
 PORT ?= 8080
 MODEL_PATH ?= samples/mnist
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: venv eas-venv kserve-venv triton-venv sample serve test lint typecheck pytest bench clean compat images-e2e
+.PHONY: help venv serve-venv eas-venv kserve-venv triton-venv sample serve client test lint typecheck pytest bench clean compat images-e2e
 
-venv: $(VENV)/.installed
+help:  ## list the targets
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z0-9-]+):.*## (.*)$$/\1|\2/' | awk -F'|' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+venv: $(VENV)/.installed  ## the dev virtualenv (.venv): engine, TensorFlow, test and lint tools
 $(VENV)/.installed: pyproject.toml requirements-dev.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
@@ -20,42 +24,55 @@ $(VENV)/.installed: pyproject.toml requirements-dev.txt
 	$(BIN)/pip install -q --no-deps -e .
 	touch $@
 
+serve-venv: $(SERVE_VENV)/.installed  ## what `make serve` needs only (.venv-serve): engine, server, TensorFlow
+$(SERVE_VENV)/.installed: pyproject.toml requirements-serve.txt
+	$(PY) -m venv $(SERVE_VENV)
+	$(SERVE_VENV)/bin/pip install -q --upgrade pip
+	$(SERVE_VENV)/bin/pip install -q -r requirements-serve.txt
+	$(SERVE_VENV)/bin/pip install -q --no-deps -e .
+	touch $@
+
 # venvs of their own: the EAS SDK (its protobuf pin clashes with TensorFlow's), tritonclient
 # (gevent, its own numpy) and the peer
 # `make bench` compares against (KServe's ModelServer, as a KServe user would have it)
-eas-venv: $(EAS_VENV)/.installed
-kserve-venv: $(KSERVE_VENV)/.installed
-triton-venv: $(TRITON_VENV)/.installed
+eas-venv: $(EAS_VENV)/.installed  ## the official EAS SDK's own virtualenv (.venv-eas)
+kserve-venv: $(KSERVE_VENV)/.installed  ## KServe's ModelServer, the peer `make bench` measures (.venv-kserve)
+triton-venv: $(TRITON_VENV)/.installed  ## tritonclient, the V2 client the tests drive (.venv-triton)
 .venv-%/.installed: requirements-%.txt
 	$(PY) -m venv .venv-$*
 	.venv-$*/bin/pip install -q --upgrade pip
 	.venv-$*/bin/pip install -q -r $<
 	touch $@
 
-sample: samples/mnist/saved_model.pb
-samples/mnist/saved_model.pb: samples/build_mnist.py | venv
-	$(BIN)/python samples/build_mnist.py samples/mnist
+sample: samples/mnist/saved_model.pb  ## build the sample MNIST SavedModel (samples/mnist)
+# built with the serving venv when it exists (`make serve`), else the dev one
+samples/mnist/saved_model.pb: samples/build_mnist.py
+	$(if $(wildcard $(SERVE_VENV)/.installed),$(SERVE_VENV),$(VENV))/bin/python samples/build_mnist.py samples/mnist
 
-serve: venv sample
-	MODEL_PATH=$(MODEL_PATH) $(BIN)/tfserverless serve --host 0.0.0.0 --port $(PORT)
+serve: serve-venv sample  ## serve MODEL_PATH (default: the sample) on PORT (8080); `make client` calls it
+	@echo "serving $(MODEL_PATH) on :$(PORT); in another shell: make client"
+	MODEL_PATH=$(MODEL_PATH) $(SERVE_VENV)/bin/tfserverless serve --host 0.0.0.0 --port $(PORT)
 
-lint: venv
+client: eas-venv  ## call `make serve` with the official EAS SDK (samples/client.py)
+	$(EAS_VENV)/bin/python samples/client.py http://127.0.0.1:$(PORT) mnist $(SERVICE_TOKEN)
+
+lint: venv  ## ruff, cfn-lint on template.yaml, import-linter's layering contracts
 	$(BIN)/ruff check src handler tests samples benchmarks packaging/build layers/build
 	$(BIN)/cfn-lint template.yaml
 	$(BIN)/lint-imports
 
-typecheck: venv
+typecheck: venv  ## mypy (strict on src/)
 	$(BIN)/mypy
 
 # the fast lane first (no TensorFlow, server, subprocess or socket: seconds), then the rest
-pytest: venv eas-venv triton-venv
+pytest: venv eas-venv triton-venv  ## the fast lane, then the real-model, real-server tests
 	$(BIN)/pytest -q -p no:cacheprovider -m "not slow" tests
 	EAS_PYTHON=$(abspath $(EAS_VENV))/bin/python TRITON_PYTHON=$(abspath $(TRITON_VENV))/bin/python \
 	  $(BIN)/pytest -q -m slow tests $(PYTEST_ARGS)
 
-test: lint typecheck pytest
+test: lint typecheck pytest  ## lint, typecheck and every test (what CI runs first)
 
-bench: venv eas-venv kserve-venv sample
+bench: venv eas-venv kserve-venv sample  ## the benchmarks; reports under benchmarks/results/
 	$(BIN)/python benchmarks/serve_bench.py
 	$(BIN)/python benchmarks/protocols_bench.py
 	$(BIN)/python benchmarks/padding_bench.py
@@ -83,7 +100,7 @@ $(COMPAT)/%/.installed: packaging/compat/%.txt pyproject.toml
 COMPAT_PY_tensorflow_cpu_1.15 := 3.7.16
 COMPAT_PY_tensorflow_cpu_2.7 := 3.9.18
 
-compat: venv eas-venv $(COMPAT)/tensorflow_cpu_1.15/.installed $(COMPAT)/tensorflow_cpu_2.7/.installed
+compat: venv eas-venv $(COMPAT)/tensorflow_cpu_1.15/.installed $(COMPAT)/tensorflow_cpu_2.7/.installed  ## the engine's tests on TF 1.15/Python 3.7 and TF 2.7/Python 3.9
 	rm -rf $(COMPAT)/models-1.15 $(COMPAT)/models-current
 	$(COMPAT)/tensorflow_cpu_1.15/bin/python tests/models.py $(COMPAT)/models-1.15 > /dev/null
 	$(BIN)/python tests/models.py $(COMPAT)/models-current > /dev/null
@@ -99,8 +116,8 @@ compat: venv eas-venv $(COMPAT)/tensorflow_cpu_1.15/.installed $(COMPAT)/tensorf
 	  $(BIN)/pytest -q -p no:cacheprovider tests/test_cross_version.py
 
 # --- real images: debootstrap bases, a local Docker daemon, containers driven with the SDK ---
-images-e2e: venv eas-venv
+images-e2e: venv eas-venv  ## build the Cloud Run images and drive them with the SDK (Docker)
 	bash packaging/images-e2e.sh
 
-clean:
-	rm -rf $(VENV) $(EAS_VENV) $(KSERVE_VENV) $(TRITON_VENV) $(COMPAT) samples/mnist .pytest_cache .mypy_cache .ruff_cache
+clean:  ## remove the virtualenvs, the sample model and caches
+	rm -rf $(VENV) $(SERVE_VENV) $(EAS_VENV) $(KSERVE_VENV) $(TRITON_VENV) $(COMPAT) samples/mnist .pytest_cache .mypy_cache .ruff_cache

@@ -111,7 +111,7 @@ def main() -> None:
             plan += [(s, 64, 4) for s in SERVERS]
             measure(procs, name, plan, res)
             # one client is where noise is largest relative to what is measured: more rounds
-            measure(procs, name, [(s, 1, 1) for s in ("ours+batching", "ours")] * 2, res)
+            measure(procs, name, [(s, 1, 1) for s in ("ours+batching", "ours")] * 3, res)
             for s, p in procs.items():
                 memory[(name, s)] = group_rss_mb(p.pid)
         finally:

@@ -291,6 +291,53 @@ def files() -> Iterator[FileServer]:
     server.stop()
 
 
+class GcsEmulator:
+    """``gcp-storage-emulator``: Google Cloud Storage's JSON API on 127.0.0.1, in memory."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.host = f"http://127.0.0.1:{self.port}"
+        self.log_path = f"/tmp/gcs-{self.port}.log"
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [os.path.join(BIN, "gcp-storage-emulator"), "start", "--host", "127.0.0.1",
+             "--port", str(self.port), "--in-memory"],
+            stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                requests.get(self.host + "/storage/v1/b", timeout=2)
+                break
+            except requests.RequestException:
+                time.sleep(0.2)
+        else:
+            raise AssertionError("gcp-storage-emulator did not start")
+
+    def client(self) -> Any:
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import storage
+
+        return storage.Client(project="test", credentials=AnonymousCredentials(),
+                              client_options={"api_endpoint": self.host})
+
+    def env(self) -> Dict[str, str]:
+        return {"STORAGE_EMULATOR_HOST": self.host, "GOOGLE_CLOUD_PROJECT": "test"}
+
+    def stop(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        self.proc.wait(10)
+        self._log.close()
+
+
+@pytest.fixture(scope="session")
+def gcs() -> Iterator[GcsEmulator]:
+    if os.environ.get("TFS_COMPAT") and not os.path.exists(os.path.join(BIN, "gcp-storage-emulator")):
+        pytest.skip("the compat venvs test the engine on old TensorFlow; storage runs in make test")
+    server = GcsEmulator()
+    yield server
+    server.stop()
+
+
 # --- the fast lane: `pytest -m "not slow"` ----------------------------------------------------
 
 #: fixtures that build models with TensorFlow, start servers or reach loopback servers

@@ -37,7 +37,8 @@ def render(platform: str, config: Any, tmp_path: Any) -> Dict[str, Any]:
 def test_render_aws_matches_the_template(tmp_path: Any) -> None:
     out = render("aws", EAS_EXAMPLE, tmp_path)
     p = out["parameters"]
-    assert out["image"] == "tfserverless:tensorflow_cpu_1.15-lambda"
+    assert out["image"] == "<account>.dkr.ecr.<region>.amazonaws.com/tfserverless:tensorflow_cpu_1.15-lambda"
+    assert out["name"] == "tf-serving-test"  # CloudFormation stack names allow no "_"
     assert p["ModelPath"] == EAS_EXAMPLE["model_path"]
     assert p["WarmUpDataPath"] == "oss://path/to/warm_up_test.bin"
     assert p["MemorySize"] == "4000" and p["Timeout"] == "30" and p["ProvisionedConcurrency"] == "2"
@@ -45,12 +46,13 @@ def test_render_aws_matches_the_template(tmp_path: Any) -> None:
         template = f.read()
     params = set(re.findall(r"^  (\w+):\n    Type:", template, re.M))
     assert set(p) <= params, set(p) - params
-    assert "sam deploy --template-file template.yaml --stack-name tf_serving_test" in out["command"]
+    assert "sam deploy --template-file template.yaml --stack-name tf-serving-test" in out["command"]
 
 
 def test_render_fc_and_cloudrun(tmp_path: Any) -> None:
     fc = render("fc", EAS_EXAMPLE, tmp_path)
-    assert fc["image"] == "tfserverless:tensorflow_cpu_1.15-fc"
+    assert fc["image"] is None and fc["name"] == "tf_serving_test"  # code + layer, no image
+    assert "LAYER_ARN=" in fc["command"] and "ROLE_ARN=" in fc["command"]
     assert fc["parameters"]["MEMORY"] == "4032" and fc["parameters"]["CPU"] == "1"
     # EAS's defaults: 5 running + 64 queued is what one instance takes at once
     assert fc["parameters"]["INSTANCE_CONCURRENCY"] == "69"
@@ -60,8 +62,9 @@ def test_render_fc_and_cloudrun(tmp_path: Any) -> None:
     for key in fc["parameters"]:
         assert f"env('{key}'" in syaml, key
     run = render("cloudrun", EAS_EXAMPLE, tmp_path)
-    assert run["command"].startswith("gcloud run deploy tf_serving_test")
-    assert "--image=tfserverless:tensorflow_cpu_1.15-cloudrun" in run["command"]
+    assert run["command"].startswith("gcloud run deploy tf-serving-test ")
+    assert ("--image=<region>-docker.pkg.dev/<project>/<repository>/"
+            "tfserverless:tensorflow_cpu_1.15-cloudrun") in run["command"]
     assert "--memory=4000Mi" in run["command"] and "--max-instances=2" in run["command"]
     assert "--concurrency=69" in run["command"] and "RPC_KEEPALIVE=30000" in run["command"]
     queued = dict(EAS_EXAMPLE, metadata={"rpc": {"worker_threads": 2, "max_queue_size": 10,
@@ -73,6 +76,36 @@ def test_render_fc_and_cloudrun(tmp_path: Any) -> None:
                metadata={"instance": 1, "cpu": 4, "memory": 16000, "gpu": 1})
     run = render("cloudrun", gpu, tmp_path)
     assert "--gpu=1" in run["command"] and "tensorflow_gpu_2.7-cloudrun" in run["command"]
+
+
+@pytest.mark.parametrize("name,aws,cloudrun,fc", [
+    ("tf_serving_test", "tf-serving-test", "tf-serving-test", "tf_serving_test"),
+    ("9lives", "s-9lives", "s-9lives", "f_9lives"),
+    ("Model-A_", "Model-A-", "model-a", "Model-A_"),
+    ("x" * 80, "x" * 80, "x" * 63, "x" * 64),
+])
+def test_names_each_platform_accepts(name: str, aws: str, cloudrun: str, fc: str) -> None:
+    from tfserverless.render import platform_name
+
+    got = (platform_name(name, "aws"), platform_name(name, "cloudrun"), platform_name(name, "fc"))
+    assert got == (aws, cloudrun, fc)
+    assert re.fullmatch(r"[A-Za-z][-A-Za-z0-9]*", got[0])
+    assert re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", got[1]) and len(got[1]) <= 63
+    assert re.fullmatch(r"[_A-Za-z][-_A-Za-z0-9]*", got[2]) and len(got[2]) <= 64
+
+
+def test_render_maps_the_eas_autoscaler(tmp_path: Any) -> None:
+    cfg = dict(EAS_EXAMPLE, autoscaler={"min": 2, "max": 5, "strategies": {"qps": 10}})
+    proc = cli(["render", "--platform", "aws", "--json"], cfg, tmp_path)
+    p = json.loads(proc.stdout)["parameters"]
+    assert (p["ProvisionedConcurrency"], p["ReservedConcurrency"]) == ("2", "5")
+    assert "autoscaler.strategies has no counterpart here" in proc.stderr
+    assert render("fc", cfg, tmp_path)["parameters"]["MIN_INSTANCES"] == "2"
+    run = render("cloudrun", cfg, tmp_path)["command"]
+    assert "--min-instances=2" in run and "--max-instances=5" in run
+    bad = cli(["render", "--platform", "aws"], dict(EAS_EXAMPLE, autoscaler={"min": 5, "max": 2}),
+              tmp_path)
+    assert bad.returncode == 2 and "autoscaler.min=5 is over autoscaler.max=2" in bad.stderr
 
 
 def test_render_maps_batching_and_workers_from_metadata(tmp_path: Any) -> None:
@@ -112,6 +145,8 @@ def test_token_is_never_printed(tmp_path: Any) -> None:
     (dict({k: v for k, v in EAS_EXAMPLE.items() if k != "model_path"}, model_paht="/m"),
      "'model_paht' is not a field: a typo of 'model_path'?"),
     (dict(EAS_EXAMPLE, metadata={"memory": [1]}), "expected a whole number"),
+    (dict(EAS_EXAMPLE, processor="tensorflow_cpu_1.12"),
+     "processor='tensorflow_cpu_1.12' is not supported (TensorFlow 1.12 has no wheels"),
     (dict(EAS_EXAMPLE, name="bad name!"), "name='bad name!' is not a service name"),
     ("{not json", "is not valid JSON"),
 ])

@@ -8,7 +8,7 @@ import os
 import re
 import subprocess
 import zipfile
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 import pytest
 
@@ -22,6 +22,10 @@ def processors() -> Dict[str, Any]:
         return dict(json.load(f))
 
 
+def supported() -> List[str]:
+    return sorted(k for k, v in processors()["processors"].items() if v.get("supported", True))
+
+
 @pytest.fixture(scope="module")
 def contexts(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, str]:
     out = tmp_path_factory.mktemp("contexts")
@@ -29,15 +33,23 @@ def contexts(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, str]:
                            "--out", str(out)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     cmds = [c for c in proc.stdout.splitlines() if c.startswith("docker build")]
-    assert len(cmds) == len(processors()["processors"]) * 3
+    assert len(cmds) == len(supported()) * 3
     return {c.split()[-1].rsplit("/", 1)[-1]: c for c in cmds} | {"_out": str(out)}
 
 
-EXPECTED_CMD = {"cloudrun": '"functions-framework"', "lambda": '"awslambdaric"',
+EXPECTED_CMD = {"cloudrun": '"tfserverless", "serve"', "lambda": '"awslambdaric"',
                 "fc": '"main:fc_app"'}
 
 
-@pytest.mark.parametrize("name", sorted(processors()["processors"]))
+def test_unsupported_processors_are_refused_not_built(tmp_path: Any) -> None:
+    proc = subprocess.run([PYTHON, BUILD, "--processor", "tensorflow_cpu_1.12", "--dry-run",
+                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "docker build" not in proc.stdout
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "'tensorflow_cpu_1.12' is not supported" in lines[0]
+
+
+@pytest.mark.parametrize("name", supported())
 @pytest.mark.parametrize("flavour", ["cloudrun", "lambda", "fc"])
 def test_context_is_complete_and_lints(contexts: Dict[str, str], name: str, flavour: str) -> None:
     key = f"{name}-{flavour}"

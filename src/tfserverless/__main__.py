@@ -8,9 +8,10 @@ import argparse
 import json
 import os
 import sys
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 from . import deploy
+from . import render as renderers
 from .errors import ConfigError
 
 
@@ -28,6 +29,31 @@ def _load(path: str) -> deploy.Service:
     return svc
 
 
+def installed_tensorflow() -> Optional[str]:
+    """The installed TensorFlow's version, read from its package metadata (no import)."""
+    try:
+        from importlib import metadata
+    except ImportError:  # Python 3.7
+        return None
+    for dist in ("tensorflow", "tensorflow-cpu", "tensorflow-gpu", "tensorflow-intel"):
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def processor_note(processor: str, table: Dict[str, Any], installed: Optional[str]) -> str:
+    """One line when the config's processor runs another TensorFlow than the one here."""
+    wanted = table["processors"][processor]["tensorflow"].split("==")[-1]
+    if installed is None or installed.split(".")[:2] == wanted.split(".")[:2]:
+        return ""
+    return (f"processor {processor} runs TensorFlow {wanted}; this machine serves the model "
+            f"with TensorFlow {installed}. For the processor's own: packaging/build --processor "
+            f"{processor} (then docker run -p 8080:8080 -e MODEL_PATH=... "
+            f"tfserverless:{processor}-cloudrun)")
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="tfserverless")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -40,18 +66,21 @@ def main(argv: Optional[List[str]] = None) -> int:
                        help="port (default: $PORT, else 8080)")
     render = sub.add_parser("render", help="print the deploy parameters for a platform")
     render.add_argument("--config", required=True, help="an EAS service config (JSON)")
-    render.add_argument("--platform", required=True, choices=deploy.PLATFORMS)
+    render.add_argument("--platform", required=True, choices=renderers.PLATFORMS)
     render.add_argument("--json", action="store_true", help="print JSON instead of text")
     args = parser.parse_args(argv)
     try:
         svc = _load(args.config) if args.config else None
         if args.command == "render":
             assert svc is not None
-            out = deploy.render(svc, args.platform)
+            out = renderers.render(svc, args.platform)
             if args.json:
                 print(json.dumps(out, indent=1))
+            elif "manifest" in out:  # Kubernetes: the manifest itself (kubectl reads JSON)
+                print(json.dumps(out["manifest"], indent=1))
             else:
-                print(f"# {out['platform']}: image {out['image']}")
+                image = f"image {out['image']}" if out["image"] else "no image (code + layer)"
+                print(f"# {out['platform']}: {out['name']}, {image}")
                 for k, v in out["parameters"].items():
                     print(f"{k}={v}")
                 print(out["command"])
@@ -60,6 +89,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"tfserverless: configuration error: {e.message}", file=sys.stderr)
         return 2
     if svc is not None:
+        note = processor_note(svc.processor, deploy.load_processors(), installed_tensorflow())
+        if note:
+            print(f"tfserverless: {note}", file=sys.stderr)
         os.environ.update(deploy.environment(svc))
     from . import server  # gunicorn and the service: only when serving
 

@@ -6,18 +6,14 @@ from __future__ import annotations
 import difflib
 import json
 import os
-import shlex
 from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Set, Tuple
 
 from .admission import in_service
 from .config import MAX_BATCH_ROWS, MAX_WORKER_THREADS, MAX_WORKERS
 from .errors import ConfigError
 
-PLATFORMS = ("aws", "fc", "cloudrun")
-FC_MAX_CONCURRENCY = 200  # FC 3.0's cap on instance concurrency
-CLOUD_RUN_MAX_CONCURRENCY = 1000
-FLAVOURS = {"aws": "lambda", "fc": "fc", "cloudrun": "cloudrun"}
 KNOWN_TOP = {"name", "model_path", "processor", "warm_up_data_path", "metadata", "token",
+             "autoscaler",
              "model_entry", "model_config", "storage", "cloud", "containers", "networking",
              "labels", "options"}
 KNOWN_METADATA = {"instance", "cpu", "memory", "gpu", "gpu_memory", "rpc", "resource",
@@ -50,6 +46,8 @@ class Service(NamedTuple):
     batching: bool = False
     max_batch_size: int = 16
     max_batch_timeout_ms: int = 50
+    min_instances: int = 0  # EAS autoscaler.min (else none kept warm)
+    max_instances: int = 0  # EAS autoscaler.max (else metadata.instance)
 
     @property
     def workers(self) -> int:
@@ -104,9 +102,14 @@ def parse_service(data: Any, processors: Mapping[str, Any]) -> Service:
         raise ConfigError(f"model_path={model_path!r}; expected oss://, s3://, gs://, http(s):// "
                           f"or a local path of a SavedModel{hint}")
     processor = data.get("processor", f"tensorflow_cpu_{processors['current']}")
-    if processor not in processors["processors"]:
+    table = processors["processors"]
+    supported = sorted(k for k, v in table.items() if v.get("supported", True))
+    if processor not in table:
         raise ConfigError(f"processor={processor!r} is not a known processor; expected one of "
-                          f"{', '.join(sorted(processors['processors']))}")
+                          f"{', '.join(supported)}")
+    if not table[processor].get("supported", True):
+        raise ConfigError(f"processor={processor!r} is not supported ({table[processor]['note']}); "
+                          f"expected one of {', '.join(supported)}")
     warm = data.get("warm_up_data_path", "")
     if not isinstance(warm, str):
         raise ConfigError(f"warm_up_data_path={warm!r} is not a path")
@@ -130,6 +133,7 @@ def parse_service(data: Any, processors: Mapping[str, Any]) -> Service:
     if gpu and device != "gpu":
         raise ConfigError(f"metadata.gpu={gpu} but processor {processor} is a CPU processor; "
                           "expected a tensorflow_gpu_* processor")
+    scaler = _autoscaler(data.get("autoscaler"), warnings)  # may add a warning
     return Service(
         name=name, model_path=model_path, processor=processor, warm_up_data_path=warm,
         token=token,
@@ -149,7 +153,25 @@ def parse_service(data: Any, processors: Mapping[str, Any]) -> Service:
                             minimum=1, maximum=MAX_BATCH_ROWS),
         max_batch_timeout_ms=_num("metadata.rpc.max_batch_timeout",
                                   rpc.get("max_batch_timeout", 50)),
+        **scaler,
     )
+
+
+def _autoscaler(scaler: Any, warnings: List[str]) -> Dict[str, int]:
+    """EAS ``autoscaler`` {min, max, strategies}: instance bounds every platform here has;
+    its QPS strategy none has (they scale on concurrent requests), which is said once."""
+    if scaler is None:
+        return {}
+    if not isinstance(scaler, dict):
+        raise ConfigError(f"autoscaler={scaler!r} is not an object; expected {{\"min\": n, \"max\": m}}")
+    lo = _num("autoscaler.min", scaler.get("min", 0), maximum=10_000)
+    hi = _num("autoscaler.max", scaler.get("max", max(lo, 1)), minimum=1, maximum=10_000)
+    if lo > hi:
+        raise ConfigError(f"autoscaler.min={lo} is over autoscaler.max={hi}")
+    if scaler.get("strategies"):
+        warnings.append("autoscaler.strategies has no counterpart here: Lambda, Function Compute "
+                        "and Cloud Run scale on concurrent requests (RPC_* sizes them), not QPS")
+    return {"min_instances": lo, "max_instances": hi}
 
 
 def _flag(field: str, value: Any) -> bool:
@@ -177,64 +199,3 @@ def environment(svc: Service) -> Dict[str, str]:
         env["RPC_MAX_BATCH_TIMEOUT"] = str(svc.max_batch_timeout_ms)
     env["WORKERS"] = str(svc.workers)  # from metadata.cpu
     return env
-
-
-def image_tag(processor: str, platform: str) -> str:
-    return f"tfserverless:{processor}-{FLAVOURS[platform]}"
-
-
-def render(svc: Service, platform: str) -> Dict[str, Any]:
-    """Deploy parameters for one platform, as data (the CLI prints them)."""
-    if platform not in PLATFORMS:
-        raise ConfigError(f"--platform {platform!r}; expected one of {', '.join(PLATFORMS)}")
-    timeout_s = max(1, (svc.keepalive_ms + 999) // 1000)
-    tag = image_tag(svc.processor, platform)
-    if platform == "aws":
-        if svc.gpu:
-            raise ConfigError(f"metadata.gpu={svc.gpu}: AWS Lambda has no GPUs; expected "
-                              "--platform fc or cloudrun for a GPU processor")
-        memory = min(10240, max(128, svc.memory_mb))
-        params = {
-            "ImageUri": f"<account>.dkr.ecr.<region>.amazonaws.com/{tag}",
-            "ModelPath": svc.model_path, "WarmUpDataPath": svc.warm_up_data_path,
-            "ServiceName": svc.name, "MemorySize": str(memory),
-            "Timeout": str(min(900, timeout_s)),
-            "ProvisionedConcurrency": str(svc.instance),
-        }
-        # Lambda runs one request per instance: no queue to size; keepalive is the Timeout
-        overrides = " ".join(f"{k}={shlex.quote(v)}" for k, v in params.items())
-        if svc.token:
-            overrides += " ServiceToken=<token from the config>"
-        return {"platform": "aws", "image": tag, "parameters": params,
-                "command": f"sam deploy --template-file template.yaml --stack-name {svc.name} "
-                           f"--capabilities CAPABILITY_IAM --parameter-overrides {overrides}"}
-    if platform == "fc":
-        if svc.gpu:
-            raise ConfigError(f"metadata.gpu={svc.gpu}: s.yaml deploys the CPU runtime; use the "
-                              f"GPU container image {tag} with runtime custom-container")
-        vars_ = {"FUNCTION_NAME": svc.name, "SERVICE_NAME": svc.name,
-                 "MODEL_PATH": svc.model_path, "WARM_UP_DATA_PATH": svc.warm_up_data_path,
-                 # FC wants memory in multiples of 64 MB and about 1 vCPU per 1-4 GB
-                 "MEMORY": str(min(32768, max(128, (svc.memory_mb + 63) // 64 * 64))),
-                 "CPU": f"{max(0.05, svc.cpu):g}", "TIMEOUT": str(min(86400, timeout_s)),
-                 # FC sends an instance at most this many requests at once: EAS's queue
-                 "INSTANCE_CONCURRENCY": str(min(FC_MAX_CONCURRENCY, svc.concurrency))}
-        vars_.update({k: v for k, v in environment(svc).items()
-                      if k.startswith("RPC_") or k == "WORKERS"})
-        env_line = " ".join(f"{k}={shlex.quote(v)}" for k, v in vars_.items())
-        if svc.token:
-            env_line += " SERVICE_TOKEN=<token from the config>"
-        return {"platform": "fc", "image": tag, "parameters": vars_,
-                "command": f"{env_line} s deploy -t s.yaml"}
-    flags = [f"--image={tag}", f"--memory={max(512, svc.memory_mb)}Mi",
-             f"--concurrency={min(CLOUD_RUN_MAX_CONCURRENCY, svc.concurrency)}",
-             f"--cpu={max(1, int(svc.cpu + 0.999))}", f"--timeout={min(3600, timeout_s)}",
-             f"--max-instances={max(1, svc.instance)}", "--port=8080"]
-    if svc.gpu:
-        flags += [f"--gpu={svc.gpu}", "--gpu-type=nvidia-l4", "--no-cpu-throttling"]
-    env = {k: v for k, v in environment(svc).items() if k != "SERVICE_TOKEN"}
-    flags.append("--set-env-vars=" + ",".join(f"{k}={v}" for k, v in env.items()))
-    if svc.token:
-        flags.append("--set-secrets=SERVICE_TOKEN=<secret name>:latest")
-    return {"platform": "cloudrun", "image": tag, "parameters": env,
-            "command": f"gcloud run deploy {svc.name} " + " ".join(shlex.quote(f) for f in flags)}

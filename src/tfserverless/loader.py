@@ -106,9 +106,16 @@ class ModelHolder:
         self._retry_at = time.monotonic() + delay
         self.error = message
         log.error("model not loaded (attempt %d, retry in %.0fs): %s", self.failures, delay, message)
-        timer = threading.Timer(delay, self.start)
+        timer = threading.Timer(delay, self._retry)
         timer.daemon = True
         timer.start()
+
+    def _retry(self) -> None:
+        """The backoff timer: its time has come, whatever the clock's rounding says (a timer
+        may fire a hair before ``_retry_at``, and ``start`` would then do nothing)."""
+        with self._lock:
+            self._retry_at = 0.0
+        self.start()
 
     def wait(self, seconds: float) -> bool:
         """Start if needed and wait up to ``seconds``; True when the model is ready."""

@@ -1,7 +1,7 @@
 """Fetch a model (or warm-up file) from where the user keeps it; knows nothing of requests.
 
 ``MODEL_PATH`` may be a local directory (served in place), a local archive, ``oss://``,
-``s3://`` or ``http(s)://``.  Remote models land in a cache under ``MODEL_CACHE_DIR`` keyed
+``s3://``, ``gs://`` or ``http(s)://``.  Remote models land in a cache under ``MODEL_CACHE_DIR`` keyed
 by the URL and the object's version (ETag / Last-Modified / listing digest): one download
 and one extraction per version even across gunicorn workers (a file lock), into a temp
 directory renamed into place only when complete, with a manifest that is verified on reuse.
@@ -47,6 +47,7 @@ SCHEMES: Dict[str, str] = {
     "https": "tfserverless.storage.http",
     "s3": "tfserverless.storage.s3",
     "oss": "tfserverless.storage.oss",
+    "gs": "tfserverless.storage.gcs",
 }
 MANIFEST = ".tfserverless-manifest.json"
 
@@ -61,7 +62,7 @@ def open_source(url: str, config: Config) -> Source:
     module = SCHEMES.get(scheme)
     if module is None:
         raise ModelUnavailable(
-            f"unsupported scheme {scheme}:// in {redact(url)}; expected oss://, s3://, "
+            f"unsupported scheme {scheme}:// in {redact(url)}; expected oss://, s3://, gs://, "
             "http(s)://, file:// or a local path", retry_after=60)
     source: Source = importlib.import_module(module).open_source(url, config)
     return source

@@ -40,6 +40,66 @@ class Source:
         return None
 
 
+class ObjectStore(Source):
+    """``scheme://bucket/key``: the key names one object (an archive) or, when no object has
+    that name, a prefix whose every object is the model.  The logic every object store shares
+    ("head the object, else list the prefix", errors as one-line 503s) is here; each backend
+    supplies only its SDK calls."""
+
+    scheme = ""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.bucket, _, self.key = url[len(self.scheme) + 3:].partition("/")
+        if not self.bucket:
+            raise unavailable(url, f"no bucket in the URL; expected {self.scheme}://bucket/key")
+        self._prefix = ""
+
+    # the SDK calls ---------------------------------------------------------------------------
+
+    def _head(self, key: str) -> Optional[Tuple[str, int]]:
+        """(version, size) of the object ``key``; None when there is none."""
+        raise NotImplementedError
+
+    def _list(self, prefix: str) -> List[Tuple[str, int, str]]:
+        """(key, size, version) of every object whose key starts with ``prefix``."""
+        raise NotImplementedError
+
+    def _get(self, key: str) -> IO[bytes]:
+        raise NotImplementedError
+
+    def _fail(self, e: Exception) -> Optional[Exception]:
+        """The 503 an SDK error means; None for anything else (a bug: raised as it is)."""
+        raise NotImplementedError
+
+    # shared ------------------------------------------------------------------------------------
+
+    def _sdk(self, e: Exception) -> Exception:
+        err = self._fail(e)
+        return e if err is None else err
+
+    def stat(self) -> ObjectInfo:
+        try:
+            if self.key and not self.key.endswith("/"):
+                head = self._head(self.key)
+                if head is not None:
+                    return ObjectInfo("object", head[0], head[1])
+            prefix = self.key if not self.key or self.key.endswith("/") else self.key + "/"
+            listing = self._list(prefix)
+        except Exception as e:
+            raise self._sdk(e) from None
+        info = prefix_info(self.url, prefix, listing)
+        self._prefix = prefix
+        return info
+
+    def open(self, relative: str = "") -> IO[bytes]:
+        key = self._prefix + relative if relative else self.key
+        try:
+            return self._get(key)
+        except Exception as e:
+            raise self._sdk(e) from None
+
+
 def redact(url: str) -> str:
     """The URL without user info or query string (presigned signatures, tokens)."""
     try:

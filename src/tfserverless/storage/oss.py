@@ -7,11 +7,11 @@ localhost endpoint is addressed path-style (private or local servers).
 
 from __future__ import annotations
 
-from typing import IO, Any, List, Tuple
+from typing import IO, Any, List, Optional, Tuple
 
 from ..config import Config
 from ..errors import ConfigError
-from .base import ObjectInfo, Source, prefix_info, unavailable
+from .base import ObjectStore, Source, unavailable
 
 
 def endpoint_for(config: Config) -> str:
@@ -27,13 +27,11 @@ def endpoint_for(config: Config) -> str:
     return ep if "://" in ep else "https://" + ep
 
 
-class OssSource(Source):
+class OssSource(ObjectStore):
+    scheme = "oss"
+
     def __init__(self, url: str, config: Config) -> None:
-        self.url = url
-        rest = url[len("oss://"):]
-        self.bucket_name, _, self.key = rest.partition("/")
-        if not self.bucket_name:
-            raise unavailable(url, "no bucket in the URL; expected oss://bucket/key")
+        super().__init__(url)
         # Deferred: oss2 is only needed for oss:// models.
         import oss2
 
@@ -47,11 +45,9 @@ class OssSource(Source):
             auth = oss2.Auth(key_id, secret)
         else:
             auth = oss2.AnonymousAuth()
-        self._bucket = oss2.Bucket(auth, endpoint_for(config), self.bucket_name,
-                                   connect_timeout=30)
-        self._prefix = ""
+        self._bucket = oss2.Bucket(auth, endpoint_for(config), self.bucket, connect_timeout=30)
 
-    def _fail(self, e: Exception) -> Exception:
+    def _fail(self, e: Exception) -> Optional[Exception]:
         import oss2
 
         if isinstance(e, oss2.exceptions.OssError):
@@ -60,25 +56,19 @@ class OssSource(Source):
             if status == -2:  # oss2's RequestError: no connection
                 return unavailable(self.url, "server unreachable")
             return unavailable(self.url, f"{code} (HTTP {status})")
-        return e
+        return None
 
-    def stat(self) -> ObjectInfo:
+    def _head(self, key: str) -> Optional[Tuple[str, int]]:
         import oss2
 
         try:
-            if self.key and not self.key.endswith("/"):
-                try:
-                    meta = self._bucket.head_object(self.key)
-                    return ObjectInfo("object", str(meta.etag), int(meta.content_length or 0))
-                except oss2.exceptions.NotFound:
-                    pass
-            prefix = self.key if not self.key or self.key.endswith("/") else self.key + "/"
-            listing = self._list(prefix)
-        except oss2.exceptions.OssError as e:
-            raise self._fail(e) from None
-        info = prefix_info(self.url, prefix, listing)
-        self._prefix = prefix
-        return info
+            meta = self._bucket.head_object(key)
+        except oss2.exceptions.NotFound:
+            return None
+        return str(meta.etag), int(meta.content_length or 0)
+
+    def _get(self, key: str) -> IO[bytes]:
+        return self._bucket.get_object(key)  # type: ignore[no-any-return]
 
     def _list(self, prefix: str) -> List[Tuple[str, int, str]]:
         """ListObjects, parsed without minding XML namespaces: OSS answers without one,
@@ -88,7 +78,7 @@ class OssSource(Source):
         out: List[Tuple[str, int, str]] = []
         marker = ""
         while True:
-            resp = self._bucket._do("GET", self.bucket_name, "",
+            resp = self._bucket._do("GET", self.bucket, "",
                                     params={"prefix": prefix, "marker": marker, "max-keys": "1000"})
             root = ET.fromstring(resp.read())
             for el in root.iter():
@@ -99,15 +89,6 @@ class OssSource(Source):
             if root.findtext("IsTruncated", "false").lower() != "true" or not out:
                 return out
             marker = root.findtext("NextMarker") or out[-1][0]
-
-    def open(self, relative: str = "") -> IO[bytes]:
-        import oss2
-
-        key = self._prefix + relative if relative else self.key
-        try:
-            return self._bucket.get_object(key)  # type: ignore[no-any-return]
-        except oss2.exceptions.OssError as e:
-            raise self._fail(e) from None
 
 
 def open_source(url: str, config: Config) -> Source:

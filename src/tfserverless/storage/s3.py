@@ -6,24 +6,17 @@ local S3-compatible server.
 
 from __future__ import annotations
 
-from typing import IO, Any, List, Tuple
+from typing import IO, Any, List, Optional, Tuple
 
 from ..config import Config
-from .base import ObjectInfo, Source, prefix_info, unavailable
+from .base import ObjectStore, Source, unavailable
 
 
-def _split(url: str) -> Tuple[str, str]:
-    rest = url[len("s3://"):]
-    bucket, _, key = rest.partition("/")
-    return bucket, key
+class S3Source(ObjectStore):
+    scheme = "s3"
 
-
-class S3Source(Source):
     def __init__(self, url: str, config: Config) -> None:
-        self.url = url
-        self.bucket, self.key = _split(url)
-        if not self.bucket:
-            raise unavailable(url, "no bucket in the URL; expected s3://bucket/key")
+        super().__init__(url)
         # Deferred: boto3 costs ~0.3 s to import and only s3:// models need it.
         import boto3
         from botocore.config import Config as BotoConfig
@@ -43,9 +36,8 @@ class S3Source(Source):
             config=BotoConfig(retries={"max_attempts": 3, "mode": "standard"},
                               connect_timeout=10, read_timeout=60),
         )
-        self._prefix = ""
 
-    def _fail(self, e: Exception) -> Exception:
+    def _fail(self, e: Exception) -> Optional[Exception]:
         from botocore.exceptions import BotoCoreError, ClientError
 
         if isinstance(e, ClientError):
@@ -55,41 +47,30 @@ class S3Source(Source):
             return unavailable(self.url, f"{code} (HTTP {status})")
         if isinstance(e, BotoCoreError):
             return unavailable(self.url, type(e).__name__)
-        return e
+        return None
 
-    def stat(self) -> ObjectInfo:
-        from botocore.exceptions import BotoCoreError, ClientError
+    def _head(self, key: str) -> Optional[Tuple[str, int]]:
+        from botocore.exceptions import ClientError
 
         try:
-            if self.key and not self.key.endswith("/"):
-                try:
-                    head = self._client.head_object(Bucket=self.bucket, Key=self.key)
-                    return ObjectInfo("object", str(head.get("ETag", "")),
-                                      int(head.get("ContentLength", 0)))
-                except ClientError as e:
-                    if e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") != 404:
-                        raise
-            prefix = self.key if not self.key or self.key.endswith("/") else self.key + "/"
-            listing: List[Tuple[str, int, str]] = []
-            pages = self._client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=prefix)
-            for page in pages:
-                listing += [(o["Key"], int(o["Size"]), str(o.get("ETag", "")))
-                            for o in page.get("Contents", [])]
-        except (ClientError, BotoCoreError) as e:
-            raise self._fail(e) from None
-        info = prefix_info(self.url, prefix, listing)
-        self._prefix = prefix
-        return info
+            head = self._client.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as e:
+            if e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
+                return None
+            raise
+        return str(head.get("ETag", "")), int(head.get("ContentLength", 0))
 
-    def open(self, relative: str = "") -> IO[bytes]:
-        from botocore.exceptions import BotoCoreError, ClientError
+    def _list(self, prefix: str) -> List[Tuple[str, int, str]]:
+        listing: List[Tuple[str, int, str]] = []
+        pages = self._client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=prefix)
+        for page in pages:
+            listing += [(o["Key"], int(o["Size"]), str(o.get("ETag", "")))
+                        for o in page.get("Contents", [])]
+        return listing
 
-        key = self._prefix + relative if relative else self.key
-        try:
-            body: Any = self._client.get_object(Bucket=self.bucket, Key=key)["Body"]
-        except (ClientError, BotoCoreError) as e:
-            raise self._fail(e) from None
+    def _get(self, key: str) -> IO[bytes]:
+        body: Any = self._client.get_object(Bucket=self.bucket, Key=key)["Body"]
         return _Body(body, self)  # type: ignore[return-value]
 
 

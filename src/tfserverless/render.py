@@ -1,0 +1,197 @@
+"""``tfserverless render``: an EAS service config -> one platform's deploy parameters, as data.
+
+One function per platform in ``RENDERERS``.  Names are made to each platform's rules
+(``platform_name``), images carry a registry placeholder, and EAS's autoscaler {min, max}
+maps to each platform's counterpart: Lambda provisioned / reserved concurrency, Function
+Compute provisioned instances (no per-function instance cap), Cloud Run min / max
+instances, Knative min-scale / max-scale, KServe minReplicas / maxReplicas.
+"""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any, Callable, Dict, List
+
+from .deploy import Service, environment
+from .errors import ConfigError
+
+FC_MAX_CONCURRENCY = 200  # FC 3.0's cap on instance concurrency
+CLOUD_RUN_MAX_CONCURRENCY = 1000
+FLAVOURS = {"aws": "lambda", "fc": "fc", "cloudrun": "cloudrun", "knative": "cloudrun",
+            "kserve": "cloudrun"}
+#: where each platform pulls images from (fill in the placeholders)
+REGISTRIES = {"aws": "<account>.dkr.ecr.<region>.amazonaws.com",
+              "cloudrun": "<region>-docker.pkg.dev/<project>/<repository>",
+              "fc": "registry.<region>.aliyuncs.com/<namespace>",
+              "knative": "<registry>/<repository>", "kserve": "<registry>/<repository>"}
+PORT = 8080
+
+
+def image_tag(processor: str, platform: str) -> str:
+    return f"tfserverless:{processor}-{FLAVOURS[platform]}"
+
+
+def image_ref(processor: str, platform: str) -> str:
+    return f"{REGISTRIES[platform]}/{image_tag(processor, platform)}"
+
+
+def platform_name(name: str, platform: str) -> str:
+    """The EAS service name as each platform accepts one: a CloudFormation stack name
+    (``[A-Za-z][-A-Za-z0-9]*``, 128), an FC function (``[_A-Za-z][-_A-Za-z0-9]*``, 64), a Cloud
+    Run / Knative / KServe service (``[a-z]([-a-z0-9]*[a-z0-9])?``, 63).  ``tf_serving_test`` ->
+    ``tf-serving-test`` where ``_`` is not allowed."""
+    if platform == "fc":
+        out = "".join(c if c.isascii() and (c.isalnum() or c in "-_") else "_" for c in name)
+        return (out if out[:1].isalpha() or out[:1] == "_" else "f_" + out)[:64]
+    out = "".join(c if c.isascii() and c.isalnum() else "-" for c in name)
+    if platform == "aws":
+        return (out if out[:1].isalpha() else "s-" + out)[:128]
+    out = out.lower()
+    out = (out if out[:1].isalpha() else "s-" + out)[:63].rstrip("-")
+    return out or "tfserverless"
+
+
+def _timeout(svc: Service) -> int:
+    return max(1, (svc.keepalive_ms + 999) // 1000)
+
+
+def _max_instances(svc: Service) -> int:
+    return svc.max_instances or max(1, svc.instance)
+
+
+def _aws(svc: Service) -> Dict[str, Any]:
+    if svc.gpu:
+        raise ConfigError(f"metadata.gpu={svc.gpu}: AWS Lambda has no GPUs; expected "
+                          "--platform fc, cloudrun, knative or kserve for a GPU processor")
+    params = {
+        "ImageUri": image_ref(svc.processor, "aws"),
+        "ModelPath": svc.model_path, "WarmUpDataPath": svc.warm_up_data_path,
+        "ServiceName": svc.name, "MemorySize": str(min(10240, max(128, svc.memory_mb))),
+        "Timeout": str(min(900, _timeout(svc))),
+        "ProvisionedConcurrency": str(svc.min_instances if svc.max_instances else svc.instance),
+        "ReservedConcurrency": str(svc.max_instances or -1),
+    }
+    # Lambda runs one request per instance: no queue to size; keepalive is the Timeout
+    overrides = " ".join(f"{k}={shlex.quote(v)}" for k, v in params.items())
+    if svc.token:
+        overrides += " ServiceToken=<token from the config>"
+    stack = platform_name(svc.name, "aws")
+    return {"image": params["ImageUri"], "name": stack, "parameters": params,
+            "command": f"sam deploy --template-file template.yaml --stack-name {stack} "
+                       f"--capabilities CAPABILITY_IAM --parameter-overrides {overrides}"}
+
+
+def _fc(svc: Service) -> Dict[str, Any]:
+    if svc.gpu:
+        raise ConfigError(f"metadata.gpu={svc.gpu}: s.yaml deploys the CPU runtime; use the GPU "
+                          f"container image {image_tag(svc.processor, 'fc')} with runtime "
+                          "custom-container")
+    function = platform_name(svc.name, "fc")
+    vars_ = {"FUNCTION_NAME": function, "SERVICE_NAME": svc.name,
+             "MODEL_PATH": svc.model_path, "WARM_UP_DATA_PATH": svc.warm_up_data_path,
+             # FC wants memory in multiples of 64 MB and about 1 vCPU per 1-4 GB
+             "MEMORY": str(min(32768, max(128, (svc.memory_mb + 63) // 64 * 64))),
+             "CPU": f"{max(0.05, svc.cpu):g}", "TIMEOUT": str(min(86400, _timeout(svc))),
+             # FC sends an instance at most this many requests at once: EAS's queue
+             "INSTANCE_CONCURRENCY": str(min(FC_MAX_CONCURRENCY, svc.concurrency)),
+             "MIN_INSTANCES": str(svc.min_instances)}
+    vars_.update({k: v for k, v in environment(svc).items()
+                  if k.startswith("RPC_") or k == "WORKERS"})
+    # s.yaml runs the built-in Python runtime with TensorFlow from a layer and reads the model
+    # with the function's role: both are needed, neither is in an EAS config
+    vars_["LAYER_ARN"] = f"<ARN of the layer `layers/build --platform fc` built for {svc.processor}>"
+    vars_["ROLE_ARN"] = "<ARN of a role that may read the model's OSS bucket>"
+    env_line = " ".join(f"{k}={shlex.quote(v)}" for k, v in vars_.items())
+    if svc.token:
+        env_line += " SERVICE_TOKEN=<token from the config>"
+    return {"image": None, "name": function, "parameters": vars_,
+            "command": f"{env_line} s deploy -t s.yaml"}
+
+
+def _cloudrun(svc: Service) -> Dict[str, Any]:
+    image = image_ref(svc.processor, "cloudrun")
+    flags = [f"--image={image}", f"--memory={max(512, svc.memory_mb)}Mi",
+             f"--concurrency={min(CLOUD_RUN_MAX_CONCURRENCY, svc.concurrency)}",
+             f"--cpu={max(1, int(svc.cpu + 0.999))}", f"--timeout={min(3600, _timeout(svc))}",
+             f"--max-instances={_max_instances(svc)}", f"--min-instances={svc.min_instances}",
+             f"--port={PORT}"]
+    if svc.gpu:
+        flags += [f"--gpu={svc.gpu}", "--gpu-type=nvidia-l4", "--no-cpu-throttling"]
+    env = {k: v for k, v in environment(svc).items() if k != "SERVICE_TOKEN"}
+    flags.append("--set-env-vars=" + ",".join(f"{k}={v}" for k, v in env.items()))
+    if svc.token:
+        flags.append("--set-secrets=SERVICE_TOKEN=<secret name>:latest")
+    service = platform_name(svc.name, "cloudrun")
+    return {"image": image, "name": service, "parameters": env,
+            "command": f"gcloud run deploy {service} " + " ".join(shlex.quote(f) for f in flags)}
+
+
+def _container(svc: Service, platform: str) -> Dict[str, Any]:
+    """The container both Kubernetes renderers run: the Cloud Run image, our probes."""
+    env: List[Dict[str, Any]] = [{"name": k, "value": v} for k, v in environment(svc).items()
+                                 if k != "SERVICE_TOKEN"]
+    if svc.token:
+        env.append({"name": "SERVICE_TOKEN", "valueFrom": {"secretKeyRef": {
+            "name": f"{platform_name(svc.name, platform)}-token", "key": "token"}}})
+    resources: Dict[str, Dict[str, Any]] = {
+        "requests": {"cpu": f"{svc.cpu:g}", "memory": f"{svc.memory_mb}Mi"},
+        "limits": {"cpu": f"{svc.cpu:g}", "memory": f"{svc.memory_mb}Mi"}}
+    if svc.gpu:
+        resources["limits"]["nvidia.com/gpu"] = str(svc.gpu)
+    return {"image": image_ref(svc.processor, platform), "env": env,
+            "ports": [{"containerPort": PORT, "protocol": "TCP"}], "resources": resources,
+            # readiness waits for the load and warm-up; liveness only for the process
+            "readinessProbe": {"httpGet": {"path": "/healthz", "port": PORT}, "periodSeconds": 2},
+            "livenessProbe": {"httpGet": {"path": "/healthz/live", "port": PORT},
+                              "periodSeconds": 10}}
+
+
+def _knative(svc: Service) -> Dict[str, Any]:
+    name = platform_name(svc.name, "knative")
+    manifest = {
+        "apiVersion": "serving.knative.dev/v1", "kind": "Service",
+        "metadata": {"name": name},
+        "spec": {"template": {
+            "metadata": {"annotations": {
+                "autoscaling.knative.dev/min-scale": str(svc.min_instances),
+                "autoscaling.knative.dev/max-scale": str(_max_instances(svc))}},
+            "spec": {"containerConcurrency": svc.concurrency,
+                     "timeoutSeconds": min(3600, _timeout(svc)),
+                     "containers": [_container(svc, "knative")]}}}}
+    return {"image": image_ref(svc.processor, "knative"), "name": name, "manifest": manifest,
+            "parameters": {}, "command": "kubectl apply -f <this manifest>"}
+
+
+def _kserve(svc: Service) -> Dict[str, Any]:
+    """A custom predictor.  MODEL_PATH rather than ``storageUri``: KServe's storage
+    initializer copies the model into every new pod before it starts; our fetch streams it
+    once per pod too, but checks the version (ETag) into MODEL_CACHE_DIR, speaks oss:// and
+    reports progress on /healthz while the pod is up."""
+    name = platform_name(svc.name, "kserve")
+    container = dict(_container(svc, "kserve"), name="kserve-container")
+    manifest = {
+        "apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+        "metadata": {"name": name},
+        "spec": {"predictor": {"minReplicas": svc.min_instances,
+                               "maxReplicas": _max_instances(svc),
+                               "containerConcurrency": svc.concurrency,
+                               "timeout": min(3600, _timeout(svc)),
+                               "containers": [container]}}}
+    return {"image": container["image"], "name": name, "manifest": manifest, "parameters": {},
+            "command": "kubectl apply -f <this manifest>"}
+
+
+RENDERERS: Dict[str, Callable[[Service], Dict[str, Any]]] = {
+    "aws": _aws, "fc": _fc, "cloudrun": _cloudrun, "knative": _knative, "kserve": _kserve}
+PLATFORMS = tuple(RENDERERS)
+
+
+def render(svc: Service, platform: str) -> Dict[str, Any]:
+    """Deploy parameters for one platform, as data (the CLI prints them)."""
+    renderer = RENDERERS.get(platform)
+    if renderer is None:
+        raise ConfigError(f"--platform {platform!r}; expected one of {', '.join(PLATFORMS)}")
+    return dict(renderer(svc), platform=platform)
+
+
+__all__ = ["PLATFORMS", "RENDERERS", "image_ref", "image_tag", "platform_name", "render"]

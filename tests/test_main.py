@@ -1,0 +1,25 @@
+"""The CLI in-process, fast lane: the processor note `serve --config` prints."""
+
+from __future__ import annotations
+
+from tfserverless import deploy
+from tfserverless.__main__ import installed_tensorflow, processor_note
+
+
+def test_a_processor_with_another_tensorflow_is_named_in_one_line() -> None:
+    table = deploy.load_processors()
+    assert processor_note("tensorflow_cpu_2.21", table, "2.21.0") == ""
+    line = processor_note("tensorflow_cpu_1.15", table, "2.21.0")
+    assert "processor tensorflow_cpu_1.15 runs TensorFlow 1.15.5" in line
+    assert "with TensorFlow 2.21.0" in line and "packaging/build --processor tensorflow_cpu_1.15" in line
+    assert "\n" not in line
+    assert processor_note("tensorflow_cpu_1.15", table, None) == ""  # unknown here: nothing said
+
+
+def test_installed_tensorflow_is_read_without_importing_it() -> None:
+    import sys
+
+    had = "tensorflow" in sys.modules
+    version = installed_tensorflow()
+    assert version is None or version[0].isdigit()
+    assert ("tensorflow" in sys.modules) == had
