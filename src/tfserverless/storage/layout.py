@@ -1,0 +1,37 @@
+"""Where the SavedModel is inside what was fetched (TF Serving's versioned layout too)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import List
+
+from ..errors import ModelUnavailable
+
+log = logging.getLogger("tfserverless.storage")
+
+
+def find_saved_model_root(path: str, *, quiet: bool = False) -> str:
+    """The directory holding saved_model.pb; for TF Serving's ``<name>/<version>/`` layout the
+    highest numeric version (said in the log)."""
+    if os.path.isfile(os.path.join(path, "saved_model.pb")):
+        return path
+    found: List[str] = []
+    for root, dirs, files in os.walk(path):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        if "saved_model.pb" in files:
+            found.append(root)
+            dirs[:] = []
+    if not found:
+        raise ModelUnavailable(f"no saved_model.pb found under {os.path.basename(path) or path}; "
+                               "expected a SavedModel (or <name>/<version>/saved_model.pb)")
+    depth = min(f.count(os.sep) for f in found)
+    shallow = [f for f in found if f.count(os.sep) == depth]
+    versions = [f for f in shallow if os.path.basename(f).isdigit()]
+    if versions:
+        best = max(versions, key=lambda f: int(os.path.basename(f)))
+        if not quiet:
+            log.info("versioned layout: serving version %s of %s", os.path.basename(best),
+                     sorted(int(os.path.basename(v)) for v in versions))
+        return best
+    return sorted(shallow)[0]
