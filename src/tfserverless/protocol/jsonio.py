@@ -32,17 +32,29 @@ def _int(text: str) -> int:
 
 
 def loads(body: bytes, what: str) -> Any:
-    """Parse a JSON body; a 400 naming the problem and ``what`` was expected otherwise."""
+    """Parse a JSON body; a 400 naming where it broke and ``what`` was expected otherwise
+    (the same words with orjson or the standard library)."""
     if orjson is not None:
         try:
             return orjson.loads(body)
         except orjson.JSONDecodeError as e:
             if b"NaN" not in body and b"Infinity" not in body:
-                raise BadRequest(f"body is not valid JSON ({e}); expected {what}") from None
+                raise _invalid(e, what) from None
     try:  # NaN and Infinity are accepted, as TF Serving accepts them
         return json.loads(body, parse_int=_int)
-    except (ValueError, RecursionError) as e:
-        raise BadRequest(f"body is not valid JSON ({str(e)[:200]}); expected {what}") from None
+    except json.JSONDecodeError as e:
+        raise _invalid(e, what) from None
+    except UnicodeDecodeError:
+        raise BadRequest(f"body is not valid JSON (not UTF-8); expected {what}") from None
+    except RecursionError:
+        raise BadRequest(f"body is not valid JSON (nested too deeply); expected {what}") from None
+    except ValueError as e:  # an integer too long to be one
+        raise BadRequest(f"body is not valid JSON ({e}); expected {what}") from None
+
+
+def _invalid(e: json.JSONDecodeError, what: str) -> BadRequest:
+    return BadRequest(f"body is not valid JSON at line {e.lineno} column {e.colno} "
+                      f"(byte {e.pos}); expected {what}")
 
 
 _TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|null')
