@@ -172,6 +172,17 @@ def test_unknown_fields_are_named_and_ignored(tmp_path: Any) -> None:
     assert "(did you mean 'max_queue_size'?)" in proc.stderr
 
 
+def test_serve_refuses_a_model_the_processors_tensorflow_cannot_load(models: Dict[str, str],
+                                                                    tmp_path: Any) -> None:
+    """The TF2-only export on the 1.15 processor: what TensorFlow 1.15's loader would say
+    (`make compat` checks that it does), told at start from the SavedModel alone."""
+    cfg = dict(EAS_EXAMPLE, model_path=models["tf2_native"], processor="tensorflow_cpu_1.15")
+    proc = cli(["serve", "--port", "1"], cfg, tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    line = proc.stderr.strip().splitlines()[-1]
+    assert "TensorFlow 1.15.5 cannot load the SavedModel" in line and "VarHandleOp.debug_name" in line
+
+
 def test_serve_runs_an_eas_config_locally(models: Dict[str, str], tmp_path: Any) -> None:
     cfg = {"name": "mnist_cfg", "model_path": models["tf1_mnist"], "token": "cfg-token",
            "processor": "tensorflow_cpu_2.21", "metadata": {"instance": 1, "rpc": {"worker_threads": 4}}}

@@ -23,3 +23,15 @@ def test_installed_tensorflow_is_read_without_importing_it() -> None:
     version = installed_tensorflow()
     assert version is None or version[0].isdigit()
     assert ("tensorflow" in sys.modules) == had
+
+
+def test_unknown_ops_and_attrs_set_off_their_default_are_what_an_old_tensorflow_lacks() -> None:
+    from tfserverless.graph_ops import missing
+
+    ops = {"MatMul": ["T", "transpose_a", "transpose_b"], "Const": ["dtype", "value"]}
+    used = {"MatMul": {"T": {b"0\x01"}, "grad_a": {b"(\x00"}},  # new attr, left at its default
+            "VarHandleOp": {"dtype": {b"0\x01"}},  # an op that TensorFlow does not have
+            "Const": {"dtype": {b"0\x01"}, "debug": {b"(\x01"}}}  # new attr, set off default
+    defaults = {"MatMul": {"grad_a": b"(\x00"}, "Const": {"debug": b"(\x00"}}
+    assert missing(used, defaults, ops) == ["Const.debug", "VarHandleOp"]
+    assert missing(used, {}, ops) == ["Const.debug", "MatMul.grad_a", "VarHandleOp"]

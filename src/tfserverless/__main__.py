@@ -54,6 +54,23 @@ def processor_note(processor: str, table: Dict[str, Any], installed: Optional[st
             f"tfserverless:{processor}-cloudrun)")
 
 
+def unloadable(svc: deploy.Service, table: Dict[str, Any]) -> str:
+    """Why the processor's TensorFlow cannot load a local model, if that can be told here."""
+    path = svc.model_path
+    if "://" in path or not os.path.isdir(path):
+        return ""  # remote or an archive: only the load itself can tell
+    from .graph_ops import cannot_load
+    from .storage import find_saved_model_root
+
+    wanted = table["processors"][svc.processor]["tensorflow"].split("==")[-1]
+    try:
+        root = find_saved_model_root(path, quiet=True)
+    except Exception:  # not a SavedModel: the load says so, with its own message
+        return ""
+    line = cannot_load(root, wanted)
+    return f"{line}; expected a processor whose TensorFlow can ({svc.processor} cannot)" if line else ""
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="tfserverless")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -89,9 +106,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"tfserverless: configuration error: {e.message}", file=sys.stderr)
         return 2
     if svc is not None:
-        note = processor_note(svc.processor, deploy.load_processors(), installed_tensorflow())
+        table = deploy.load_processors()
+        note = processor_note(svc.processor, table, installed_tensorflow())
         if note:
             print(f"tfserverless: {note}", file=sys.stderr)
+        refusal = unloadable(svc, table)
+        if refusal:
+            print(f"tfserverless: configuration error: {refusal}", file=sys.stderr)
+            return 2
         os.environ.update(deploy.environment(svc))
     from . import server  # gunicorn and the service: only when serving
 
