@@ -72,19 +72,24 @@ def unloadable(svc: deploy.Service, table: Dict[str, Any]) -> str:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="tfserverless")
+    parser = argparse.ArgumentParser(
+        prog="tfserverless", epilog="Settings (MODEL_PATH, SERVICE_TOKEN, RPC_*, WORKERS, ...) "
+        "come from the environment; the README's Configuration table lists each with its default.")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="serve the model over HTTP (EAS protobuf, TF Serving "
                            "REST, V2); settings from the environment (MODEL_PATH, ...)")
     serve.add_argument("--config", help="an EAS service config (JSON); its settings override "
-                       "the environment's")
+                       "the environment's (default: none, the environment alone)")
     serve.add_argument("--host", default="0.0.0.0", help="address to listen on (default: %(default)s)")
     serve.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")),
                        help="port (default: $PORT, else 8080)")
     render = sub.add_parser("render", help="print the deploy parameters for a platform")
-    render.add_argument("--config", required=True, help="an EAS service config (JSON)")
-    render.add_argument("--platform", required=True, choices=renderers.PLATFORMS)
-    render.add_argument("--json", action="store_true", help="print JSON instead of text")
+    render.add_argument("--config", required=True, help="an EAS service config (JSON; required)")
+    render.add_argument("--platform", required=True, choices=renderers.PLATFORMS,
+                        help="the platform to deploy to (required; Knative and KServe print a "
+                        "manifest)")
+    render.add_argument("--json", action="store_true",
+                        help="print everything as JSON (default: text)")
     args = parser.parse_args(argv)
     try:
         svc = _load(args.config) if args.config else None
