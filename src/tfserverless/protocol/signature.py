@@ -4,7 +4,7 @@ protocol runs a request through before the model sees it."""
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -70,20 +70,26 @@ class Given:
         return self.array
 
 
-def feeds_for_signature(inputs: Mapping[str, Incoming], sig: Signature) -> Dict[str, np.ndarray]:
-    """Check names, dtypes and shapes against the signature and build the input arrays."""
-    if inputs.keys() != sig.inputs.keys():
-        unknown = sorted(set(inputs) - set(sig.inputs))
-        if unknown:
-            raise BadRequest(
-                f"unknown input {', '.join(repr(u) for u in unknown)} for signature '{sig.name}'; "
-                f"expected {_names(sig.inputs)}"
-            )
-        missing = sorted(set(sig.inputs) - set(inputs))
+def check_names(names: Iterable[str], sig: Signature, *, complete: bool = True) -> None:
+    """Every name is one of the signature's inputs and, when ``complete``, none is missing."""
+    given = set(names)
+    unknown = sorted(given - set(sig.inputs))
+    if unknown:
+        raise BadRequest(
+            f"unknown input {', '.join(repr(u) for u in unknown)} for signature '{sig.name}'; "
+            f"expected {_names(sig.inputs)}"
+        )
+    missing = sorted(set(sig.inputs) - given)
+    if complete and missing:
         raise BadRequest(
             f"missing input {', '.join(repr(m) for m in missing)} for signature '{sig.name}'; "
             f"expected {_names(sig.inputs)}"
         )
+
+
+def feeds_for_signature(inputs: Mapping[str, Incoming], sig: Signature) -> Dict[str, np.ndarray]:
+    """Check names, dtypes and shapes against the signature and build the input arrays."""
+    check_names(inputs, sig)
     feeds = {}
     for name, wire in inputs.items():
         spec = sig.inputs[name]

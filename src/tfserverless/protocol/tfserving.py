@@ -18,7 +18,7 @@ from .base import Call, Decoded, Signatures
 from .dtypes import DTYPES, dtype_name
 from .examples import serialize_examples
 from .jsonio import dumps, loads
-from .signature import Given, Signature, TensorSpec, feeds_for_signature
+from .signature import Given, Signature, TensorSpec, check_names, feeds_for_signature
 
 PREDICT, CLASSIFY, REGRESS = ("tensorflow/serving/predict", "tensorflow/serving/classify",
                               "tensorflow/serving/regress")
@@ -80,8 +80,7 @@ def to_array(value: Any, spec: TensorSpec, name: str) -> np.ndarray:
 
 
 def _given(values: Mapping[str, Any], sig: Signature) -> Dict[str, np.ndarray]:
-    if values.keys() != sig.inputs.keys():
-        feeds_for_signature({k: Given(0, np.zeros(0)) for k in values}, sig)  # names the problem
+    check_names(values, sig)  # before converting anything
     return feeds_for_signature(
         {k: Given(sig.inputs[k].dtype, to_array(v, sig.inputs[k], k)) for k, v in values.items()},
         sig)
@@ -93,8 +92,7 @@ def _rows_format(instances: Any, sig: Signature) -> Dict[str, Any]:
     names = sorted(sig.inputs)
     if all(isinstance(i, dict) and not is_b64(i) for i in instances):
         for inst in instances:
-            if inst.keys() != sig.inputs.keys():
-                feeds_for_signature({k: Given(0, np.zeros(0)) for k in inst}, sig)
+            check_names(inst, sig)
         return {k: [inst[k] for inst in instances] for k in names}
     if len(names) != 1:
         raise BadRequest(f"signature '{sig.name}' has inputs {', '.join(map(repr, names))}; "

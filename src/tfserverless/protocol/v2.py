@@ -19,7 +19,7 @@ from ..errors import BadRequest
 from .base import Call, Decoded, Signatures
 from .dtypes import BY_V2, V2_NAMES, dtype_for_numpy
 from .jsonio import dumps, loads
-from .signature import Given, TensorSpec, feeds_for_signature, output_names
+from .signature import Given, TensorSpec, check_names, feeds_for_signature, output_names
 from .tfserving import to_array
 
 HEADER = "inference-header-content-length"
@@ -125,8 +125,7 @@ class V2:
             t = _dict(t, "each input")
             if not isinstance(t.get("name"), str):
                 raise BadRequest('each input needs a "name" string')
-            if t["name"] not in sig.inputs:  # named as feeds_for_signature names it
-                feeds_for_signature({t["name"]: Given(0, np.zeros(0))}, sig)
+            check_names([t["name"]], sig, complete=False)
             arr, code, pos = _input(t, raw, pos, sig.inputs[t["name"]])
             given[t["name"]] = Given(code, arr)
         if pos != len(raw):
