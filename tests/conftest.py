@@ -166,26 +166,37 @@ OSS_KEY_ID = "LTAItesting0000"
 OSS_SECRET = "oss-secret-never-logged-9c1e"
 
 
-class MotoServer:
-    """moto's S3 in server mode: a real HTTP object store on 127.0.0.1 (boto3 and oss2)."""
+class LoopbackServer:
+    """A store's real server as a subprocess on 127.0.0.1, ready once ``probe`` answers."""
 
-    def __init__(self) -> None:
+    def __init__(self, name: str, argv: List[str], probe: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = f"/tmp/moto-{self.port}.log"
+        self.log_path = f"/tmp/{name}-{self.port}.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [os.path.join(BIN, "moto_server"), "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen([a.format(port=self.port) for a in argv], stdout=self._log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
-                requests.get(self.url + "/moto-api/", timeout=2)
-                break
+                requests.get(self.url + probe, timeout=2)
+                return
             except requests.RequestException:
                 time.sleep(0.2)
-        else:
-            raise AssertionError("moto server did not start")
+        raise AssertionError(f"{name} did not start: see {self.log_path}")
+
+    def stop(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        self.proc.wait(10)
+        self._log.close()
+
+
+class MotoServer(LoopbackServer):
+    """moto's S3 in server mode: a real HTTP object store on 127.0.0.1 (boto3 and oss2)."""
+
+    def __init__(self) -> None:
+        super().__init__("moto", [os.path.join(BIN, "moto_server"), "-H", "127.0.0.1", "-p",
+                                  "{port}"], "/moto-api/")
 
     def client(self) -> Any:
         import boto3
@@ -199,11 +210,6 @@ class MotoServer:
                 "AWS_SECRET_ACCESS_KEY": AWS_SECRET, "AWS_DEFAULT_REGION": "us-east-1",
                 "OSS_ENDPOINT": self.url, "ALIBABA_CLOUD_ACCESS_KEY_ID": OSS_KEY_ID,
                 "ALIBABA_CLOUD_ACCESS_KEY_SECRET": OSS_SECRET}
-
-    def stop(self) -> None:
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        self.proc.wait(10)
-        self._log.close()
 
 
 @pytest.fixture(scope="session")
@@ -291,27 +297,13 @@ def files() -> Iterator[FileServer]:
     server.stop()
 
 
-class GcsEmulator:
+class GcsEmulator(LoopbackServer):
     """``gcp-storage-emulator``: Google Cloud Storage's JSON API on 127.0.0.1, in memory."""
 
     def __init__(self) -> None:
-        self.port = free_port()
-        self.host = f"http://127.0.0.1:{self.port}"
-        self.log_path = f"/tmp/gcs-{self.port}.log"
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [os.path.join(BIN, "gcp-storage-emulator"), "start", "--host", "127.0.0.1",
-             "--port", str(self.port), "--in-memory"],
-            stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                requests.get(self.host + "/storage/v1/b", timeout=2)
-                break
-            except requests.RequestException:
-                time.sleep(0.2)
-        else:
-            raise AssertionError("gcp-storage-emulator did not start")
+        super().__init__("gcs", [os.path.join(BIN, "gcp-storage-emulator"), "start", "--host",
+                                 "127.0.0.1", "--port", "{port}", "--in-memory"], "/storage/v1/b")
+        self.host = self.url
 
     def client(self) -> Any:
         from google.auth.credentials import AnonymousCredentials
@@ -322,11 +314,6 @@ class GcsEmulator:
 
     def env(self) -> Dict[str, str]:
         return {"STORAGE_EMULATOR_HOST": self.host, "GOOGLE_CLOUD_PROJECT": "test"}
-
-    def stop(self) -> None:
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        self.proc.wait(10)
-        self._log.close()
 
 
 @pytest.fixture(scope="session")

@@ -27,7 +27,7 @@ from .errors import (
     Unauthorized,
 )
 from .loader import ModelHolder, Servable
-from .messages import GATEWAY_PREFIX, Request, Response, error_response, json_response
+from .messages import GATEWAY_PREFIX, Request, Response, decoded_body, error_response, json_response
 from .metrics import CONTENT_TYPE, Metrics
 from .predictor import INLINE_SECONDS, Context, Predictor
 from .protocol.base import Call
@@ -228,6 +228,7 @@ class Service:
             # after auth: only a caller with the token learns the real name
             raise NotFound(f"service '{name}' not found; this function serves '{configured}' at "
                            f"{GATEWAY_PREFIX}{configured}")
+        req.body = decoded_body(req, self.config.max_body_bytes)  # as on /v1 and /v2
         if req.method in ("GET", "HEAD") or not req.body:
             sig_name = req.query.get("signature_name", "")
             return Job(lambda model, ctx: self.schema(model, sig_name), admitted=False)

@@ -10,6 +10,7 @@ deliberate change; review the diff.
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import os
 from typing import Any, Dict, Iterator, List, Sequence, Tuple
@@ -75,6 +76,8 @@ CASES: List[Tuple[str, str, str, Dict[str, str], bytes]] = [
     ("eas schema", "GET", "/api/predict/" + SERVICE, RAW, b""),
     ("eas predict", "POST", "/api/predict/" + SERVICE, RAW, EAS),
     ("eas predict on /", "POST", "/", RAW, EAS),
+    ("eas predict gzip", "POST", "/", dict(RAW, **{"Content-Encoding": "gzip"}), gzip.compress(EAS)),
+    ("eas unknown coding", "POST", "/", dict(RAW, **{"Content-Encoding": "br"}), EAS),
     ("eas no token", "POST", "/", {}, EAS),
     ("eas other service", "POST", "/api/predict/other", RAW, EAS),
     ("eas malformed", "POST", "/", RAW, b"\xff\xff"),

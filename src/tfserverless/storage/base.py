@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import IO, Iterator, List, NamedTuple, Optional, Tuple
+from typing import IO, Any, Iterator, List, NamedTuple, Optional, Tuple
 from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import ModelUnavailable
@@ -65,7 +65,8 @@ class ObjectStore(Source):
         """(key, size, version) of every object whose key starts with ``prefix``."""
         raise NotImplementedError
 
-    def _get(self, key: str) -> IO[bytes]:
+    def _get(self, key: str) -> Any:
+        """The SDK's stream of the object (anything with ``read`` and ``close``)."""
         raise NotImplementedError
 
     def _fail(self, e: Exception) -> Optional[Exception]:
@@ -95,9 +96,28 @@ class ObjectStore(Source):
     def open(self, relative: str = "") -> IO[bytes]:
         key = self._prefix + relative if relative else self.key
         try:
-            return self._get(key)
+            return _Guarded(self._get(key), self)  # type: ignore[return-value]
         except Exception as e:
             raise self._sdk(e) from None
+
+
+class _Guarded:
+    """An SDK's stream whose errors mid-download become the store's one-line 503s."""
+
+    def __init__(self, raw: Any, store: ObjectStore) -> None:
+        self._raw = raw
+        self._store = store
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            return bytes(self._raw.read(n) if n >= 0 else self._raw.read())
+        except Exception as e:
+            if self._store._fail(e) is None:
+                raise
+            raise unavailable(self._store.url, f"download interrupted ({type(e).__name__})") from None
+
+    def close(self) -> None:
+        self._raw.close()
 
 
 def redact(url: str) -> str:

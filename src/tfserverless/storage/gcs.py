@@ -9,7 +9,7 @@ credentials are needed.
 
 from __future__ import annotations
 
-from typing import IO, Any, List, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 from ..config import Config
 from .base import CHUNK, ObjectStore, Source, unavailable
@@ -68,26 +68,8 @@ class GcsSource(ObjectStore):
         return [(b.name, int(b.size or 0), f"{b.etag}-{b.generation}")
                 for b in self._client.list_blobs(self.bucket, prefix=prefix)]
 
-    def _get(self, key: str) -> IO[bytes]:
-        reader: Any = self._bucket.blob(key).open("rb", chunk_size=CHUNK * 8)
-        return _Reader(reader, self)  # type: ignore[return-value]
-
-
-class _Reader:
-    """The library's chunked reader with its errors turned into clear 503s."""
-
-    def __init__(self, reader: Any, source: GcsSource) -> None:
-        self._reader = reader
-        self._source = source
-
-    def read(self, n: int = -1) -> bytes:
-        try:
-            return bytes(self._reader.read(n))
-        except Exception as e:
-            raise self._source._sdk(e) from None
-
-    def close(self) -> None:
-        self._reader.close()
+    def _get(self, key: str) -> Any:
+        return self._bucket.blob(key).open("rb", chunk_size=CHUNK * 8)
 
 
 def open_source(url: str, config: Config) -> Source:

@@ -7,7 +7,7 @@ localhost endpoint is addressed path-style (private or local servers).
 
 from __future__ import annotations
 
-from typing import IO, Any, List, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 from ..config import Config
 from ..errors import ConfigError
@@ -67,8 +67,8 @@ class OssSource(ObjectStore):
             return None
         return str(meta.etag), int(meta.content_length or 0)
 
-    def _get(self, key: str) -> IO[bytes]:
-        return self._bucket.get_object(key)  # type: ignore[no-any-return]
+    def _get(self, key: str) -> Any:
+        return self._bucket.get_object(key)
 
     def _list(self, prefix: str) -> List[Tuple[str, int, str]]:
         """ListObjects, parsed without minding XML namespaces: OSS answers without one,

@@ -6,7 +6,7 @@ local S3-compatible server.
 
 from __future__ import annotations
 
-from typing import IO, Any, List, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 from ..config import Config
 from .base import ObjectStore, Source, unavailable
@@ -69,28 +69,8 @@ class S3Source(ObjectStore):
                         for o in page.get("Contents", [])]
         return listing
 
-    def _get(self, key: str) -> IO[bytes]:
-        body: Any = self._client.get_object(Bucket=self.bucket, Key=key)["Body"]
-        return _Body(body, self)  # type: ignore[return-value]
-
-
-class _Body:
-    """boto3's StreamingBody with its errors turned into clear 503s."""
-
-    def __init__(self, body: Any, source: S3Source) -> None:
-        self._body = body
-        self._source = source
-
-    def read(self, n: int = -1) -> bytes:
-        from botocore.exceptions import BotoCoreError
-
-        try:
-            return bytes(self._body.read(n if n >= 0 else None))
-        except BotoCoreError as e:
-            raise unavailable(self._source.url, f"download interrupted ({type(e).__name__})") from None
-
-    def close(self) -> None:
-        self._body.close()
+    def _get(self, key: str) -> Any:
+        return self._client.get_object(Bucket=self.bucket, Key=key)["Body"]
 
 
 def open_source(url: str, config: Config) -> Source:
