@@ -1,6 +1,7 @@
 """``tfserverless serve [--config service.json]`` serves the model (settings from the
 environment, or an EAS service config as it is); ``tfserverless render --config service.json
---platform aws|fc|cloudrun`` turns the config into deploy parameters."""
+--platform aws|fc|cloudrun`` turns the config into deploy parameters; ``tfserverless convert
+SAVED_MODEL OUT`` writes the LiteRT model the ``litert_cpu`` processor serves."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import argparse
 import json
 import os
 import sys
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from . import deploy
 from . import render as renderers
@@ -71,6 +72,49 @@ def unloadable(svc: deploy.Service, table: Dict[str, Any]) -> str:
     return f"{line}; expected a processor whose TensorFlow can ({svc.processor} cannot)" if line else ""
 
 
+QUANTIZE_CHOICES = ("none", "dynamic", "float16")  # convert.QUANTIZE's keys, without its import
+
+
+def _tolerance(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number >= 0")
+    return value
+
+
+def _batch_sizes(text: str) -> Tuple[int, ...]:
+    try:
+        sizes = tuple(int(p) for p in text.split(","))
+    except ValueError:
+        sizes = ()
+    if not sizes or not all(1 <= n <= 4096 for n in sizes) or len(sizes) > 16:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected up to 16 comma-separated "
+                                         "integers in 1..4096")
+    return sizes
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from .convert import Refused, convert, summary  # TensorFlow: only when converting
+    from .errors import TFServerlessError
+
+    try:
+        manifest = convert(args.saved_model, args.out, quantize=args.quantize, atol=args.atol,
+                           rtol=args.rtol, batch_sizes=args.batch_sizes, seed=args.seed,
+                           warmup=args.warmup, force=args.force,
+                           signatures=[s for s in args.signatures.split(",") if s])
+    except Refused as e:
+        print(f"tfserverless: convert refused: {e.message}", file=sys.stderr)
+        return 2
+    except TFServerlessError as e:  # the SavedModel cannot be fetched or loaded
+        print(f"tfserverless: convert: {e.message}", file=sys.stderr)
+        return 2
+    print("\n".join(summary(manifest, args.out)))
+    return 0
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(
         prog="tfserverless", epilog="Settings (MODEL_PATH, SERVICE_TOKEN, RPC_*, WORKERS, ...) "
@@ -90,7 +134,29 @@ def main(argv: Optional[List[str]] = None) -> int:
                         "manifest)")
     render.add_argument("--json", action="store_true",
                         help="print everything as JSON (default: text)")
+    conv = sub.add_parser("convert", help="convert a SavedModel to LiteRT (the litert_cpu "
+                          "processor), verified against TensorFlow; needs TensorFlow here")
+    conv.add_argument("saved_model", help="the SavedModel: a directory, archive or URL, as "
+                      "MODEL_PATH takes")
+    conv.add_argument("out", help="where to write: a directory, or an archive (.tar.gz, .zip)")
+    conv.add_argument("--signatures", default="", help="comma-separated signature names "
+                      "(default: every signature)")
+    conv.add_argument("--quantize", choices=sorted(QUANTIZE_CHOICES), default="none",
+                      help="weights: none (float32), dynamic (int8) or float16 (default: "
+                      "%(default)s); the measured error must still be within the tolerance")
+    conv.add_argument("--atol", type=_tolerance, default=1e-5,
+                      help="absolute tolerance vs TensorFlow (default: %(default)g)")
+    conv.add_argument("--rtol", type=_tolerance, default=1e-4,
+                      help="relative tolerance vs TensorFlow (default: %(default)g)")
+    conv.add_argument("--batch-sizes", type=_batch_sizes, default=(1, 4, 16),
+                      help="batch sizes of the random verification inputs (default: 1,4,16)")
+    conv.add_argument("--seed", type=int, default=0, help="random inputs' seed (default: 0)")
+    conv.add_argument("--warmup", help="warm-up requests to verify with, as WARM_UP_DATA_PATH "
+                      "takes (.bin, .txt, TFRecord) (default: the SavedModel's assets.extra)")
+    conv.add_argument("--force", action="store_true", help="replace OUT if it exists")
     args = parser.parse_args(argv)
+    if args.command == "convert":
+        return _convert(args)
     try:
         svc = _load(args.config) if args.config else None
         if args.command == "render":

@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 import time
-from typing import Dict, Mapping, Optional
+from typing import Callable, Dict, Mapping, Optional, Tuple
 
 from .config import Config
 from .errors import ConfigError
@@ -27,23 +27,45 @@ def setup_logging(level: str) -> None:
     root.setLevel(level)
 
 
-def load_model(config: Config, phases: Optional[Dict[str, float]] = None) -> Servable:
-    """Fetch (or reuse) the model and load it; logs the one-line cold-start timeline and
-    puts its phases' seconds in ``phases``."""
-    from . import storage
+def _load_tensorflow(path: str, config: Config) -> Servable:
     from .model import Model
+
+    return Model.load(path, intra_op_threads=config.intra_op_threads,
+                      inter_op_threads=config.inter_op_threads, processor=config.processor,
+                      cuda_visible_devices=config.cuda_visible_devices)
+
+
+def _load_litert(path: str, config: Config) -> Servable:
+    from .model_litert import LiteModel
+
+    return LiteModel.load(path, threads=config.intra_op_threads)
+
+
+# What the fetched directory holds -> (runtime, backend); the first marker present wins.  Each
+# backend imports its runtime only when it loads.
+BACKENDS: Tuple[Tuple[str, str, Callable[[str, Config], Servable]], ...] = (
+    ("litert.json", "LiteRT", _load_litert),  # `tfserverless convert` output
+    ("saved_model.pb", "TensorFlow", _load_tensorflow),
+)
+
+
+def load_model(config: Config, phases: Optional[Dict[str, float]] = None) -> Servable:
+    """Fetch (or reuse) the model and load it with the backend its files call for; logs the
+    one-line cold-start timeline and puts its phases' seconds in ``phases``."""
+    from . import storage
 
     t0 = time.monotonic()
     fetched = storage.fetch_model(config)
-    model = Model.load(fetched.path, intra_op_threads=config.intra_op_threads,
-                       inter_op_threads=config.inter_op_threads, processor=config.processor,
-                       cuda_visible_devices=config.cuda_visible_devices)
+    runtime, load = next(((r, f) for marker, r, f in BACKENDS
+                          if os.path.isfile(os.path.join(fetched.path, marker))), BACKENDS[-1][1:])
+    model = load(fetched.path, config)
+    seconds = model.import_seconds, model.load_seconds
     if phases is not None:
-        phases.update(fetch=fetched.seconds, tf_import=model.import_seconds, load=model.load_seconds)
+        phases.update(fetch=fetched.seconds, tf_import=seconds[0], load=seconds[1])
     fetch = "cached" if fetched.cached else f"{fetched.seconds:.2f}s ({fetched.nbytes / 1e6:.1f} MB)"
     log.info(
-        "cold start: fetch+extract %s, TensorFlow import %.2fs, load %.2fs, total %.2fs",
-        fetch, model.import_seconds, model.load_seconds, time.monotonic() - t0,
+        "cold start: fetch+extract %s, %s import %.2fs, load %.2fs, total %.2fs",
+        fetch, runtime, seconds[0], seconds[1], time.monotonic() - t0,
     )
     return model
 

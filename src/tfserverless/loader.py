@@ -25,7 +25,10 @@ class Servable(Protocol):
     path: str
     signatures: Dict[str, Signature]
     default_signature: str
-    tf_version: str
+    tf_version: str  # "" when the backend is not TensorFlow
+    runtime: str  # what runs it, with its version ("tensorflow 2.21.0", "ai-edge-litert 2.3.0")
+    import_seconds: float  # the cold start's runtime import, then load
+    load_seconds: float
 
     def signature(self, name: str) -> Signature: ...
 

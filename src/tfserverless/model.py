@@ -17,13 +17,11 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Type
 import numpy as np
 
 from .errors import BadRequest, ModelError, ModelUnavailable
-from .protocol.signature import Signature, TensorSpec
+from .protocol.signature import Signature, TensorSpec, choose_default, find_signature
 
 log = logging.getLogger("tfserverless.model")
 
 INIT_OP_KEY = "__saved_model_init_op"
-DEFAULT_KEY = "serving_default"
-PREDICT_METHOD = "tensorflow/serving/predict"
 
 
 def _tf() -> Any:
@@ -36,27 +34,6 @@ def _tf() -> Any:
 
 def tf_version() -> str:
     return str(_tf().__version__)
-
-
-def choose_default(signatures: Dict[str, Signature]) -> str:
-    """The signature an empty ``signature_name`` means.
-
-    ``serving_default`` when it is a predict signature, else the first predict signature by
-    name (TF Serving's MNIST export has a classify ``serving_default`` beside
-    ``predict_images``, and EAS answers with ``predict_images``), else ``serving_default``,
-    else the first by name.
-    """
-    if not signatures:
-        return ""
-    sig = signatures.get(DEFAULT_KEY)
-    if sig is not None and sig.method in ("", PREDICT_METHOD):
-        return DEFAULT_KEY
-    predict = sorted(n for n, s in signatures.items() if s.method == PREDICT_METHOD)
-    if predict:
-        return predict[0]
-    if sig is not None:
-        return DEFAULT_KEY
-    return sorted(signatures)[0]
 
 
 def _spec(alias: str, info: Any) -> TensorSpec:
@@ -163,6 +140,7 @@ class Model:
         self.default_signature = choose_default(signatures)
         self.session = session
         self.tf_version = tf_version
+        self.runtime = f"tensorflow {tf_version}"
         self.devices = list(devices)
         self._callables: Dict[Tuple[str, Tuple[str, ...]], Callable[..., List[Any]]] = {}
         self._lock = threading.Lock()
@@ -220,14 +198,7 @@ class Model:
         return model
 
     def signature(self, name: str) -> Signature:
-        key = name or self.default_signature
-        sig = self.signatures.get(key)
-        if sig is None:
-            raise BadRequest(
-                f"unknown signature_name {name!r}; expected one of "
-                f"{', '.join(repr(k) for k in sorted(self.signatures))}"
-            )
-        return sig
+        return find_signature(self.signatures, self.default_signature, name)
 
     def _callable(self, sig: Signature, outputs: Tuple[str, ...]) -> Callable[..., List[Any]]:
         key = (sig.name, outputs)

@@ -281,8 +281,9 @@ class Service:
             info["pid"] = os.getpid()
             if h.model is not None:
                 info.update(signatures=sorted(h.model.signatures),
-                            default_signature=h.model.default_signature,
-                            tensorflow=h.model.tf_version)
+                            default_signature=h.model.default_signature, runtime=h.model.runtime)
+                if h.model.tf_version:
+                    info["tensorflow"] = h.model.tf_version
             if h.error:
                 info["error"] = h.error
             if self.warmup:

@@ -35,6 +35,8 @@ class Doubler:
 
     path = "/models/doubler/3"
     tf_version = "none"
+    runtime = "none"
+    import_seconds = load_seconds = 0.0
     default_signature = "serving_default"
 
     def __init__(self) -> None:

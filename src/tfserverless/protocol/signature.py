@@ -27,6 +27,42 @@ class Signature(NamedTuple):
     method: str = ""
 
 
+DEFAULT_KEY = "serving_default"
+PREDICT_METHOD = "tensorflow/serving/predict"
+
+
+def choose_default(signatures: Dict[str, Signature]) -> str:
+    """The signature an empty ``signature_name`` means.
+
+    ``serving_default`` when it is a predict signature, else the first predict signature by
+    name (TF Serving's MNIST export has a classify ``serving_default`` beside
+    ``predict_images``, and EAS answers with ``predict_images``), else ``serving_default``,
+    else the first by name.
+    """
+    if not signatures:
+        return ""
+    sig = signatures.get(DEFAULT_KEY)
+    if sig is not None and sig.method in ("", PREDICT_METHOD):
+        return DEFAULT_KEY
+    predict = sorted(n for n, s in signatures.items() if s.method == PREDICT_METHOD)
+    if predict:
+        return predict[0]
+    if sig is not None:
+        return DEFAULT_KEY
+    return sorted(signatures)[0]
+
+
+def find_signature(signatures: Dict[str, Signature], default: str, name: str) -> Signature:
+    """The signature ``name`` names ('' is ``default``); 400 naming the choices otherwise."""
+    sig = signatures.get(name or default)
+    if sig is None:
+        raise BadRequest(
+            f"unknown signature_name {name!r}; expected one of "
+            f"{', '.join(repr(k) for k in sorted(signatures))}"
+        )
+    return sig
+
+
 def signature_json(sig: Signature) -> Dict[str, Any]:
     """The structure EAS returns for an empty request."""
 

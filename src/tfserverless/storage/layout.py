@@ -11,20 +11,25 @@ from ..errors import ModelUnavailable
 log = logging.getLogger("tfserverless.storage")
 
 
+# the files that make a directory servable: a SavedModel, or `tfserverless convert`'s output
+MARKERS = ("saved_model.pb", "litert.json")
+
+
 def find_saved_model_root(path: str, *, quiet: bool = False) -> str:
-    """The directory holding saved_model.pb; for TF Serving's ``<name>/<version>/`` layout the
-    highest numeric version (said in the log)."""
-    if os.path.isfile(os.path.join(path, "saved_model.pb")):
+    """The directory holding saved_model.pb (or a converted model's litert.json); for TF
+    Serving's ``<name>/<version>/`` layout the highest numeric version (said in the log)."""
+    if any(os.path.isfile(os.path.join(path, m)) for m in MARKERS):
         return path
     found: List[str] = []
     for root, dirs, files in os.walk(path):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        if "saved_model.pb" in files:
+        if any(m in files for m in MARKERS):
             found.append(root)
             dirs[:] = []
     if not found:
         raise ModelUnavailable(f"no saved_model.pb found under {os.path.basename(path) or path}; "
-                               "expected a SavedModel (or <name>/<version>/saved_model.pb)")
+                               "expected a SavedModel (or <name>/<version>/saved_model.pb) or the "
+                               "output of `tfserverless convert`")
     depth = min(f.count(os.sep) for f in found)
     shallow = [f for f in found if f.count(os.sep) == depth]
     versions = [f for f in shallow if os.path.basename(f).isdigit()]
