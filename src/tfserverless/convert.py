@@ -76,6 +76,8 @@ QUANTIZE: Dict[str, Callable[[Any, Any], None]] = {
     "float16": _float16,  # float16 weights: ~2x smaller
 }
 
+# ops the converter leaves out rather than refuse: checks that make TensorFlow answer a 400
+DROPPED_CHECKS = ("Assert", "CheckNumerics")
 _FAILED_SIG = re.compile(r"failed while converting: '([^']+)'")
 _SELECT_OPS = re.compile(r"TF Select ops: ([^\n]+)")
 _NOT_BUILTIN = re.compile(r"'tf\.(\w+)' op is neither a custom op nor a flex op")
@@ -131,6 +133,15 @@ def _convert(tf: Any, root: str, keys: Sequence[str], quantize: str) -> bytes:
             f"signature {sig or keys[0]!r} uses {ops}, which LiteRT runs only with TensorFlow's "
             "flex delegate (that would bring TensorFlow back); expected --signatures "
             f"{','.join(others) if others else '<signatures without it>'}") from None
+
+
+def dropped_checks(root: str) -> List[str]:
+    """The SavedModel's check ops LiteRT does not run (TensorFlow's 400s it will not give)."""
+    from .graph_ops import ops_used
+
+    with open(os.path.join(root, "saved_model.pb"), "rb") as f:
+        used = ops_used(f.read())[0]
+    return sorted(set(used) & set(DROPPED_CHECKS))
 
 
 def _spec_json(sig: Signature) -> Dict[str, Any]:
@@ -208,6 +219,9 @@ def convert(src: str, out: str, *, signatures: Sequence[str] = (), quantize: str
     with _quiet_stderr():  # TensorFlow's start-up chatter; its errors still raise
         tf = _tf()
         reference = Model.load(root)
+    if int(str(tf.__version__).split(".")[0]) < 2:
+        raise Refused(f"convert needs TensorFlow 2 (its converter takes signature keys); this "
+                      f"is {tf.__version__}: run it where `pip install tensorflow-cpu` is")
     unknown = sorted(set(signatures) - set(reference.signatures))
     if unknown:
         raise Refused(f"--signatures names {', '.join(map(repr, unknown))}, which the SavedModel "
@@ -229,16 +243,17 @@ def convert(src: str, out: str, *, signatures: Sequence[str] = (), quantize: str
         }
         with open(os.path.join(staged, MANIFEST), "w", encoding="utf-8") as f:
             json.dump(manifest, f)
-        candidate = LiteModel.load(staged)
         cases = [c for k in keys for c in random_cases(reference.signatures[k], batch_sizes, seed)]
         warm = _warmup_cases(config, root, warmup, reference, keys)
-        report = verify(reference, candidate, cases + warm, atol=atol, rtol=rtol)
-        timing = {}
-        for k in keys:
-            mine = [c for c in cases if c.sig.name == k]
-            timing[k] = {c.source: {"tensorflow_ms": round(speed(reference, c) * 1e3, 4),
-                                    "litert_ms": round(speed(candidate, c) * 1e3, 4)}
-                         for c in (mine[0], mine[-1])}
+        with _quiet_stderr():  # LiteRT's "Created TensorFlow Lite XNNPACK delegate" line
+            candidate = LiteModel.load(staged)
+            report = verify(reference, candidate, cases + warm, atol=atol, rtol=rtol)
+            timing = {}
+            for k in keys:
+                mine = [c for c in cases if c.sig.name == k]
+                timing[k] = {c.source: {"tensorflow_ms": round(speed(reference, c) * 1e3, 4),
+                                        "litert_ms": round(speed(candidate, c) * 1e3, 4)}
+                             for c in (mine[0], mine[-1])}
         candidate.close()
         reference.close()
         manifest.update(
@@ -250,7 +265,7 @@ def convert(src: str, out: str, *, signatures: Sequence[str] = (), quantize: str
                            timespec="seconds")},
             verification={"atol": atol, "rtol": rtol, "batch_sizes": list(batch_sizes),
                           "seed": seed, "warm_up_requests": len(warm), "signatures": report},
-            speed=timing, bytes=len(flat),
+            speed=timing, bytes=len(flat), dropped_checks=dropped_checks(root),
         )
         with open(os.path.join(staged, MANIFEST), "w", encoding="utf-8") as f:
             json.dump(manifest, f, indent=1, sort_keys=True)
@@ -273,6 +288,10 @@ def summary(manifest: Mapping[str, Any], out: str) -> List[str]:
     for sig, entry in sorted(ver["signatures"].items()):
         for name, err in sorted(entry["outputs"].items()):
             lines.append(f"  {sig}.{name}: max abs error {err['max_abs']:.3g}, rel {err['max_rel']:.3g}")
+    if manifest.get("dropped_checks"):
+        ops = ", ".join(manifest["dropped_checks"])
+        lines.append(f"  warning: LiteRT does not run the SavedModel's {ops} ops: inputs they "
+                     "refuse on TensorFlow (a 400) are answered instead")
     for sig, cases in sorted(manifest["speed"].items()):
         for source, t in cases.items():
             lines.append(f"  {sig} {source}: TensorFlow {t['tensorflow_ms']:.3f} ms, LiteRT "
