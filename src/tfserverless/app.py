@@ -49,6 +49,12 @@ BACKENDS: Tuple[Tuple[str, str, Callable[[str, Config], Servable]], ...] = (
 )
 
 
+def backend_for(path: str) -> Tuple[str, Callable[[str, Config], Servable]]:
+    """(runtime name, loader) for the model directory at ``path``."""
+    return next(((runtime, load) for marker, runtime, load in BACKENDS
+                 if os.path.isfile(os.path.join(path, marker))), BACKENDS[-1][1:])
+
+
 def load_model(config: Config, phases: Optional[Dict[str, float]] = None) -> Servable:
     """Fetch (or reuse) the model and load it with the backend its files call for; logs the
     one-line cold-start timeline and puts its phases' seconds in ``phases``."""
@@ -56,8 +62,7 @@ def load_model(config: Config, phases: Optional[Dict[str, float]] = None) -> Ser
 
     t0 = time.monotonic()
     fetched = storage.fetch_model(config)
-    runtime, load = next(((r, f) for marker, r, f in BACKENDS
-                          if os.path.isfile(os.path.join(fetched.path, marker))), BACKENDS[-1][1:])
+    runtime, load = backend_for(fetched.path)
     model = load(fetched.path, config)
     seconds = model.import_seconds, model.load_seconds
     if phases is not None:

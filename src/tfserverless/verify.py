@@ -71,12 +71,17 @@ def compare(want: np.ndarray, got: np.ndarray, atol: float, rtol: float) -> Erro
         return Error(0.0, 0.0, 0)
     if want.dtype.kind in "fc":
         w, g = want.astype(np.float64), got.astype(np.float64)
-        same = (w == g) | (np.isnan(w) & np.isnan(g))
-        diff = np.where(same, 0.0, np.abs(w - g))
-        diff = np.where(np.isnan(diff), np.inf, diff)
-        rel = diff / np.maximum(np.abs(w), np.finfo(np.float64).tiny)
-        bad = int(np.count_nonzero(diff > atol + rtol * np.abs(w)))
-        return Error(float(diff.max()), float(rel.max()), bad)
+        with np.errstate(invalid="ignore", over="ignore"):  # inf - inf, 0 * inf: handled below
+            same = (w == g) | (np.isnan(w) & np.isnan(g))
+            diff = np.abs(w - g)
+            diff[same] = 0.0
+            diff[np.isnan(diff)] = np.inf  # NaN on one side only
+            limit = atol + rtol * np.abs(w)
+            limit[~np.isfinite(limit)] = atol
+            rel = diff / np.maximum(np.abs(w), np.finfo(np.float64).tiny)
+            rel[same] = 0.0
+        bad = int(np.count_nonzero(diff > limit))
+        return Error(float(diff.max()), float(np.nan_to_num(rel, nan=np.inf).max()), bad)
     bad = int(np.count_nonzero(want != got))
     return Error(float(bad > 0), float(bad > 0), bad)
 
