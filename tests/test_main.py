@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from tfserverless import deploy
-from tfserverless.__main__ import installed_tensorflow, processor_note
+from tfserverless.__main__ import installed_tensorflow, processor_note, unloadable
 
 
 def test_a_processor_with_another_tensorflow_is_named_in_one_line() -> None:
@@ -35,3 +37,24 @@ def test_unknown_ops_and_attrs_set_off_their_default_are_what_an_old_tensorflow_
     defaults = {"MatMul": {"grad_a": b"(\x00"}, "Const": {"debug": b"(\x00"}}
     assert missing(used, defaults, ops) == ["Const.debug", "VarHandleOp"]
     assert missing(used, {}, ops) == ["Const.debug", "MatMul.grad_a", "VarHandleOp"]
+
+
+def test_litert_processor_and_model_kind_must_match(tmp_path: Any) -> None:
+    table = deploy.load_processors()
+    saved, lite = tmp_path / "saved", tmp_path / "lite"
+    saved.mkdir()
+    (saved / "saved_model.pb").write_bytes(b"")
+    lite.mkdir()
+    (lite / "litert.json").write_text("{}")
+
+    def svc(path: Any, processor: str) -> deploy.Service:
+        return deploy.parse_service({"name": "m", "model_path": str(path), "processor": processor},
+                                    table)
+
+    assert processor_note("litert_cpu", table, "2.21.0") == ""  # no TensorFlow to differ
+    assert unloadable(svc(lite, "litert_cpu"), table) == ""
+    line = unloadable(svc(saved, "litert_cpu"), table)
+    assert "serves `tfserverless convert` output" in line and f"tfserverless convert {saved}" in line
+    line = unloadable(svc(lite, "tensorflow_cpu_2.21"), table)
+    assert "was converted for LiteRT; expected processor litert_cpu" in line
+    assert "\n" not in line

@@ -62,7 +62,8 @@ def test_context_is_complete_and_lints(contexts: Dict[str, str], name: str, flav
         docker = f.read()
     with open(os.path.join(ctx, "requirements.txt"), encoding="utf-8") as f:
         reqs = f.read().split()
-    assert proc["tensorflow"] in reqs and all(p in reqs for p in proc["pins"])
+    assert (proc.get("runtime") or proc["tensorflow"]) in reqs and all(p in reqs for p in proc["pins"])
+    assert not any(r.startswith("tensorflow") for r in reqs) if proc.get("ours") else True
     assert any(n.endswith(".whl") for n in os.listdir(os.path.join(ctx, "dist")))
     assert os.path.isfile(os.path.join(ctx, "handler", "main.py"))
     assert os.path.isfile(os.path.join(ctx, "build-only", "ca-bundle.pem"))

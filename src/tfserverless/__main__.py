@@ -46,7 +46,10 @@ def installed_tensorflow() -> Optional[str]:
 
 def processor_note(processor: str, table: Dict[str, Any], installed: Optional[str]) -> str:
     """One line when the config's processor runs another TensorFlow than the one here."""
-    wanted = table["processors"][processor]["tensorflow"].split("==")[-1]
+    proc = table["processors"][processor]
+    if "tensorflow" not in proc:  # litert_cpu: no TensorFlow to differ
+        return ""
+    wanted = proc["tensorflow"].split("==")[-1]
     if installed is None or installed.split(".")[:2] == wanted.split(".")[:2]:
         return ""
     return (f"processor {processor} runs TensorFlow {wanted}; this machine serves the model "
@@ -56,18 +59,28 @@ def processor_note(processor: str, table: Dict[str, Any], installed: Optional[st
 
 
 def unloadable(svc: deploy.Service, table: Dict[str, Any]) -> str:
-    """Why the processor's TensorFlow cannot load a local model, if that can be told here."""
+    """Why the processor cannot serve a local model, if that can be told here: a SavedModel
+    for litert_cpu (or a converted model for TensorFlow), ops its TensorFlow lacks."""
     path = svc.model_path
     if "://" in path or not os.path.isdir(path):
         return ""  # remote or an archive: only the load itself can tell
     from .graph_ops import cannot_load
     from .storage import find_saved_model_root
 
-    wanted = table["processors"][svc.processor]["tensorflow"].split("==")[-1]
     try:
         root = find_saved_model_root(path, quiet=True)
-    except Exception:  # not a SavedModel: the load says so, with its own message
+    except Exception:  # not a model: the load says so, with its own message
         return ""
+    proc = table["processors"][svc.processor]
+    converted = os.path.isfile(os.path.join(root, "litert.json"))
+    if "tensorflow" not in proc:
+        return "" if converted else (
+            f"processor {svc.processor} serves `tfserverless convert` output; {path} is a "
+            f"SavedModel: expected `tfserverless convert {path} <out>` and model_path <out>")
+    if converted:
+        return (f"{path} was converted for LiteRT; expected processor litert_cpu "
+                f"({svc.processor} runs TensorFlow), or the SavedModel itself")
+    wanted = proc["tensorflow"].split("==")[-1]
     line = cannot_load(root, wanted)
     return f"{line}; expected a processor whose TensorFlow can ({svc.processor} cannot)" if line else ""
 
