@@ -207,3 +207,23 @@ def test_serve_runs_an_eas_config_locally(models: Dict[str, str], tmp_path: Any)
         assert res["ok"], res
     finally:
         server.stop()
+
+
+def test_render_litert_deploys_the_lambda_zip_and_fc_layer(tmp_path: Any) -> None:
+    cfg = dict(EAS_EXAMPLE, processor="litert_cpu", model_path="s3://b/mnist-litert.tar.gz")
+    out = render("aws", cfg, tmp_path)
+    p = out["parameters"]
+    assert out["image"] is None and p["Runtime"] == "litert" and "ImageUri" not in p
+    with open(os.path.join(ROOT, "template.yaml"), encoding="utf-8") as f:
+        template = f.read()
+    params = set(re.findall(r"^  (\w+):\n    Type:", template, re.M))
+    assert set(p) <= params, set(p) - params
+    steps = out["command"].splitlines()
+    assert steps[0] == "layers/build --platform aws --runtime litert"
+    assert "fileb://build/layers/tfserverless-aws-litert-py3.11.zip" in steps[1]
+    assert steps[2].startswith("sam deploy --template-file template.yaml") and "Runtime=litert" in steps[2]
+    assert "CodeUri: handler/" in template and "- !Ref LiteLayerArn" in template
+    fc = render("fc", cfg, tmp_path)
+    assert "layers/build --platform fc --runtime litert --python 3.10" in fc["parameters"]["LAYER_ARN"]
+    run = render("cloudrun", cfg, tmp_path)
+    assert "tfserverless:litert_cpu-cloudrun" in run["command"]

@@ -27,6 +27,10 @@ REGISTRIES = {"aws": "<account>.dkr.ecr.<region>.amazonaws.com",
 PORT = 8080
 
 
+LITERT = "litert_cpu"  # our processor: a converted model, no TensorFlow
+LITERT_AWS_LAYER = "tfserverless-aws-litert-py3.11.zip"
+
+
 def image_tag(processor: str, platform: str) -> str:
     return f"tfserverless:{processor}-{FLAVOURS[platform]}"
 
@@ -63,8 +67,10 @@ def _aws(svc: Service) -> Dict[str, Any]:
     if svc.gpu:
         raise ConfigError(f"metadata.gpu={svc.gpu}: AWS Lambda has no GPUs; expected "
                           "--platform fc, cloudrun, knative or kserve for a GPU processor")
+    litert = svc.processor == LITERT
     params = {
-        "ImageUri": image_ref(svc.processor, "aws"),
+        **({"Runtime": "litert", "LiteLayerArn": "<ARN that publish-layer-version printed>"}
+           if litert else {"ImageUri": image_ref(svc.processor, "aws")}),
         "ModelPath": svc.model_path, "WarmUpDataPath": svc.warm_up_data_path,
         "ServiceName": svc.name, "MemorySize": str(min(10240, max(128, svc.memory_mb))),
         "Timeout": str(min(900, _timeout(svc))),
@@ -76,9 +82,15 @@ def _aws(svc: Service) -> Dict[str, Any]:
     if svc.token:
         overrides += " ServiceToken=<token from the config>"
     stack = platform_name(svc.name, "aws")
-    return {"image": params["ImageUri"], "name": stack, "parameters": params,
-            "command": f"sam deploy --template-file template.yaml --stack-name {stack} "
-                       f"--capabilities CAPABILITY_IAM --parameter-overrides {overrides}"}
+    deploy = (f"sam deploy --template-file template.yaml --stack-name {stack} "
+              f"--capabilities CAPABILITY_IAM --parameter-overrides {overrides}")
+    if litert:  # a zip function on a layer: build and publish the layer first
+        deploy = (f"layers/build --platform aws --runtime litert\n"
+                  f"aws lambda publish-layer-version --layer-name tfserverless-litert "
+                  f"--zip-file fileb://build/layers/{LITERT_AWS_LAYER} --compatible-runtimes "
+                  f"python3.11 --query LayerVersionArn --output text\n{deploy}")
+    return {"image": params.get("ImageUri"), "name": stack, "parameters": params,
+            "command": deploy}
 
 
 def _fc(svc: Service) -> Dict[str, Any]:
@@ -99,7 +111,9 @@ def _fc(svc: Service) -> Dict[str, Any]:
                   if k.startswith("RPC_") or k == "WORKERS"})
     # s.yaml runs the built-in Python runtime with TensorFlow from a layer and reads the model
     # with the function's role: both are needed, neither is in an EAS config
-    vars_["LAYER_ARN"] = f"<ARN of the layer `layers/build --platform fc` built for {svc.processor}>"
+    build = "layers/build --platform fc" + (
+        " --runtime litert --python 3.10" if svc.processor == LITERT else "")
+    vars_["LAYER_ARN"] = f"<ARN of the layer `{build}` built for {svc.processor}>"
     vars_["ROLE_ARN"] = "<ARN of a role that may read the model's OSS bucket>"
     env_line = " ".join(f"{k}={shlex.quote(v)}" for k, v in vars_.items())
     if svc.token:
