@@ -53,3 +53,27 @@ def test_tf2_only_export_refused_clearly_by_tf1(start_server: Any) -> None:
     r = requests.post(s.url + "/", data=b"\x0a\x00")
     assert r.status_code == 503 and "cannot load the SavedModel" in r.text
     assert r.text.count("\n") == 1
+
+
+def test_tf1_15_export_converted_and_served_by_litert(start_server: Any, tmp_path: Any) -> None:
+    """The TF 1.15 export, converted by this TensorFlow and served by LiteRT (no TensorFlow)."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    path = foreign("tf1_15_mnist")
+    if importlib.util.find_spec("ai_edge_litert") is None or tf_major() < 2:
+        pytest.skip("convert needs TensorFlow 2 and LiteRT: the dev venv runs this")
+    out = str(tmp_path / "lite")
+    conv = subprocess.run([sys.executable, "-m", "tfserverless", "convert", path, out,
+                           "--signatures", "predict_images"], capture_output=True, text=True,
+                          timeout=300)
+    assert conv.returncode == 0, conv.stderr[-2000:]
+    with open(os.path.join(out, "litert.json")) as f:
+        assert json.load(f)["signatures"]["predict_images"]["inputs"]["images"]["shape"] == [-1, 784]
+    s = start_server({"MODEL_PATH": out})
+    [res] = eas_call({"custom_url": s.url + "/", "requests": [{
+        "signature": "predict_images",
+        "feeds": [{"name": "images", "shape": [2, 784], "dtype": 1, "values": [0.2] * 1568}]}]})
+    assert res["ok"] and res["outputs"]["scores"]["shape"] == [2, 10]
+    assert requests.get(s.url + "/healthz").json()["runtime"].startswith("ai-edge-litert")
