@@ -75,6 +75,7 @@ test: lint typecheck pytest  ## lint, typecheck and every test (what CI runs fir
 bench: venv eas-venv kserve-venv sample  ## the benchmarks; reports under benchmarks/results/
 	$(BIN)/python benchmarks/serve_bench.py
 	$(BIN)/python benchmarks/protocols_bench.py
+	$(BIN)/python benchmarks/litert_bench.py
 	$(BIN)/python benchmarks/padding_bench.py
 	$(BIN)/python benchmarks/codec_bench.py
 	$(BIN)/python benchmarks/decode_worst_bench.py

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# make images-e2e: build the current CPU processor's image and tensorflow_cpu_2.7's for
-# functions-framework/Cloud Run, run each container, drive it over HTTP with the official EAS
+# make images-e2e: build the current CPU processor's image, tensorflow_cpu_2.7's and our
+# litert_cpu's (a converted model, no TensorFlow) for functions-framework/Cloud Run, run each container, drive it over HTTP with the official EAS
 # SDK and the bad-input cases (tests/images).  No registry is reachable here, so the base
 # images come from debootstrap (bookworm: Python 3.11, bullseye: Python 3.9), imported into a
 # Docker daemon this script starts (vfs storage, no iptables, no bridge: builds and containers
@@ -12,7 +12,7 @@ DIR=${TFS_DOCKER_DIR:-/tmp/tfserverless-docker}
 export DOCKER_HOST="unix://$DIR/docker.sock"
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 current=$(python3 -c 'import json; print(json.load(open("packaging/processors.json"))["current"])')
-BUILDS=("tensorflow_cpu_$current:bookworm" "tensorflow_cpu_2.7:bullseye")
+BUILDS=("tensorflow_cpu_$current:bookworm" "tensorflow_cpu_2.7:bullseye" "litert_cpu:bookworm")
 
 if ! command -v dockerd >/dev/null || ! command -v debootstrap >/dev/null; then
   apt-get update -qq

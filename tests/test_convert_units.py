@@ -38,6 +38,7 @@ def test_compare_within_and_beyond_tolerance() -> None:
     s = np.array([b"a", b"b"], object)
     assert verify.compare(s, s.copy(), 0, 0).mismatches == 0
     assert verify.compare(np.zeros((0, 3)), np.zeros((0, 3)), 0, 0).mismatches == 0
+    assert verify.compare(np.float32(2.0), np.float32(2.5), 0.1, 0).mismatches == 1  # 0-d
 
 
 def test_random_cases_are_deterministic_and_shaped_by_the_signature() -> None:

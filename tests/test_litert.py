@@ -254,3 +254,24 @@ def test_tf1_export_warm_up_and_batching(converted: Dict[str, str], models: Dict
         "signature": "predict_images",
         "feeds": [{"name": "images", "shape": [1, 784], "dtype": 1, "values": [0.2] * 784}]}]})
     assert res["ok"] and res["outputs"]["scores"]["shape"] == [1, 10]
+
+
+def test_alternating_signatures_and_shapes_stay_correct(converted: Dict[str, str]) -> None:
+    """The runner's fast path (no resize when the interpreter last ran the same signature and
+    shapes) never answers with another call's shapes or values."""
+    from tfserverless.model_litert import LiteModel
+
+    m = LiteModel.load(converted["multi"])
+    sd, expand = m.signature("serving_default"), m.signature("expand")
+    rng = np.random.RandomState(0)
+    for rows in (1, 2, 2, 1, 5, 1, 1):
+        a, b = rng.rand(rows, 3).astype(np.float32), rng.rand(rows, 3).astype(np.float32)
+        out = m.run(sd, {"a": a, "b": b}, ["sum", "diff"])
+        assert np.array_equal(out["sum"], a + b) and np.array_equal(out["diff"], a - b)
+        x = rng.rand(rows + 1).astype(np.float32)
+        assert np.array_equal(m.run(expand, {"x": x}, ["y"])["y"], np.tile(x, 4))
+    with pytest.raises(Exception, match="rejected the input"):
+        m.run(sd, {"a": np.ones((2, 3), np.float32), "b": np.ones((3, 3), np.float32)}, ["sum"])
+    a = np.ones((2, 3), np.float32)
+    assert np.array_equal(m.run(sd, {"a": a, "b": a}, ["sum"])["sum"], a + a)  # after a failure
+    m.close()

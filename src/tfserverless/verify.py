@@ -70,7 +70,7 @@ def compare(want: np.ndarray, got: np.ndarray, atol: float, rtol: float) -> Erro
     if want.size == 0:
         return Error(0.0, 0.0, 0)
     if want.dtype.kind in "fc":
-        w, g = want.astype(np.float64), got.astype(np.float64)
+        w, g = np.atleast_1d(want.astype(np.float64)), np.atleast_1d(got.astype(np.float64))
         with np.errstate(invalid="ignore", over="ignore"):  # inf - inf, 0 * inf: handled below
             same = (w == g) | (np.isnan(w) & np.isnan(g))
             diff = np.abs(w - g)

@@ -20,7 +20,7 @@ import requests
 
 from tfserverless import protocol
 
-from ..conftest import eas_call, free_port
+from ..conftest import PYTHON, eas_call, free_port
 
 IMAGES = [i for i in os.environ.get("TFS_IMAGES", "").split(",") if i]
 TOKEN = "image-token-2718"
@@ -34,6 +34,10 @@ def docker(*args: str, check: bool = True) -> str:
     return proc.stdout.strip()
 
 
+def litert(image: str) -> bool:
+    return image.startswith("tfserverless:litert_cpu")
+
+
 @pytest.fixture(params=IMAGES or ["none"])
 def container(request: Any, models: Dict[str, str]) -> Iterator[Dict[str, Any]]:
     image = request.param
@@ -41,7 +45,13 @@ def container(request: Any, models: Dict[str, str]) -> Iterator[Dict[str, Any]]:
     # the container runs as uid 10001: give it a world-readable copy of the model
     model_root = tempfile.mkdtemp(prefix="tfs-image-models-")
     os.chmod(model_root, 0o755)
-    shutil.copytree(models["tf1_mnist"], os.path.join(model_root, "tf1_mnist"))
+    if litert(image):  # our LiteRT processor serves the model `tfserverless convert` wrote
+        conv = subprocess.run([PYTHON, "-m", "tfserverless", "convert", models["tf1_mnist"],
+                               os.path.join(model_root, "tf1_mnist"), "--signatures",
+                               "predict_images"], capture_output=True, text=True, timeout=300)
+        assert conv.returncode == 0, conv.stderr[-2000:]
+    else:
+        shutil.copytree(models["tf1_mnist"], os.path.join(model_root, "tf1_mnist"))
     subprocess.run(["chmod", "-R", "a+rX", model_root], check=True)
     cid = docker("run", "-d", "--network", "host", "-e", f"PORT={port}",
                  "-e", "MODEL_PATH=/models/tf1_mnist", "-e", f"SERVICE_TOKEN={TOKEN}",
@@ -91,6 +101,12 @@ def test_sdk_and_bad_inputs(container: Dict[str, Any]) -> None:
     # the image serves the bare ASGI app (`tfserverless serve`) on gunicorn's uvicorn worker
     assert health.headers.get("server") == "uvicorn", health.headers
     assert docker("exec", container["id"], "/opt/venv/bin/python", "-c", "import httptools, uvloop") == ""
+    has_tf = docker("exec", container["id"], "/opt/venv/bin/python", "-c",
+                    "import importlib.util as u; print(u.find_spec('tensorflow') is not None)")
+    assert has_tf == str(not litert(container["image"]))  # litert_cpu: no TensorFlow at all
+    if litert(container["image"]):
+        assert requests.get(url + "/healthz", headers=auth).json()["runtime"].startswith(
+            "ai-edge-litert")
 
 
 def test_image_is_non_root_without_build_secrets(container: Dict[str, Any]) -> None:
