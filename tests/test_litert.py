@@ -139,6 +139,7 @@ def test_beyond_tolerance_is_refused_and_a_looser_one_accepted(sample_model: str
     (["--signatures", "nope"], "--signatures names 'nope'"),
     (["--atol", "nan"], "not a finite number"),
     (["--batch-sizes", "0,5"], "1..4096"),
+    (["--warmup", "/nonexistent/warmup.bin"], "--warmup /nonexistent/warmup.bin: No such file"),
 ])
 def test_bad_arguments_are_one_line(sample_model: str, tmp_path: Any, args: List[str],
                                     msg: str) -> None:

@@ -26,6 +26,7 @@ import zipfile
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence
 
 from .config import Config
+from .errors import TFServerlessError
 from .model_litert import FORMAT, FORMAT_VERSION, MANIFEST, LiteModel
 from .protocol.base import Call
 from .protocol.dtypes import dtype_name
@@ -158,13 +159,20 @@ def _warmup_cases(config: Config, root: str, warmup: Optional[str], model: Any,
     from . import warmup as wu
 
     if warmup:
-        with open(warmup, "rb") as f:
-            bodies = wu.parse_warmup_file(warmup, f.read())
+        try:
+            with open(warmup, "rb") as f:
+                bodies = wu.parse_warmup_file(warmup, f.read(256 << 20))
+        except OSError as e:
+            raise Refused(f"--warmup {warmup}: {e.strerror}; expected a readable warm-up file "
+                          "(.bin, .txt or TFRecord)") from None
     else:
         bodies = wu.load_requests(config, root, storage.read_bytes)[1]
     cases = []
     for i, body in enumerate(bodies, 1):
-        d = EAS().decode(body, {}, model, Call())
+        try:
+            d = EAS().decode(body, {}, model, Call())
+        except TFServerlessError as e:
+            raise Refused(f"warm-up request {i} cannot be verified with: {e.message}") from None
         if d.sig.name in keys:
             cases.append(Case(d.sig, d.feeds, d.outputs, f"warm-up request {i}"))
     return cases
