@@ -88,6 +88,18 @@ def spawn(argv: Sequence[str], env: Dict[str, str], port: int) -> subprocess.Pop
     return proc
 
 
+def post(port: int, path: str, body: bytes, headers: Optional[Dict[str, str]] = None) -> int:
+    """One POST on a fresh connection: its status (OSError while nothing listens)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        conn.request("POST", path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status
+    finally:
+        conn.close()
+
+
 def wait_ok(port: int, path: str, body: bytes, headers: Optional[Dict[str, str]] = None,
             timeout: float = 180.0) -> None:
     """Until the server answers 200 to this request twenty times in a row."""
@@ -95,18 +107,22 @@ def wait_ok(port: int, path: str, body: bytes, headers: Optional[Dict[str, str]]
     ok = 0
     while ok < 20:
         try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-            conn.request("POST", path, body=body, headers=headers or {})
-            resp = conn.getresponse()
-            resp.read()
-            conn.close()
-            ok = ok + 1 if resp.status == 200 else 0
+            ok = ok + 1 if post(port, path, body, headers) == 200 else 0
         except OSError:
             ok = 0
         if ok == 0:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"server on {port} never answered 200 on {path}")
             time.sleep(0.3)
+
+
+def write_result(name: str, text: str) -> None:
+    """Print a benchmark's report and keep it as ``benchmarks/results/<name>``."""
+    print(text)
+    results = os.path.join(ROOT, "benchmarks", "results")
+    os.makedirs(results, exist_ok=True)
+    with open(os.path.join(results, name), "w", encoding="utf-8") as f:
+        f.write(text)
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:

@@ -10,17 +10,15 @@
 
 from __future__ import annotations
 
-import http.client
 import os
 import signal
 import socket
 import subprocess
 import sys
-import time
 from typing import Dict, Tuple
 
 import numpy as np
-from _common import ROOT, best_of, load, predict_pb2
+from _common import ROOT, best_of, load, predict_pb2, wait_ok
 
 from tfserverless import protocol
 from tfserverless.app import create_service
@@ -49,26 +47,6 @@ def serve(source: str, env: Dict[str, str], target: str = "predict") -> subproce
     return proc
 
 
-def warm(port: int, body: bytes) -> None:
-    """Wait until the server answers a predict with 200, then send a few more."""
-    deadline = time.monotonic() + 180
-    ok = 0
-    while ok < 20:
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-            conn.request("POST", "/", body=body)
-            resp = conn.getresponse()
-            resp.read()
-            conn.close()
-            ok = ok + 1 if resp.status == 200 else 0
-        except OSError:
-            pass
-        if ok == 0:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"server on {port} never answered 200")
-            time.sleep(0.3)
-
-
 def main() -> None:
     predict_pb2()  # writes PB2_DIR for the naive adapter
     bodies = {b: protocol.encode_request(
@@ -90,7 +68,7 @@ def main() -> None:
     lats: Dict[Tuple[str, str, int], Tuple[float, float]] = {}
     try:
         for proc in servers.values():
-            warm(proc.port, bodies[1])  # type: ignore[attr-defined]
+            wait_ok(proc.port, "/", bodies[1])  # type: ignore[attr-defined]
         # interleaved rounds, best of each: drift on a noisy machine hits every server alike
         for _ in range(ROUNDS):
             for b, body in bodies.items():

@@ -12,7 +12,6 @@ Appends nothing: writes ``benchmarks/results/litert.md``.
 
 from __future__ import annotations
 
-import http.client
 import os
 import statistics
 import subprocess
@@ -24,9 +23,8 @@ from importlib import metadata
 from typing import Dict, List, Set, Tuple
 
 import numpy as np
-from _common import ROOT, free_port, group_rss_mb, spawn, stop, wait_ok
+from _common import ROOT, free_port, group_rss_mb, post, spawn, stop, wait_ok, write_result
 from _load import load, percentile
-from serve_bench import RESULTS
 
 from tfserverless import protocol
 
@@ -56,14 +54,9 @@ def cold_start(model: str) -> float:
     try:
         while True:
             try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-                conn.request("POST", "/", body=req)
-                resp = conn.getresponse()
-                resp.read()
-                conn.close()
-                if resp.status == 200:
+                if post(port, "/", req) == 200:
                     return time.perf_counter() - t0
-            except OSError:
+            except OSError:  # not listening yet
                 pass
             if time.perf_counter() - t0 > 180:
                 raise RuntimeError(f"{model} never answered")
@@ -163,11 +156,7 @@ def main() -> None:
         target = " (target >= 1x)" if batch == 1 else " (reported)"
         lines.append(f"RATIO throughput LiteRT / TensorFlow, batch {batch}: {r:.2f}x{target}")
     lines.append(f"RATIO installed size TensorFlow / LiteRT: {sizes['tensorflow'] / sizes['litert']:.1f}x")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    os.makedirs(RESULTS, exist_ok=True)
-    with open(os.path.join(RESULTS, "litert.md"), "w", encoding="utf-8") as f:
-        f.write(text)
+    write_result("litert.md", "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -19,9 +19,9 @@ import sys
 from typing import Any, Dict, Tuple
 
 import numpy as np
-from _common import ROOT, free_port, spawn, stop, wait_ok
+from _common import ROOT, free_port, spawn, stop, wait_ok, write_result
 from _load import load, percentile
-from serve_bench import KSERVE_PY, RESULTS
+from serve_bench import KSERVE_PY
 
 from tfserverless import protocol
 from tfserverless.config import default_workers
@@ -106,11 +106,7 @@ def main() -> None:
         r = best[("ours eas-protobuf", batch)][0] / best[("ours v2-binary", batch)][0]
         lines.append(f"RATIO ours EAS protobuf / V2 binary, batch {batch}: {r:.2f}x "
                      "(target <= 1.2x)")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    os.makedirs(RESULTS, exist_ok=True)
-    with open(os.path.join(RESULTS, "protocols.md"), "w", encoding="utf-8") as f:
-        f.write(text)
+    write_result("protocols.md", "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
