@@ -250,6 +250,12 @@ def test_tf1_export_warm_up_and_batching(converted: Dict[str, str], models: Dict
     want = reference(models["batchy"], "serving_default", {"x": np.concatenate(xs)})["y"]
     assert np.allclose(np.concatenate([g["y"] for g in got]), want, rtol=1e-4, atol=1e-5)
     assert max(int(g["rows"][0]) for g in got) > 1  # calls were batched: LiteRT resized
+    metrics = requests.get(s.url + "/metrics").text  # the same metrics as on TensorFlow
+    assert ':tensorflow:serving:request_count{protocol="eas",status="200"} 12' in metrics
+    batches = [ln for ln in metrics.splitlines()
+               if ln.startswith(":tensorflow:serving:batching_session:processed_batch_size_count")]
+    assert batches and 1 <= int(batches[0].split()[-1]) < 12
+    assert ':tensorflow:cc:saved_model:load_attempt_count{status="success"} 1' in metrics
     s = start_server({"MODEL_PATH": converted["tf1_mnist"]})
     [res] = eas_call({"custom_url": s.url + "/", "requests": [{
         "signature": "predict_images",

@@ -126,3 +126,27 @@ def test_compat_flags_match_make_compat() -> None:
         assert os.path.isfile(os.path.join(ROOT, "packaging", "compat", f"{name}.txt")), name
         assert f"COMPAT_PY_{name} :=" in makefile, name
         assert f"$(COMPAT)/{name}/.installed" in makefile, name
+
+
+def test_model_is_baked_in_converted_for_litert(sample_model: str, tmp_path: Any) -> None:
+    proc = subprocess.run([PYTHON, BUILD, "--processor", "litert_cpu", "--flavour", "all",
+                           "--model", sample_model, "--dry-run", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for flavour in ("cloudrun", "lambda", "fc"):
+        ctx = tmp_path / f"litert_cpu-{flavour}"
+        assert (ctx / "model" / "litert.json").is_file() and (ctx / "model" / "model.tflite").is_file()
+        final = (ctx / "Dockerfile").read_text().split("\nFROM ${BASE_IMAGE}\n")[1]
+        assert "COPY model/ /app/model/\nENV MODEL_PATH=/app/model" in final
+        lint = subprocess.run([os.path.join(BIN, "hadolint"), str(ctx / "Dockerfile")],
+                              capture_output=True, text=True, timeout=60)
+        assert lint.returncode == 0, lint.stdout + lint.stderr
+    tf = subprocess.run([PYTHON, BUILD, "--processor", "tensorflow_cpu_2.21", "--model", sample_model,
+                         "--dry-run", "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert tf.returncode == 0, tf.stderr[-2000:]
+    assert (tmp_path / "tensorflow_cpu_2.21-cloudrun" / "model" / "saved_model.pb").is_file()
+    bad = subprocess.run([PYTHON, BUILD, "--processor", "litert_cpu", "--model", str(tmp_path / "no"),
+                          "--dry-run", "--out", str(tmp_path / "o")], capture_output=True, text=True,
+                         timeout=600)
+    assert bad.returncode != 0 and "packaging/build: --model for litert_cpu:" in bad.stderr
+    assert bad.stderr.strip().count("\n") == 0, bad.stderr
