@@ -38,7 +38,7 @@ def litert(image: str) -> bool:
     return image.startswith("tfserverless:litert_cpu")
 
 
-@pytest.fixture(params=IMAGES or ["none"])
+@pytest.fixture(scope="module", params=IMAGES or ["none"])  # one container an image: vfs copies its rootfs
 def container(request: Any, models: Dict[str, str]) -> Iterator[Dict[str, Any]]:
     image = request.param
     port = free_port()
@@ -115,3 +115,8 @@ def test_image_is_non_root_without_build_secrets(container: Dict[str, Any]) -> N
                    "ls /tmp/build-only /tmp/requirements.txt 2>/dev/null; "
                    "command -v gcc cc g++ make >/dev/null && echo tools || true", check=False)
     assert "ca-bundle" not in found and "tools" not in found, found
+    # bytecode compiled at build time: the image cannot write it, cold starts would compile
+    cached = docker("exec", container["id"], "/opt/venv/bin/python", "-c",
+                    "import os, numpy, tfserverless.app as a; print(os.path.isfile(a.__cached__), "
+                    "os.path.isfile(numpy.__cached__))")
+    assert cached == "True True", cached
