@@ -179,3 +179,43 @@ def test_batch_sizes_argument() -> None:
     for bad in ("", "0", "1,x", "5000", ",".join(["1"] * 17)):
         with pytest.raises(argparse.ArgumentTypeError, match=r"1\.\.4096"):
             _batch_sizes(bad)
+
+
+class FakeInterpreter:
+    """Counts how many of its kind run at once."""
+
+    running = 0
+    peak = 0
+    lock = __import__("threading").Lock()
+
+    def get_signature_runner(self, key: str) -> Any:
+        def run(**feeds: Any) -> Dict[str, Any]:
+            import time
+
+            with FakeInterpreter.lock:
+                FakeInterpreter.running += 1
+                FakeInterpreter.peak = max(FakeInterpreter.peak, FakeInterpreter.running)
+            time.sleep(0.03)
+            with FakeInterpreter.lock:
+                FakeInterpreter.running -= 1
+            return {"y": feeds["x"] * 2}
+
+        return run
+
+
+def test_interpreters_are_pooled_up_to_the_cap() -> None:
+    import concurrent.futures
+
+    made: list = []
+
+    def make() -> FakeInterpreter:
+        made.append(1)
+        return FakeInterpreter()
+
+    s = sig(x=(1, (-1,)))
+    m = model_litert.LiteModel("/m", {"s": s}, make, max_interpreters=2)
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        outs = list(pool.map(lambda i: m.run(s, {"x": np.full(2, i, np.float32)}, ["y"])["y"],
+                             range(12)))
+    assert [float(o[0]) for o in outs] == [2.0 * i for i in range(12)]
+    assert len(made) == 2 and FakeInterpreter.peak == 2  # never more than the cap at once

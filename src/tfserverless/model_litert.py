@@ -3,8 +3,9 @@
 A directory written by ``tfserverless convert`` holds ``model.tflite`` (every converted
 signature, with signature runners) and ``litert.json`` (the manifest: the SavedModel's own
 signatures, aliases, dtypes and shapes, so clients see the same schema as on TensorFlow).
-Interpreters are not thread-safe, so each concurrent call takes one from a free list (made on
-first need; they share the model file's pages) and resizes its inputs to the request's shape.
+Interpreters are not thread-safe, so each concurrent call takes one from a pool (made on first
+need, at most one per CPU: more would not run faster, and XNNPACK packs the weights once per
+interpreter) and resizes its inputs to the request's shape.
 """
 
 from __future__ import annotations
@@ -108,7 +109,7 @@ class LiteModel:
     """A converted model: the manifest's signatures and a thread-safe ``run``."""
 
     def __init__(self, path: str, signatures: Dict[str, Signature], make: Any,
-                 runtime: str = "") -> None:
+                 runtime: str = "", max_interpreters: int = 0) -> None:
         self.path = path
         self.signatures = signatures
         self.default_signature = choose_default(signatures)
@@ -116,7 +117,9 @@ class LiteModel:
         self.runtime = runtime
         self._make = make  # () -> a fresh interpreter
         self._free: List[Any] = []
-        self._lock = threading.Lock()
+        self._made = 0
+        self._max = max_interpreters or os.cpu_count() or 1
+        self._lock = threading.Condition()
         self._runners: Dict[Tuple[int, str], _Runner] = {}
         self._last: Dict[int, _Last] = {}
         self.import_seconds = 0.0
@@ -154,6 +157,7 @@ class LiteModel:
         model = cls(path, sigs, make, f"{dist} {_version(dist)}")
         model.manifest = manifest
         model._free.append(first)
+        model._made = 1
         model.import_seconds = t_import
         model.load_seconds = time.monotonic() - t0 - t_import
         log.info("loaded %s with LiteRT (%s; import %.2fs, load %.2fs): signatures %s, default %r",
@@ -165,14 +169,25 @@ class LiteModel:
         return find_signature(self.signatures, self.default_signature, name)
 
     def _take(self) -> Any:
+        """A free interpreter; a new one while fewer than the cap exist; else wait for one."""
         with self._lock:
+            while not self._free and self._made >= self._max:
+                self._lock.wait()
             if self._free:
                 return self._free.pop()
-        return self._make()
+            self._made += 1
+        try:
+            return self._make()
+        except BaseException:
+            with self._lock:
+                self._made -= 1
+                self._lock.notify()
+            raise
 
     def _give(self, interp: Any) -> None:
         with self._lock:
             self._free.append(interp)
+            self._lock.notify()
 
     def _runner(self, interp: Any, key: str) -> _Runner:
         runner = self._runners.get((id(interp), key))
