@@ -98,7 +98,10 @@ def test_abandoned_requests_never_reach_the_model(slow_server: Tuple[Server, int
     before = int(protocol.decode_response(post(s.url, slow_body(1))[2])["calls"])
     t0 = time.monotonic()
     results = burst(s.url, slow_body(n), 16, 0.3)  # every client gives up after 0.3 s
-    assert all(r[0] in (-1, 450) for r in results), [r[0] for r in results]
+    # given up (-1) or shed (450); a call that beat the 0.3 s (the calibration ran on a busier
+    # machine) is answered, and then was not abandoned
+    assert all(r[0] in (-1, 450, 200) for r in results), [r[0] for r in results]
+    answered = sum(r[0] == 200 for r in results)
     time.sleep(max(0.0, t0 + 1.6 - time.monotonic()))  # past RPC_KEEPALIVE for all of them
     status, took, body = post(s.url, slow_body(n))
     assert status == 200 and took < 1.0, (status, took)
@@ -107,7 +110,7 @@ def test_abandoned_requests_never_reach_the_model(slow_server: Tuple[Server, int
     # when the clients gave up ran.  Flask cannot see a disconnect: queued ones are dropped at
     # their deadline, so at most the 2 running + 4 queued ran (before: all 16).
     bound = 2 if serves_asgi(target) else 6
-    assert 0 <= executed <= bound, executed
+    assert 0 <= executed - answered <= bound, (executed, answered)
 
 
 class SilentStore:
