@@ -282,3 +282,25 @@ def test_alternating_signatures_and_shapes_stay_correct(converted: Dict[str, str
     a = np.ones((2, 3), np.float32)
     assert np.array_equal(m.run(sd, {"a": a, "b": a}, ["sum"])["sum"], a + a)  # after a failure
     m.close()
+
+
+def test_manifest_and_model_that_disagree_are_a_503_not_400s(converted: Dict[str, str],
+                                                              tmp_path: Any) -> None:
+    """A hand-edited or mismatched pair is refused at load, naming both sides; corrupt
+    flatbuffers too.  Served as is, every request would be a 400 blaming the client."""
+    import shutil
+
+    from tfserverless.errors import ModelUnavailable
+    from tfserverless.model_litert import LiteModel
+
+    renamed = tmp_path / "renamed"
+    shutil.copytree(converted["multi"], renamed)
+    text = (renamed / "litert.json").read_text()
+    (renamed / "litert.json").write_text(text.replace('"a": {', '"q": {', 1))
+    with pytest.raises(ModelUnavailable, match=r"does not match litert.json for signature"):
+        LiteModel.load(str(renamed))
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(converted["multi"], corrupt)
+    (corrupt / "model.tflite").write_bytes(b"garbage")
+    with pytest.raises(ModelUnavailable, match="LiteRT cannot load"):
+        LiteModel.load(str(corrupt))

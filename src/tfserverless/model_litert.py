@@ -150,10 +150,14 @@ class LiteModel:
         except Exception as e:
             raise ModelUnavailable(f"LiteRT cannot load {model_file}: {type(e).__name__}: "
                                    f"{str(e).splitlines()[0] if str(e) else ''}") from None
-        missing = sorted(set(sigs) - set(listed))
-        if missing:
-            raise ModelUnavailable(f"{model_file} lacks signature(s) {missing} that {MANIFEST} "
-                                   "names; expected the pair `tfserverless convert` wrote")
+        for key, sig in sorted(sigs.items()):  # else every request would be a misleading 400
+            have = listed.get(key)
+            want = {"inputs": sorted(sig.inputs), "outputs": sorted(sig.outputs)}
+            if have is None or any(sorted(have.get(k, [])) != v for k, v in want.items()):
+                raise ModelUnavailable(
+                    f"{model_file} does not match {MANIFEST} for signature {key!r} (LiteRT has "
+                    f"{have and {k: sorted(have.get(k, [])) for k in want}}, the manifest {want}); "
+                    "expected the pair `tfserverless convert` wrote")
         model = cls(path, sigs, make, f"{dist} {_version(dist)}")
         model.manifest = manifest
         model._free.append(first)
