@@ -21,6 +21,8 @@ body = protocol.encode_request({"x": x}, signature_name="s")
 assert np.array_equal(protocol.decode_request(body).inputs["x"].to_numpy("x"), x)
 from tfserverless.protocol import jsonio
 assert jsonio.orjson is not None  # the JSON protocols' fast path ships in the layer
+from tfserverless.protocol import jsonfast
+assert jsonfast.available()  # and big numeric arrays' (Python >= 3.9)
 assert jsonio.dumps({"y": x}, [x]) == b'{"y":[[0.0,1.0,2.0],[3.0,4.0,5.0]]}'
 assert "tensorflow" not in sys.modules
 print("ok", sys.version_info[:2], np.__version__)

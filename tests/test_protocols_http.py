@@ -71,6 +71,35 @@ def test_float32_outputs_round_trip_exactly(server: Server) -> None:
     assert len(r.content) < 14 * exact.size + 100  # shortest float32 text, not float64's 18 digits
 
 
+def test_big_json_batches_answer_the_eas_bits(server: Server) -> None:
+    """Batch-64 bodies (~1 MB: ``jsonfast`` reads them) answer exactly what EAS protobuf does;
+    a ragged one is the same 400 a small one gets."""
+    from tfserverless import protocol
+
+    x = np.random.RandomState(64).rand(64, 784).astype(np.float32)
+    eas = requests.post(f"{server.url}/api/predict/mnist", headers=AUTH,
+                        data=protocol.encode_request({"images": x}, signature_name="predict_images"))
+    exact = protocol.decode_response(eas.content)["scores"]
+    for body in ({"signature_name": "predict_images", "instances": x.tolist()},
+                 {"signature_name": "predict_images", "inputs": {"images": x.tolist()}}):
+        r = requests.post(v1(server, ":predict"), headers=AUTH, json=body)
+        assert r.status_code == 200, r.text
+        got = np.array(r.json().get("predictions", r.json().get("outputs")), np.float32)
+        assert got.tobytes() == exact.tobytes()
+    v2 = requests.post(f"{server.url}/v2/models/mnist/infer", headers=AUTH, json={
+        "parameters": {"signature_name": "predict_images"},
+        "inputs": [{"name": "images", "shape": [64, 784], "datatype": "FP32",
+                    "data": x.reshape(-1).tolist()}]})
+    assert v2.status_code == 200, v2.text
+    out = v2.json()["outputs"][0]
+    assert np.array(out["data"], np.float32).reshape(out["shape"]).tobytes() == exact.tobytes()
+    ragged = x.tolist()
+    ragged[-1].append(0.5)
+    r = requests.post(v1(server, ":predict"), headers=AUTH,
+                      json={"signature_name": "predict_images", "instances": ragged})
+    assert r.status_code == 400 and "ragged" in r.json()["error"], r.text
+
+
 def test_predict_with_curl(server: Server, tmp_path: Any) -> None:
     body = tmp_path / "req.json"
     body.write_text(json.dumps({"signature_name": "predict_images", "instances": X[:2].tolist()}))

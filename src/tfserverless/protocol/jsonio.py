@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Any, Iterator, List
+from typing import Any, Iterator, List, Optional
 
 import numpy as np
 
 from ..errors import BadRequest
+from . import jsonfast
+from .jsonfast import Spec
 
 try:  # optional: ~5x quicker both ways; the 3.7 processors may not have a wheel
     import orjson
@@ -31,9 +33,14 @@ def _int(text: str) -> int:
     return int(text)
 
 
-def loads(body: bytes, what: str) -> Any:
+def loads(body: bytes, what: str, arrays: Optional[Spec] = None) -> Any:
     """Parse a JSON body; a 400 naming where it broke and ``what`` was expected otherwise
-    (the same words with orjson or the standard library)."""
+    (the same words with orjson or the standard library).  ``arrays``: where big numeric
+    arrays may come back as ndarrays (``jsonfast``) instead of lists."""
+    if arrays is not None:
+        doc = jsonfast.loads(body, arrays)
+        if doc is not None:
+            return doc
     if orjson is not None:
         try:
             return orjson.loads(body)

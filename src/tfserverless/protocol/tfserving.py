@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Mapping, Tuple
 import numpy as np
 
 from ..errors import BadRequest
+from . import jsonfast
 from .base import Call, Decoded, Signatures
 from .dtypes import DTYPES, dtype_name
 from .examples import serialize_examples
@@ -52,6 +53,8 @@ def to_array(value: Any, spec: TensorSpec, name: str) -> np.ndarray:
         raise BadRequest(f"input '{name}' has dtype {dtype_name(spec.dtype)}, which JSON "
                          "requests cannot carry")
     if dt.numpy == "object":
+        if isinstance(value, np.ndarray):  # numbers jsonfast read: refused below as from lists
+            value = value.tolist()
         try:
             shaped = np.array(value, dtype=object)
         except (ValueError, RecursionError):
@@ -60,7 +63,7 @@ def to_array(value: Any, spec: TensorSpec, name: str) -> np.ndarray:
         out.reshape(-1)[:] = [_one_string(v, name) for v in shaped.reshape(-1)]
         return out
     try:
-        a = np.array(value)
+        a = value if isinstance(value, np.ndarray) else np.array(value)  # jsonfast's: no copy
     except (ValueError, TypeError, RecursionError):
         raise BadRequest(f"input '{name}' is ragged or nested too deeply; expected lists of "
                          "equal lengths, at most 32 deep") from None
@@ -87,10 +90,10 @@ def _given(values: Mapping[str, Any], sig: Signature) -> Dict[str, np.ndarray]:
 
 
 def _rows_format(instances: Any, sig: Signature) -> Dict[str, Any]:
-    if not isinstance(instances, list) or not instances:
+    if not isinstance(instances, (list, np.ndarray)) or not len(instances):
         raise BadRequest('"instances" must be a non-empty list; expected one entry per row')
     names = sorted(sig.inputs)
-    if all(isinstance(i, dict) and not is_b64(i) for i in instances):
+    if isinstance(instances, list) and all(isinstance(i, dict) and not is_b64(i) for i in instances):
         for inst in instances:
             check_names(inst, sig)
         return {k: [inst[k] for inst in instances] for k in names}
@@ -145,7 +148,7 @@ class TFServing:
 
     def decode(self, body: bytes, headers: Mapping[str, str], model: Signatures,
                call: Call) -> Decoded:
-        doc = loads(body, 'a JSON object with "instances" or "inputs"')
+        doc = loads(body, 'a JSON object with "instances" or "inputs"', jsonfast.TFSERVING)
         if not isinstance(doc, dict):
             raise BadRequest('body must be a JSON object; expected {"instances": [...]} or '
                              '{"inputs": ...}')

@@ -16,6 +16,7 @@ from typing import Any, Dict, List, Mapping, Tuple
 import numpy as np
 
 from ..errors import BadRequest
+from . import jsonfast
 from .base import Call, Decoded, Signatures
 from .dtypes import BY_V2, V2_NAMES, dtype_for_numpy
 from .jsonio import dumps, loads
@@ -112,7 +113,8 @@ class V2:
             head, raw = body[:int(n)], memoryview(body)[int(n):]
         else:
             head, raw = body, memoryview(b"")
-        doc = _dict(loads(head, 'an inference request {"inputs": [...]}'), "the request")
+        doc = _dict(loads(head, 'an inference request {"inputs": [...]}', jsonfast.V2),
+                    "the request")
         params = _dict(doc.get("parameters") or {}, '"parameters"')
         sig_name = params.get("signature_name", "")
         sig = model.signature(sig_name if isinstance(sig_name, str) else "")
