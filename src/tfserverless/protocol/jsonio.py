@@ -3,7 +3,8 @@
 orjson when installed (it writes numpy arrays itself, float32 in the shortest form that reads
 back to the same float32); else the standard library (C-accelerated too; float32 values
 written as the float64 that equals them, so they still read back exactly).  Non-finite
-floats are written as TF Serving writes them: ``NaN``, ``Infinity``, ``-Infinity``.
+floats are written as TF Serving writes them: ``NaN``, ``Infinity``, ``-Infinity``.  Big
+numeric arrays of a body are read by ``jsonfast`` where the caller says they may stand.
 """
 
 from __future__ import annotations
