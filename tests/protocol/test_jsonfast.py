@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Dict, List
 
 import numpy as np
@@ -134,6 +135,7 @@ MANY = ", ".join([f"[{ROW}]"] * 300)  # over MIN_BYTES
     f'{{"instances": [{MANY}]}} x'.encode(),
     f'{{"signature_name": "a[b", "instances": [{MANY}]}}'.encode(),  # a '[' in a string
     f'[{MANY}]'.encode(),
+    ('{"instances": [{"b64": "' + "QUJD" * 30000 + '"}]}').encode(),  # the bulk is a string
     ('{"instances": [' + ", ".join(["[0.5, 0.5]"] * 20000) + "]}").encode(),  # narrow rows
     ('{"inputs": [' + ", ".join(["1"] * 5000) + '], "outputs": [' + ", ".join(['"a"'] * 5000)
      + "]}").encode(),  # a big list outside the arrays
@@ -146,12 +148,16 @@ def test_the_bodies_that_go_back_are_big_enough_to_have_gone_fast() -> None:
     assert jsonfast.loads(f'{{"instances": [{MANY}]}}'.encode(), jsonfast.TFSERVING) is not None
 
 
-def test_a_thread_parser_is_reused_after_a_body_that_went_back() -> None:
+def test_kept_parsers_serve_again_after_a_body_that_went_back_and_stay_few() -> None:
     bad = f'{{"instances": [{MANY}, [{ROW}, 1.5]]}}'.encode()
     good = f'{{"instances": [{MANY}]}}'.encode()
     for _ in range(3):
         assert jsonfast.loads(bad, jsonfast.TFSERVING) is None
         assert jsonfast.loads(good, jsonfast.TFSERVING) is not None
+    with ThreadPoolExecutor(8) as pool:
+        assert all(d is not None for d in pool.map(
+            lambda b: jsonfast.loads(b, jsonfast.TFSERVING), [good] * 64))
+    assert 1 <= len(jsonfast._idle) <= jsonfast.KEEP
 
 
 class Sigs:

@@ -16,7 +16,6 @@ no TensorFlow.
 
 from __future__ import annotations
 
-import threading
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
@@ -29,7 +28,8 @@ except ImportError:  # pragma: no cover - exercised by the compat venvs without 
 MIN_BYTES = 64 * 1024  # below this the ordinary parse is as quick
 MIN_VALUES = 1024  # smaller arrays stay lists (shapes, names: what the protocols walk)
 MIN_ROW = 16  # big arrays of shorter rows: the per-row checks would cost more than they save
-REUSE_MAX = 2 * 1024 * 1024  # a thread keeps its parser (holding ~2x this) for bodies up to it
+REUSE_MAX = 2 * 1024 * 1024  # parsers are kept (holding ~2x this) for bodies up to it
+KEEP = 2
 MAX_NODES = 4096  # values walked in Python outside the arrays; beyond: the ordinary parse
 ARRAYS = "arrays"  # in a Spec: here an array, or an object of arrays, may become ndarrays
 
@@ -37,19 +37,26 @@ ARRAYS = "arrays"  # in a Spec: here an array, or an object of arrays, may becom
 Spec = Mapping[str, Any]
 TFSERVING: Spec = {"instances": ARRAYS, "inputs": ARRAYS}
 V2: Spec = {"inputs": [{"data": ARRAYS}]}
-_local = threading.local()
+_idle: List[Any] = []  # parsers kept between bodies (each holds ~2x the largest it read)
 _BOM = b"\xef\xbb\xbf"  # simdjson skips it; the ordinary parse (rightly) refuses it
 
 
-def _parser(size: int) -> Any:
-    """This thread's parser for bodies up to ``REUSE_MAX``: a fresh one maps (and faults in)
-    ~2x the body of new memory each time, which measured +1.6 ms on a 1 MB body."""
-    if size > REUSE_MAX:
-        return simdjson.Parser()
-    parser = getattr(_local, "parser", None)
-    if parser is None:
-        parser = _local.parser = simdjson.Parser(max_capacity=REUSE_MAX)
-    return parser
+def _take(size: int) -> Any:
+    """A kept parser for bodies up to ``REUSE_MAX``: a fresh one maps (and faults in) ~2x the
+    body of new memory each time, which measured +1.6 ms on a 1 MB body."""
+    if size <= REUSE_MAX:
+        try:
+            return _idle.pop()  # atomic under the GIL
+        except IndexError:
+            return simdjson.Parser(max_capacity=REUSE_MAX)
+    return simdjson.Parser()
+
+
+def _give(parser: Any, size: int) -> None:
+    """Keep it for the next body, once nothing of this one refers to it.  Parsing holds the
+    GIL, so a process parses one body at a time: two kept are plenty, whatever the threads."""
+    if size <= REUSE_MAX and len(_idle) < KEEP:
+        _idle.append(parser)
 
 
 class _Abort(Exception):
@@ -65,8 +72,15 @@ def loads(body: bytes, spec: Spec) -> Optional[Dict[str, Any]]:
     None to say: parse it the ordinary way."""
     if simdjson is None or len(body) < MIN_BYTES or body.startswith(_BOM):
         return None
+    parser = _take(len(body))
+    out = _read(parser, body, spec)  # returns with no proxy into the parser left alive
+    _give(parser, len(body))
+    return out
+
+
+def _read(parser: Any, body: bytes, spec: Spec) -> Optional[Dict[str, Any]]:
     try:
-        doc = _parser(len(body)).parse(body)
+        doc = parser.parse(body)
     except Exception:  # ValueError, RuntimeError, UnicodeDecodeError...: the ordinary parse says
         return None
     if not isinstance(doc, simdjson.Object):
@@ -83,6 +97,18 @@ def loads(body: bytes, spec: Spec) -> Optional[Dict[str, Any]]:
     if np.count_nonzero(np.frombuffer(body, np.uint8) == ord("[")) != walk.brackets:
         return None
     return out
+
+
+def _first_leaf(arr: Any) -> Optional[List[int]]:
+    """The shape down the first elements, if that path ends in a number."""
+    shape: List[int] = []
+    node = arr
+    while isinstance(node, simdjson.Array) and len(shape) <= 32:
+        shape.append(len(node))
+        if not shape[-1]:
+            return None
+        node = node[0]
+    return None if isinstance(node, bool) or not isinstance(node, (int, float)) else shape
 
 
 class _Walk:
@@ -125,6 +151,8 @@ class _Walk:
             for key, v in self._items(value):
                 out[key] = self._array(v) if isinstance(v, simdjson.Array) else self._plain(v)
             return out
+        if isinstance(value, simdjson.Array) and _first_leaf(value) is None:
+            raise _Abort()  # the body's bulk is strings or objects: nothing to gain here
         return self._array(value) if isinstance(value, simdjson.Array) else self._plain(value)
 
     def _array(self, arr: Any) -> Any:
@@ -132,15 +160,9 @@ class _Walk:
         return self._plain(arr) if a is None else a
 
     def _numeric(self, arr: Any) -> Optional[np.ndarray]:
-        shape: List[int] = []
-        node = arr
-        while isinstance(node, simdjson.Array) and len(shape) <= 32:
-            shape.append(len(node))
-            if not shape[-1]:
-                return None
-            node = node[0]
-        if isinstance(node, bool) or not isinstance(node, (int, float)):
-            return None  # strings, true/false, null, objects, nesting past 32: lists
+        shape = _first_leaf(arr)
+        if shape is None:
+            return None  # strings, true/false, null, objects, empty, nesting past 32: lists
         total = int(np.prod(shape))
         if total < MIN_VALUES:
             return None
