@@ -135,6 +135,7 @@ MANY = ", ".join([f"[{ROW}]"] * 300)  # over MIN_BYTES
     f'{{"instances": [{MANY}]}} x'.encode(),
     f'{{"signature_name": "a[b", "instances": [{MANY}]}}'.encode(),  # a '[' in a string
     f'[{MANY}]'.encode(),
+    f'{{"a\\u0000b": 1, "instances": [{MANY}]}}'.encode(),  # simdjson cannot look that key up
     ('{"instances": [{"b64": "' + "QUJD" * 30000 + '"}]}').encode(),  # the bulk is a string
     ('{"instances": [' + ", ".join(["[0.5, 0.5]"] * 20000) + "]}").encode(),  # narrow rows
     ('{"inputs": [' + ", ".join(["1"] * 5000) + '], "outputs": [' + ", ".join(['"a"'] * 5000)

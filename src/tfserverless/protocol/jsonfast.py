@@ -88,8 +88,8 @@ def _read(parser: Any, body: bytes, spec: Spec) -> Optional[Dict[str, Any]]:
     walk = _Walk()
     try:
         out = walk.object(doc, spec)
-    except _Abort:
-        return None
+    except Exception:  # _Abort; or simdjson refusing a lookup (a key holding \u0000 is a
+        return None  # KeyError): the ordinary parse reads it, and never a 500 for a body
     if not walk.arrays:
         return None  # nothing gained: keep the one ordinary way for such bodies
     # every '[' in the body must be an array counted here: else an array hid deeper nesting
