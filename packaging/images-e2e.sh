@@ -29,6 +29,9 @@ if ! docker info >/dev/null 2>&1; then
 fi
 cleanup() { if [ -n "$started" ]; then kill "$started" 2>/dev/null || true; wait "$started" 2>/dev/null || true; fi; }
 trap cleanup EXIT
+# each run re-tags the images it builds; what it replaced is left untagged (~4 GB a run under
+# vfs): drop those, or a few runs fill the disk ("no space left on device" mid-build)
+docker image prune -f >/dev/null
 
 images=()
 for b in "${BUILDS[@]}"; do
