@@ -147,6 +147,16 @@ def test_anything_else_goes_back_to_the_ordinary_parse(body: bytes) -> None:
     assert jsonfast.loads(body, jsonfast.TFSERVING) is None
 
 
+@pytest.mark.parametrize("spec,text", [
+    (jsonfast.TFSERVING, '{{"inputs": {{"a\\u0000": 1, "x": [{rows}]}}}}'),
+    (jsonfast.V2, '{{"inputs": [{{"name": "x", "a\\u0000": 1, "data": [{rows}]}}]}}'),
+])
+def test_a_key_simdjson_cannot_look_up_goes_back_one_level_down_too(spec: jsonfast.Spec,
+                                                                     text: str) -> None:
+    assert jsonfast.loads(text.format(rows=MANY).replace("\\u0000", "x").encode(), spec) is not None
+    assert jsonfast.loads(text.format(rows=MANY).encode(), spec) is None
+
+
 def test_the_bodies_that_go_back_are_big_enough_to_have_gone_fast() -> None:
     assert jsonfast.loads(f'{{"instances": [{MANY}]}}'.encode(), jsonfast.TFSERVING) is not None
 

@@ -100,7 +100,8 @@ def _read(parser: Any, body: bytes, spec: Spec) -> Optional[Dict[str, Any]]:
 
 
 def _first_leaf(arr: Any) -> Optional[List[int]]:
-    """The shape down the first elements, if that path ends in a number."""
+    """The shape down the first elements, if that path ends in a number (else None: strings,
+    true/false, null, objects, an empty array, nesting past 32)."""
     shape: List[int] = []
     node = arr
     while isinstance(node, simdjson.Array) and len(shape) <= 32:
@@ -151,19 +152,25 @@ class _Walk:
             for key, v in self._items(value):
                 out[key] = self._array(v) if isinstance(v, simdjson.Array) else self._plain(v)
             return out
-        if isinstance(value, simdjson.Array) and _first_leaf(value) is None:
+        if not isinstance(value, simdjson.Array):
+            return self._plain(value)
+        shape = _first_leaf(value)
+        if shape is None:
             raise _Abort()  # the body's bulk is strings or objects: nothing to gain here
-        return self._array(value) if isinstance(value, simdjson.Array) else self._plain(value)
+        return self._array(value, shape)
 
-    def _array(self, arr: Any) -> Any:
-        a = self._numeric(arr)
+    def _array(self, arr: Any, shape: Optional[List[int]] = None) -> Any:
+        shape = _first_leaf(arr) if shape is None else shape
+        a = None if shape is None else self._numeric(arr, shape)
         return self._plain(arr) if a is None else a
 
-    def _numeric(self, arr: Any) -> Optional[np.ndarray]:
-        shape = _first_leaf(arr)
-        if shape is None:
-            return None  # strings, true/false, null, objects, empty, nesting past 32: lists
-        total = int(np.prod(shape))
+    def _numeric(self, arr: Any, shape: List[int]) -> Optional[np.ndarray]:
+        """``arr`` as an ndarray of ``shape`` (its first leaf a number); None: keep it a list
+        (small)."""
+        total, arrays = 1, 0
+        for d in shape:  # a few small ints: a loop beats numpy's call overhead
+            arrays += total  # 1 + d0 + d0*d1 + ...: the '[' of this array and those inside
+            total *= d
         if total < MIN_VALUES:
             return None
         if shape[-1] < MIN_ROW:  # big, but checking its rows here would cost more than it saves
@@ -188,8 +195,7 @@ class _Walk:
             raise _Abort() from None
         if values.size != total:
             raise _Abort()
-        for depth in range(len(shape)):
-            self.brackets += int(np.prod(shape[:depth]))
+        self.brackets += arrays
         self.arrays += 1
         return values.reshape(shape)
 
