@@ -181,7 +181,8 @@ def build_counter(tf: Any, out: str) -> str:
 
 def build_slow(tf: Any, out: str) -> str:
     """As slow as asked: ``n`` iterations of a 128x128 matmul (TensorFlow's own ops, so every
-    TF builds it), and ``calls``, how many times the model actually ran."""
+    TF builds it), and ``calls``, how many times the model actually ran; the ``wait``
+    signature runs for ``ms`` milliseconds of wall time instead."""
     v1 = _v1(tf)
     g = tf.Graph()
     with g.as_default():
@@ -194,7 +195,19 @@ def build_slow(tf: Any, out: str) -> str:
         count = tf.identity(calls.assign_add(1))
         with tf.control_dependencies([count]):
             y = x * 2.0 + 0.0 * tf.reduce_sum(acc)
-    _save_v1(tf, g, out, {"serving_default": ({"x": x, "n": n}, {"y": y, "calls": count})})
+        # ``wait``: at least ``ms`` milliseconds of wall time whatever the machine's speed
+        # (tf.timestamp, in every TF since 1.12), so tests need no calibration
+        ms = v1.placeholder(tf.float64, [], name="ms")
+        wx = v1.placeholder(tf.float32, [None], name="wx")
+        with tf.control_dependencies([wx]):
+            start = tf.timestamp()
+        waited = v1.while_loop(lambda t: t - start < ms / 1000.0, lambda t: tf.timestamp(),
+                               [start])
+        wcount = tf.identity(calls.assign_add(1))
+        with tf.control_dependencies([wcount]):
+            wy = wx * 2.0 + 0.0 * tf.cast(waited, tf.float32)
+    _save_v1(tf, g, out, {"serving_default": ({"x": x, "n": n}, {"y": y, "calls": count}),
+                          "wait": ({"x": wx, "ms": ms}, {"y": wy, "calls": wcount})})
     return out
 
 

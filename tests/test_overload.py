@@ -23,8 +23,11 @@ def target(request: Any) -> str:
     return str(request.param)
 
 
-def slow_body(n: int) -> bytes:
-    return protocol.encode_request({"x": np.array([1.0, 2.0], np.float32), "n": np.array(n, np.int32)})
+def slow_body(ms: float) -> bytes:
+    """A call of the slow model's ``wait`` signature: ``ms`` milliseconds of wall time, on
+    any machine (no calibration: a fast machine must not finish early)."""
+    return protocol.encode_request({"x": np.array([1.0, 2.0], np.float32),
+                                    "ms": np.array(ms, np.float64)}, signature_name="wait")
 
 
 def post(url: str, body: bytes, timeout: float = 30.0) -> Tuple[int, float, bytes]:
@@ -34,15 +37,6 @@ def post(url: str, body: bytes, timeout: float = 30.0) -> Tuple[int, float, byte
     except requests.RequestException:
         return -1, time.monotonic() - t0, b""
     return r.status_code, time.monotonic() - t0, r.content
-
-
-def calibrate(url: str, seconds: float) -> int:
-    """Iterations of the slow model that take about ``seconds`` with two calls at once."""
-    n = 200
-    for _ in range(4):
-        took = [r[1] for r in burst(url, slow_body(n), 2, 30.0)]
-        n = max(1, int(n * seconds / max(took)))
-    return n
 
 
 def burst(url: str, body: bytes, count: int, timeout: float) -> List[Tuple[int, float, bytes]]:
@@ -62,17 +56,16 @@ def burst(url: str, body: bytes, count: int, timeout: float) -> List[Tuple[int, 
 
 
 @pytest.fixture(scope="module")
-def slow_server(models: Dict[str, str], target: str) -> Iterator[Tuple[Server, int]]:
+def slow_server(models: Dict[str, str], target: str) -> Iterator[Server]:
     s = Server({"MODEL_PATH": models["slow"], "RPC_WORKER_THREADS": "2", "RPC_MAX_QUEUE_SIZE": "4",
                 "RPC_KEEPALIVE": "1000", "TF_INTRA_OP_THREADS": "1"}, target=target)
-    n = calibrate(s.url, 0.5)
-    yield s, n
+    yield s
     s.stop()
 
 
-def test_overload_sheds_450_at_once_then_408_never_500(slow_server: Tuple[Server, int]) -> None:
-    s, n = slow_server
-    results = burst(s.url, slow_body(n), 24, 30.0)
+def test_overload_sheds_450_at_once_then_408_never_500(slow_server: Server) -> None:
+    s = slow_server
+    results = burst(s.url, slow_body(400), 24, 30.0)
     statuses = [r[0] for r in results]
     assert 500 not in statuses and -1 not in statuses, statuses
     shed = [r for r in results if r[0] == 450]
@@ -82,8 +75,8 @@ def test_overload_sheds_450_at_once_then_408_never_500(slow_server: Tuple[Server
     assert b"RPC_MAX_QUEUE_SIZE=4" in shed[0][2] and shed[0][2].count(b"\n") == 1
     ok = [r for r in results if r[0] == 200]
     late = [r for r in results if r[0] == 408]
-    # 0.5 s calls two at a time: the first four finish within RPC_KEEPALIVE=1000 ms, the last
-    # pair cannot
+    # 0.4 s calls two at a time: the first pair finishes within RPC_KEEPALIVE=1000 ms; the
+    # third cannot start before 0.8 s, so it cannot end before the deadline
     assert len(ok) >= 2 and late, statuses
     # ASGI answers at the deadline; a sync server when the call it could not stop ends
     assert all(r[1] < 2.0 for r in late), [round(r[1], 2) for r in late]
@@ -91,26 +84,33 @@ def test_overload_sheds_450_at_once_then_408_never_500(slow_server: Tuple[Server
     assert requests.get(s.url + "/healthz").json()["queue"]["shed"]["450"] >= len(shed)
 
 
-def test_abandoned_requests_never_reach_the_model(slow_server: Tuple[Server, int],
-                                                  target: str) -> None:
-    s, n = slow_server
-    time.sleep(1.5)  # whatever an earlier test left running has finished
-    before = int(protocol.decode_response(post(s.url, slow_body(1))[2])["calls"])
-    t0 = time.monotonic()
-    results = burst(s.url, slow_body(n), 16, 0.3)  # every client gives up after 0.3 s
-    # given up (-1) or shed (450); a call that beat the 0.3 s (the calibration ran on a busier
-    # machine) is answered, and then was not abandoned
-    assert all(r[0] in (-1, 450, 200) for r in results), str([r[0] for r in results])
-    answered = sum(r[0] == 200 for r in results)
-    time.sleep(max(0.0, t0 + 1.6 - time.monotonic()))  # past RPC_KEEPALIVE for all of them
-    status, took, body = post(s.url, slow_body(n))
+def wait_idle(s: Server) -> None:
+    """Until nothing an earlier test sent is running or queued (order, not a fixed sleep)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        q = requests.get(s.url + "/healthz").json()["queue"]
+        if q["running"] == 0 and q["waiting"] == 0:
+            return
+        time.sleep(0.05)
+    raise AssertionError("the server never went idle")
+
+
+def test_abandoned_requests_never_reach_the_model(slow_server: Server, target: str) -> None:
+    s = slow_server
+    wait_idle(s)
+    before = int(protocol.decode_response(post(s.url, slow_body(0))[2])["calls"])
+    # every client gives up after 0.3 s, before any 0.6 s call can end
+    results = burst(s.url, slow_body(600), 16, 0.3)
+    assert all(r[0] in (-1, 450) for r in results), str([r[0] for r in results])
+    wait_idle(s)  # a sync server runs what it granted before the deadline, then drops the rest
+    status, took, body = post(s.url, slow_body(0))
     assert status == 200 and took < 1.0, (status, took)
     executed = int(protocol.decode_response(body)["calls"]) - before - 1
     # ASGI: queued requests whose client left are dropped at once, so only the two running
     # when the clients gave up ran.  Flask cannot see a disconnect: queued ones are dropped at
     # their deadline, so at most the 2 running + 4 queued ran (before: all 16).
     bound = 2 if serves_asgi(target) else 6
-    assert 0 <= executed - answered <= bound, (executed, answered)
+    assert 1 <= executed <= bound, executed
 
 
 class SilentStore:
