@@ -91,15 +91,47 @@ def test_rate_limit_is_429() -> None:
 
 
 def test_bytes_in_flight_are_bounded_but_one_body_always_passes() -> None:
-    adm = Admission(Limits(inflight_bytes=100))
-    adm.reserve_bytes(500)  # alone: MAX_BODY_BYTES already bounds it
+    adm = Admission(Limits(inflight_bytes=100, peer_inflight_bytes=100))
+    big = adm.held()
+    adm.reserve_bytes(big, 300)
+    adm.reserve_bytes(big, 200)  # alone: MAX_BODY_BYTES already bounds it, chunk after chunk
+    other = adm.held()
     with pytest.raises(QueueFull, match="MAX_INFLIGHT_BYTES=100"):
-        adm.reserve_bytes(1)
-    adm.release_bytes(500)
-    adm.reserve_bytes(60)
+        adm.reserve_bytes(other, 1)
+    adm.release_bytes(big)
+    assert adm.inflight == 0 and big.n == 0
+    adm.reserve_bytes(big, 60)
     with pytest.raises(QueueFull):
-        adm.reserve_bytes(41)
-    adm.reserve_bytes(40)
+        adm.reserve_bytes(other, 41)
+    assert other.n == 0 and adm.inflight == 60  # a refused reservation holds nothing
+    adm.reserve_bytes(other, 40)
+
+
+def test_a_declared_length_costs_nothing_until_its_bytes_arrive() -> None:
+    adm = Admission(Limits(inflight_bytes=100))
+    stalled = [adm.held() for _ in range(8)]
+    for h in stalled:  # each declares far more than the budget and sends nothing
+        adm.reserve_bytes(h, 1 << 26, count=False)
+    assert adm.inflight == 0
+    ok = adm.held()
+    adm.reserve_bytes(ok, 90)  # an honest body still gets in
+    with pytest.raises(QueueFull):  # while a declared size that does not fit is refused at once
+        adm.reserve_bytes(stalled[0], 11, count=False)
+    assert adm.inflight == 90 and stalled[0].n == 0
+
+
+def test_one_client_address_holds_at_most_its_share() -> None:
+    adm = Admission(Limits(inflight_bytes=100, peer_inflight_bytes=50))
+    a1, a2, b = adm.held("10.0.0.1"), adm.held("10.0.0.1"), adm.held("10.0.0.2")
+    adm.reserve_bytes(a1, 70)  # its only body: passes (MAX_BODY_BYTES bounds it)
+    with pytest.raises(QueueFull, match="MAX_INFLIGHT_BYTES_PER_CLIENT=50"):
+        adm.reserve_bytes(a2, 1)
+    adm.reserve_bytes(b, 30)  # another address is not held back by it
+    adm.release_bytes(a1)
+    adm.reserve_bytes(a2, 50)
+    adm.release_bytes(a2)
+    adm.release_bytes(b)
+    assert adm.inflight == 0 and not adm._peers  # addresses that hold nothing are forgotten
 
 
 def test_async_waiters_leave_when_the_client_goes() -> None:

@@ -1,7 +1,10 @@
 """EAS admission control, per worker process: ``RPC_WORKER_THREADS`` requests run at once,
 ``RPC_MAX_QUEUE_SIZE`` wait; a full queue answers 450 at once, a request past
 ``RPC_KEEPALIVE`` (queue wait included) 408, over ``RPC_RATE_LIMIT`` a second 429; request
-bodies in flight are bounded by ``MAX_INFLIGHT_BYTES`` (450 beyond).
+bodies in flight are bounded by ``MAX_INFLIGHT_BYTES``, and what one client address holds of
+them by ``MAX_INFLIGHT_BYTES_PER_CLIENT`` (450 beyond); bytes are counted as they arrive
+(inflated and parsed JSON bodies at what they then take), and only once the request's headers
+were authorised, so a client without the token holds nothing.
 
 Waiters are served first come, first served.  A slot is handed from the request that frees it
 to the next live waiter; a waiter whose deadline passed or whose client left is removed and
@@ -16,7 +19,7 @@ import collections
 import contextlib
 import threading
 import time
-from typing import Any, Callable, Deque, List, Optional
+from typing import Any, Callable, Deque, Dict, List, Optional
 
 from .errors import ClientGone, QueueFull, RequestTimeout, TooManyRequests
 
@@ -25,15 +28,31 @@ Watch = Callable[[], "asyncio.Future[Any]"]
 
 
 class Limits:
-    __slots__ = ("inflight_bytes", "keepalive", "queue_size", "rate_limit", "workers")
+    __slots__ = ("inflight_bytes", "keepalive", "peer_inflight_bytes", "queue_size", "rate_limit",
+                 "workers")
 
     def __init__(self, *, workers: int = 5, queue_size: int = 64, keepalive: float = 60.0,
-                 rate_limit: float = 0.0, inflight_bytes: int = 256 << 20) -> None:
+                 rate_limit: float = 0.0, inflight_bytes: int = 256 << 20,
+                 peer_inflight_bytes: Optional[int] = None) -> None:
         self.workers = max(1, workers)
         self.queue_size = max(0, queue_size)
         self.keepalive = keepalive  # seconds; 0 = unbounded
         self.rate_limit = rate_limit  # requests a second; 0 = off
         self.inflight_bytes = inflight_bytes
+        # what one client address may hold of it (default: half)
+        self.peer_inflight_bytes = inflight_bytes // 2 if peer_inflight_bytes is None \
+            else peer_inflight_bytes
+
+
+class Held:
+    """The bytes one request holds in flight (its body as it arrived, what inflating it and
+    parsing its JSON add), and its client's address."""
+
+    __slots__ = ("n", "peer")
+
+    def __init__(self, peer: str = "") -> None:
+        self.n = 0
+        self.peer = peer
 
 
 def in_service(batching: bool, worker_threads: int, max_batch_size: int) -> int:
@@ -58,6 +77,7 @@ class Admission:
         self._waiting: Deque[_Ticket] = collections.deque()
         self.running = 0
         self.inflight = 0
+        self._peers: Dict[str, int] = {}  # client address -> bytes it holds (none: absent)
         self._tokens = float(max(1.0, limits.rate_limit))
         self._refilled = clock()
         self.shed = {450: 0, 408: 0, 429: 0}
@@ -72,20 +92,48 @@ class Admission:
 
     # bytes in flight -------------------------------------------------------------------------
 
-    def reserve_bytes(self, n: int) -> None:
-        """Count a request body against ``MAX_INFLIGHT_BYTES`` before reading it; a body alone
-        (nothing else in flight) is always let through (``MAX_BODY_BYTES`` bounds it)."""
-        with self._lock:
-            if self.inflight and self.inflight + n > self.limits.inflight_bytes:
-                self.shed[450] += 1
-                raise QueueFull(f"{self.inflight} bytes of request bodies in flight; a body of {n} "
-                                f"more is over MAX_INFLIGHT_BYTES={self.limits.inflight_bytes}; "
-                                "retry later or on another instance", headers={"Retry-After": "1"})
-            self.inflight += n
+    def held(self, peer: str = "") -> Held:
+        """A request's account of bytes in flight; ``peer``: its client's address."""
+        return Held(peer)
 
-    def release_bytes(self, n: int) -> None:
+    def reserve_bytes(self, held: Held, n: int, *, count: bool = True) -> None:
+        """Count ``n`` more bytes of a request (as they arrive, never as declared) against
+        ``MAX_INFLIGHT_BYTES`` and its client's ``MAX_INFLIGHT_BYTES_PER_CLIENT``, 450 beyond.
+        A request that is alone in flight (or its client's only one) is always let through:
+        ``MAX_BODY_BYTES`` bounds it.  ``count=False`` only checks there is room (a body's
+        declared length, before reading it: refused at once rather than half-way)."""
+        lim = self.limits
         with self._lock:
-            self.inflight -= n
+            if self.inflight - held.n and self.inflight + n > lim.inflight_bytes:
+                self.shed[450] += 1
+                raise QueueFull(f"{self.inflight} bytes of request bodies in flight; {n} more "
+                                f"is over MAX_INFLIGHT_BYTES={lim.inflight_bytes}; retry later or "
+                                "on another instance", headers={"Retry-After": "1"})
+            mine = self._peers.get(held.peer, 0)
+            if held.peer and mine - held.n and mine + n > lim.peer_inflight_bytes:
+                self.shed[450] += 1
+                raise QueueFull(f"{mine} bytes of this client's request bodies in flight; {n} "
+                                f"more is over MAX_INFLIGHT_BYTES_PER_CLIENT="
+                                f"{lim.peer_inflight_bytes}; finish those first",
+                                headers={"Retry-After": "1"})
+            if not count:
+                return
+            if held.peer:
+                self._peers[held.peer] = mine + n
+            self.inflight += n
+            held.n += n
+
+    def release_bytes(self, held: Held) -> None:
+        """Give back everything ``held`` holds."""
+        with self._lock:
+            self.inflight -= held.n
+            if held.peer:
+                left = self._peers.get(held.peer, 0) - held.n
+                if left > 0:
+                    self._peers[held.peer] = left
+                else:
+                    self._peers.pop(held.peer, None)  # an address holding nothing costs nothing
+            held.n = 0
 
     # slots -----------------------------------------------------------------------------------
 

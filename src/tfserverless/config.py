@@ -176,6 +176,7 @@ class Config:
         rpc_keepalive_ms: int = 60000,
         rpc_rate_limit: float = 0.0,
         max_inflight_bytes: Optional[int] = None,
+        max_inflight_bytes_per_client: Optional[int] = None,
         signature_max_skew: float = 0.0,
         body_read_timeout: float = 30.0,
         rpc_batching: bool = False,
@@ -217,6 +218,10 @@ class Config:
         # request bodies in flight per worker: four of the largest allowed by default
         self.max_inflight_bytes = 4 * max_body_bytes if max_inflight_bytes is None \
             else max_inflight_bytes
+        # what one client address may hold of it: half by default (behind a proxy every
+        # client has the proxy's address: set it to MAX_INFLIGHT_BYTES there)
+        self.max_inflight_bytes_per_client = self.max_inflight_bytes // 2 \
+            if max_inflight_bytes_per_client is None else max_inflight_bytes_per_client
         self.signature_max_skew = signature_max_skew  # seconds; 0 = no freshness check
         self.body_read_timeout = body_read_timeout  # seconds a body may take to arrive
         # adaptive batching (metadata.rpc.batching, max_batch_size, max_batch_timeout)
@@ -234,7 +239,8 @@ class Config:
                                              self.rpc_max_batch_size),
                       queue_size=self.rpc_max_queue_size,
                       keepalive=self.rpc_keepalive_ms / 1000.0, rate_limit=self.rpc_rate_limit,
-                      inflight_bytes=self.max_inflight_bytes)
+                      inflight_bytes=self.max_inflight_bytes,
+                      peer_inflight_bytes=self.max_inflight_bytes_per_client)
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str], **overrides: Any) -> Config:
@@ -298,6 +304,7 @@ class Config:
             rpc_keepalive_ms=get("RPC_KEEPALIVE", _positive_int, 60000),
             rpc_rate_limit=get("RPC_RATE_LIMIT", _seconds, 0.0),
             max_inflight_bytes=get("MAX_INFLIGHT_BYTES", parse_size, None),
+            max_inflight_bytes_per_client=get("MAX_INFLIGHT_BYTES_PER_CLIENT", parse_size, None),
             signature_max_skew=get("SIGNATURE_MAX_SKEW", _seconds, 0.0),
             body_read_timeout=get("BODY_READ_TIMEOUT", _seconds, 30.0),
             rpc_batching=get("RPC_BATCHING", _flag, False),

@@ -78,11 +78,34 @@ def json_response(status: int, data: Any, headers: Optional[Dict[str, str]] = No
 _CODINGS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 
 
-def decoded_body(req: Request, limit: int) -> bytes:
+def check_size(req: Request, limit: int, name: str) -> None:
+    """A body (as declared before it is read, or as read) over ``limit`` bytes is a 413; so
+    is one over the platform's own payload cap."""
+    n = max(len(req.body), req.content_length or 0)
+    if n > limit:
+        raise PayloadTooLarge(f"request body of {n} bytes is over the limit of {limit} bytes "
+                              f"({name})")
+    cap = req.payload_limit
+    if cap is not None and n > cap.nbytes:
+        raise PayloadTooLarge(f"request body of {n} bytes is over {cap.name}'s limit of "
+                              f"{cap.nbytes} bytes; send smaller batches")
+
+
+def _coding(req: Request) -> str:
+    return req.headers.get("content-encoding", "").strip().lower()
+
+
+def is_encoded(req: Request) -> bool:
+    """Whether the body has a ``Content-Encoding`` to undo."""
+    return _coding(req) not in ("", "identity")
+
+
+def decoded_body(req: Request, limit: int, name: str = "MAX_BODY_BYTES") -> bytes:
     """The body with its ``Content-Encoding`` undone (gzip or deflate, as ``tritonclient``
-    sends with ``request_compression_algorithm``), never inflating past ``limit`` bytes:
-    memory is bounded before anything is allocated for the output."""
-    coding = req.headers.get("content-encoding", "").strip().lower()
+    sends with ``request_compression_algorithm``), never inflating past ``limit`` bytes (the
+    route's own limit, ``name`` in the 413): memory is bounded before anything is allocated
+    for the output."""
+    coding = _coding(req)
     if coding in ("", "identity"):
         return req.body
     wbits = _CODINGS.get(coding)
@@ -95,8 +118,7 @@ def decoded_body(req: Request, limit: int) -> bytes:
     except zlib.error as e:
         raise BadRequest(f"body is not valid {coding} data ({e})") from None
     if len(out) > limit:
-        raise PayloadTooLarge(f"request body inflates past the limit of {limit} bytes "
-                              "(MAX_BODY_BYTES)")
+        raise PayloadTooLarge(f"request body inflates past the limit of {limit} bytes ({name})")
     if not d.eof or d.unused_data:
         raise BadRequest(f"{coding} body is truncated or has bytes after its end")
     return out

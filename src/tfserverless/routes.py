@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple, Union
 
 from . import __version__
 from .auth import check_auth
-from .errors import MethodNotAllowed, NotFound, PayloadTooLarge
+from .errors import BadRequest, MethodNotAllowed, NotFound, PayloadTooLarge
 from .loader import Servable
-from .messages import Request, Response, decoded_body, json_response
+from .messages import Request, Response, check_size, decoded_body, is_encoded, json_response
 from .protocol.base import Call, Codec
 from .protocol.dtypes import DTYPES, dtype_name
 from .protocol.signature import TensorSpec
@@ -33,17 +33,32 @@ _V2 = re.compile(r"/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?"
                  r"(?P<what>/ready|/infer)?")
 
 
+#: what parsing JSON takes in memory per byte of it, at worst (measured by
+#: ``benchmarks/decode_worst_bench.py``): JSON bodies count this much against
+#: ``MAX_INFLIGHT_BYTES``, so a burst of large ones is shed (450) before it is parsed
+JSON_WEIGHT = 32
+
+
 class Job:
     """Work that needs the model: a prediction (``admitted``: it goes through the admission
     queue) or a read (answered as soon as the model is there).  ``check`` runs first, with
-    the model (a version the URL named must be the one loaded)."""
+    the model (a version the URL named must be the one loaded); ``prepare`` once the request
+    holds its admitted slot: it undoes the body's Content-Encoding within the route's limits
+    and says how many of its bytes are JSON."""
 
-    __slots__ = ("admitted", "call", "check", "codec", "run")
+    __slots__ = ("admitted", "call", "check", "codec", "prepare", "run")
 
     def __init__(self, run: Callable[[Servable, Context], Response], *, admitted: bool,
                  codec: Optional[Codec] = None, call: Call = NO_CALL,
-                 check: Optional[Callable[[Servable], None]] = None) -> None:
+                 check: Optional[Callable[[Servable], None]] = None,
+                 prepare: Optional[Callable[[Request], int]] = None) -> None:
         self.run, self.admitted, self.codec, self.call, self.check = run, admitted, codec, call, check
+        self.prepare = prepare
+
+
+#: what routing decides from a request's headers: a reply, a job, or (EAS's gateway, where an
+#: empty body asks for the schema) the job to make once the body is read
+Routed = Union[Response, Job, Callable[[Request], Job]]
 
 
 def model_version(model: Servable) -> str:
@@ -62,7 +77,7 @@ class ProtocolRoutes:
     def _model_name(self, req: Request, name: str) -> str:
         """Auth first, then the name: only a caller with the token learns the real one."""
         cfg = self.service.config
-        check_auth(cfg.service_token, req, req.path, max_skew=cfg.signature_max_skew)
+        check_auth(cfg.service_token, req, req.path, max_skew=cfg.signature_max_skew, body=False)
         if cfg.service_name and name != cfg.service_name:
             raise NotFound(f"model '{name}' not found; this function serves '{cfg.service_name}'")
         return name
@@ -79,19 +94,32 @@ class ProtocolRoutes:
 
     def _predict(self, req: Request, codec: Codec, call: Call, version: Optional[str]) -> Job:
         cfg = self.service.config
-        self.service._check_size(req)
-        req.body = decoded_body(req, cfg.max_body_bytes)
-        n = len(req.body)
-        head = req.headers.get(HEADER, "")  # V2 binary: only the header part is JSON
-        if head.strip().isdigit():
-            n = min(n, int(head))
-        if n > cfg.max_json_bytes:
-            raise PayloadTooLarge(f"JSON of {n} bytes is over the limit of {cfg.max_json_bytes} "
-                                  "bytes (MAX_JSON_BYTES; JSON takes ~14x its size in memory "
-                                  "while parsed); send binary tensors (V2) or smaller batches")
+        # V2 binary: only the part before Inference-Header-Content-Length is JSON; everything
+        # else is all JSON, and no more than MAX_JSON_BYTES of it is read or inflated
+        binary = codec is self.v2 and HEADER in req.headers
+        if binary or is_encoded(req):
+            check_size(req, cfg.max_body_bytes, "MAX_BODY_BYTES")
+        else:
+            check_size(req, cfg.max_json_bytes, "MAX_JSON_BYTES")
+
+        def prepare(req: Request) -> int:
+            if binary:
+                req.body = decoded_body(req, cfg.max_body_bytes, "MAX_BODY_BYTES")
+                n = json_part_length(req.headers[HEADER], len(req.body))
+            else:
+                req.body = decoded_body(req, cfg.max_json_bytes, "MAX_JSON_BYTES")
+                n = len(req.body)
+            if n > cfg.max_json_bytes:
+                raise PayloadTooLarge(f"JSON of {n} bytes is over the limit of "
+                                      f"{cfg.max_json_bytes} bytes (MAX_JSON_BYTES; parsed JSON "
+                                      f"takes up to {JSON_WEIGHT}x its size in memory); send "
+                                      "binary tensors (V2) or smaller batches")
+            return n
+
         pred = self.service.predictor
         return Job(lambda model, ctx: pred.predict(req, model, ctx, codec, call), admitted=True,
-                   codec=codec, call=call, check=self._version_check(call.model, version))
+                   codec=codec, call=call, check=self._version_check(call.model, version),
+                   prepare=prepare)
 
     def _read(self, respond: Callable[[Servable], Response], name: str,
               version: Optional[str]) -> Job:
@@ -105,7 +133,7 @@ class ProtocolRoutes:
 
     # TF Serving REST -------------------------------------------------------------------------
 
-    def tfserving_route(self, req: Request, path: str) -> Union[Response, Job]:
+    def tfserving_route(self, req: Request, path: str) -> Routed:
         req.protocol = self.tfserving.name
         m = _V1.fullmatch(path[len("/v1/models/"):])
         if m is None:
@@ -144,7 +172,7 @@ class ProtocolRoutes:
 
     # Open Inference Protocol (V2) ------------------------------------------------------------
 
-    def v2_route(self, req: Request, path: str) -> Union[Response, Job]:
+    def v2_route(self, req: Request, path: str) -> Routed:
         req.protocol = self.v2.name
         rest = path[len("/v2"):]
         simple = _V2_SIMPLE.get(rest)
@@ -235,6 +263,15 @@ def _v2_metadata(name: str, model: Servable) -> Dict[str, Any]:
             "outputs": [_v2_tensor(s) for _, s in sorted(sig.outputs.items())]}
 
 
+def json_part_length(value: str, body_len: int) -> int:
+    """V2's ``Inference-Header-Content-Length``: ASCII digits, within the body."""
+    v = value.strip()
+    if not (v.isascii() and v.isdigit() and len(v) <= 20 and int(v) <= body_len):
+        raise BadRequest(f"Inference-Header-Content-Length {v[:24]!r} is not a length within "
+                         f"the body of {body_len} bytes; expected its JSON part's size in bytes")
+    return int(v)
+
+
 def split_prefix(path: str, prefixes: Tuple[Tuple[str, Any], ...]) -> Optional[Any]:
     """The route of the first prefix ``path`` starts with (a small table, in order)."""
     for prefix, route in prefixes:
@@ -243,4 +280,4 @@ def split_prefix(path: str, prefixes: Tuple[Tuple[str, Any], ...]) -> Optional[A
     return None
 
 
-__all__ = ["Job", "ProtocolRoutes", "model_version", "split_prefix"]
+__all__ = ["JSON_WEIGHT", "Job", "ProtocolRoutes", "Routed", "model_version", "split_prefix"]

@@ -15,8 +15,8 @@ import os
 import time
 from typing import Any, Callable, Dict, Optional, Tuple, Union
 
-from .admission import Admission, Watch
-from .auth import check_auth
+from .admission import Admission, Held, Watch
+from .auth import check_auth, check_content_md5
 from .config import Config
 from .errors import (
     ClientGone,
@@ -27,13 +27,22 @@ from .errors import (
     Unauthorized,
 )
 from .loader import ModelHolder, Servable
-from .messages import GATEWAY_PREFIX, Request, Response, decoded_body, error_response, json_response
+from .messages import (
+    GATEWAY_PREFIX,
+    Request,
+    Response,
+    check_size,
+    decoded_body,
+    error_response,
+    is_encoded,
+    json_response,
+)
 from .metrics import CONTENT_TYPE, Metrics
 from .predictor import INLINE_SECONDS, Context, Predictor
 from .protocol.base import Call
 from .protocol.eas import EAS
 from .protocol.signature import signature_json_bytes
-from .routes import Job, ProtocolRoutes, split_prefix
+from .routes import JSON_WEIGHT, Job, ProtocolRoutes, Routed, split_prefix
 
 log = logging.getLogger("tfserverless")
 EAS_CALL = Call()
@@ -53,14 +62,14 @@ class Service:
         self.predictor = Predictor(config, self.admission, self.metrics, self.warmup)
         self.eas = EAS()
         self.routes = ProtocolRoutes(self)
-        self._exact: Dict[str, Callable[[Request], Union[Response, Job]]] = {
+        self._exact: Dict[str, Callable[[Request], Routed]] = {
             "/healthz": self._health_route,
             "/healthz/live": self._live_route,
             "/metrics": self._metrics_route,
             "/": self._gateway_route,
         }
         # then by prefix, in order: EAS's gateway path, TF Serving REST, the V2 protocol
-        self._prefixed: Tuple[Tuple[str, Callable[[Request, str], Union[Response, Job]]], ...] = (
+        self._prefixed: Tuple[Tuple[str, Callable[[Request, str], Routed]], ...] = (
             (GATEWAY_PREFIX, self._gateway_prefixed),
             ("/v1/models/", self.routes.tfserving_route),
             ("/v2", self.routes.v2_route),
@@ -68,30 +77,65 @@ class Service:
 
     # entry points ----------------------------------------------------------------------------
 
-    def handle(self, req: Request) -> Response:
-        """Sync servers: queued requests wait in their own thread."""
+    def route(self, req: Request) -> Routed:
+        """Route a request on its method, path and headers alone, before its body is read:
+        sizes it declares, the token (a signature's Content-MD5 waits for the body) and names
+        are checked here, so a client without the token never gets its body read or counted."""
+        path = req.path.rstrip("/") or "/"
+        handler = self._exact.get(path)
+        if handler is not None:
+            return handler(req)
+        route = split_prefix(path, self._prefixed)
+        if route is not None:
+            return route(req, path)  # type: ignore[no-any-return]
+        raise NotFound(f"no route {req.path}; expected POST / or POST {GATEWAY_PREFIX}<service> "
+                       "(EAS), /v1/models/<name>:predict (TF Serving REST), "
+                       "/v2/models/<name>/infer (V2), GET /healthz")
+
+    def _with_body(self, req: Request, target: Routed) -> Union[Response, Job]:
+        """What ``route`` decided, now that the body is read."""
+        if isinstance(target, Response):
+            return target
+        check_size(req, self.config.max_body_bytes, "MAX_BODY_BYTES")  # as read, if undeclared
+        check_content_md5(self.config.service_token, req)
+        return target if isinstance(target, Job) else target(req)
+
+    def handle(self, req: Request, routed: Optional[Routed] = None,
+               held: Optional[Held] = None) -> Response:
+        """Sync servers: queued requests wait in their own thread.  ``routed``: what
+        ``route`` said of this request before its body was read; ``held``: the bytes in
+        flight its adapter counted for it (released by the adapter)."""
         t0 = time.perf_counter()
+        own = held is None
+        held = held or self.admission.held()
         try:
-            target = self._route(req)
+            target = self._with_body(req, self.route(req) if routed is None else routed)
             if isinstance(target, Job):
-                target = self._run_sync(target)
+                target = self._run_sync(req, target, held)
             resp = self._capped(req, target)
         except TFServerlessError as e:
             resp = self._error(req, e)
         except Exception as e:  # our bug, not the client's: log it, answer one line
             resp = self._bug(req, e)
+        finally:
+            if own:
+                self.admission.release_bytes(held)
         self.count(req, resp.status, t0)
         return resp
 
-    async def handle_async(self, req: Request, watch: Optional[Watch] = None) -> Response:
+    async def handle_async(self, req: Request, watch: Optional[Watch] = None,
+                           routed: Optional[Routed] = None, held: Optional[Held] = None,
+                           ) -> Response:
         """ASGI servers: queued requests and loads are awaited, holding no thread; ``watch()``
         gives a future that completes when the client disconnects, asked for only if the
         request must queue (then ``ClientGone`` is raised: nobody to answer)."""
         t0 = time.perf_counter()
+        own = held is None
+        held = held or self.admission.held()
         try:
-            target = self._route(req)
+            target = self._with_body(req, self.route(req) if routed is None else routed)
             if isinstance(target, Job):
-                target = await self._run_async(req, target, watch)
+                target = await self._run_async(req, target, watch, held)
             resp = self._capped(req, target)
         except ClientGone:
             self.count(req, ClientGone.status, t0)
@@ -100,7 +144,16 @@ class Service:
             resp = self._error(req, e)
         except Exception as e:
             resp = self._bug(req, e)
+        finally:
+            if own:
+                self.admission.release_bytes(held)
         self.count(req, resp.status, t0)
+        return resp
+
+    def route_error(self, req: Request, e: TFServerlessError) -> Response:
+        """The reply to a request refused before its body was read (counted in /metrics)."""
+        resp = self._error(req, e)
+        self.count(req, resp.status, time.perf_counter())
         return resp
 
     def count(self, req: Request, status: int, t0: float) -> None:
@@ -132,7 +185,19 @@ class Service:
     def _load_wait(self, deadline: float) -> float:
         return max(0.0, min(self.config.load_timeout, deadline - time.monotonic()))
 
-    def _run_sync(self, job: Job) -> Response:
+    def _prepare(self, req: Request, job: Job, held: Held) -> None:
+        """Within the admitted slot: the body inflated and checked (``job.prepare``), and
+        what that adds to the bytes in flight counted: the inflated size, and JSON at what
+        parsing it takes (``JSON_WEIGHT``); 450 beyond ``MAX_INFLIGHT_BYTES``."""
+        if job.prepare is None:
+            return
+        raw = len(req.body)
+        json_bytes = job.prepare(req)
+        extra = max(0, len(req.body) - raw) + json_bytes * (JSON_WEIGHT - 1)
+        if extra:
+            self.admission.reserve_bytes(held, extra)
+
+    def _run_sync(self, req: Request, job: Job, held: Held) -> Response:
         adm = self.admission
         ctx = Context(adm.deadline())
         deadline = ctx.deadline
@@ -143,6 +208,7 @@ class Service:
         t0 = time.perf_counter()
         adm.acquire(deadline)
         try:
+            self._prepare(req, job, held)
             model = self.holder.get(wait=self._load_wait(deadline))
             adm.check_deadline(deadline)
             ctx.queued = time.perf_counter() - t0
@@ -154,7 +220,8 @@ class Service:
         adm.check_deadline(deadline)
         return resp
 
-    async def _run_async(self, req: Request, job: Job, watch: Optional[Watch]) -> Response:
+    async def _run_async(self, req: Request, job: Job, watch: Optional[Watch],
+                         held: Held) -> Response:
         adm = self.admission
         ctx = Context(adm.deadline())
         deadline = ctx.deadline
@@ -167,8 +234,18 @@ class Service:
         if job.check is not None:
             job.check(model)
         await adm.acquire_async(deadline, watch)
-        ctx.queued = time.perf_counter() - t0
         pred = self.predictor
+        try:
+            if job.prepare is not None and is_encoded(req):
+                # inflating costs time: in a thread (zlib lets the event loop run meanwhile)
+                await asyncio.get_running_loop().run_in_executor(
+                    pred.executor, self._prepare, req, job, held)
+            else:
+                self._prepare(req, job, held)
+        except BaseException:
+            adm.release()
+            raise
+        ctx.queued = time.perf_counter() - t0
         if pred.abatcher is not None:
             try:
                 codec = job.codec or self.eas
@@ -197,54 +274,39 @@ class Service:
 
     # routing ---------------------------------------------------------------------------------
 
-    def _route(self, req: Request) -> Union[Response, Job]:
-        path = req.path.rstrip("/") or "/"
-        handler = self._exact.get(path)
-        if handler is not None:
-            return handler(req)
-        route = split_prefix(path, self._prefixed)
-        if route is not None:
-            return route(req, path)  # type: ignore[no-any-return]
-        raise NotFound(f"no route {req.path}; expected POST / or POST {GATEWAY_PREFIX}<service> "
-                       "(EAS), /v1/models/<name>:predict (TF Serving REST), "
-                       "/v2/models/<name>/infer (V2), GET /healthz")
-
-    def _gateway_prefixed(self, req: Request, path: str) -> Union[Response, Job]:
+    def _gateway_prefixed(self, req: Request, path: str) -> Routed:
         if path.count("/") != 3:
             raise NotFound(f"no route {req.path}; expected {GATEWAY_PREFIX}<service>")
         return self._gateway_route(req, path[len(GATEWAY_PREFIX):])
 
-    def _gateway_route(self, req: Request, name: Optional[str] = None) -> Union[Response, Job]:
+    def _gateway_route(self, req: Request, name: Optional[str] = None) -> Routed:
         req.protocol = self.eas.name
         if req.method not in ("GET", "POST", "HEAD"):
             raise MethodNotAllowed(f"{req.method} {req.path}; expected POST (or GET for the schema)",
                                    headers={"Allow": "GET, POST"})
-        self._check_size(req)
+        check_size(req, self.config.max_body_bytes, "MAX_BODY_BYTES")
         configured = self.config.service_name
         resource = GATEWAY_PREFIX + (configured if name is None else name)
         check_auth(self.config.service_token, req, resource,
-                   max_skew=self.config.signature_max_skew)
+                   max_skew=self.config.signature_max_skew, body=False)
         if name is not None and configured and name != configured:
             # after auth: only a caller with the token learns the real name
             raise NotFound(f"service '{name}' not found; this function serves '{configured}' at "
                            f"{GATEWAY_PREFIX}{configured}")
-        req.body = decoded_body(req, self.config.max_body_bytes)  # as on /v1 and /v2
+        return self._gateway_job
+
+    def _gateway_job(self, req: Request) -> Job:
         if req.method in ("GET", "HEAD") or not req.body:
             sig_name = req.query.get("signature_name", "")
             return Job(lambda model, ctx: self.schema(model, sig_name), admitted=False)
-        return Job(lambda model, ctx: self.predictor.predict(req, model, ctx, self.eas, EAS_CALL),
-                   admitted=True, codec=self.eas)
-
-    def _check_size(self, req: Request) -> None:
         limit = self.config.max_body_bytes
-        n = max(len(req.body), req.content_length or 0)
-        if n > limit:
-            raise PayloadTooLarge(f"request body of {n} bytes is over the limit of {limit} bytes "
-                                  "(MAX_BODY_BYTES)")
-        cap = req.payload_limit
-        if cap is not None and n > cap.nbytes:
-            raise PayloadTooLarge(f"request body of {n} bytes is over {cap.name}'s limit of "
-                                  f"{cap.nbytes} bytes; send smaller batches")
+
+        def prepare(req: Request) -> int:
+            req.body = decoded_body(req, limit, "MAX_BODY_BYTES")  # as on /v1 and /v2
+            return 0
+
+        return Job(lambda model, ctx: self.predictor.predict(req, model, ctx, self.eas, EAS_CALL),
+                   admitted=True, codec=self.eas, prepare=prepare)
 
     # endpoints -------------------------------------------------------------------------------
 

@@ -5,11 +5,12 @@ Each adapter decodes, calls ``Service.handle`` and encodes: nothing more.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
-from typing import Any, Iterator
+from typing import Any, Callable, Optional
 
+from ..errors import TFServerlessError
+from ..messages import Request, Response
 from ..service import Service
 
 log = logging.getLogger("tfserverless")
@@ -21,22 +22,49 @@ def declared_length(value: Any) -> int:
     return int(text) if text.isdigit() and text.isascii() else 0
 
 
-@contextlib.contextmanager
-def body_in_flight(service: Service, declared: int) -> Iterator[None]:
-    """Count a body against ``MAX_INFLIGHT_BYTES`` (450 beyond) before it is read."""
-    n = min(declared, service.config.max_body_bytes + 1)
-    service.admission.reserve_bytes(n)
-    try:
-        yield
-    finally:
-        service.admission.release_bytes(n)
+CHUNK = 64 << 10  # bytes read (and counted in flight) at a time
 
 
-def read_body(stream: Any, declared: int, limit: int) -> bytes:
-    """Read at most ``limit + 1`` bytes: enough to know a body is too large, never more."""
+def read_body(stream: Any, declared: int, limit: int,
+              count: Optional[Callable[[int], None]] = None) -> bytes:
+    """Read at most ``limit + 1`` bytes: enough to know a body is too large, never more;
+    ``count(n)`` is told of each chunk as it arrives (it may refuse with a 450)."""
     if declared > limit:
         return b""
-    return bytes(stream.read(limit + 1) if declared <= 0 else stream.read(declared))
+    want = limit + 1 if declared <= 0 else declared
+    chunks = []
+    while want > 0:
+        chunk = stream.read(min(CHUNK, want))
+        if not chunk:
+            break
+        if count is not None:
+            count(len(chunk))
+        chunks.append(bytes(chunk))
+        want -= len(chunk)
+    return b"".join(chunks)
+
+
+def handle_sync(service: Service, req: Request, stream: Any, peer: str = "") -> Response:
+    """A sync server's request whose body is still in ``stream``: routed and authorised on
+    its headers first (a client without the token is answered before its body is read and
+    holds nothing), then the body read and counted in flight as it arrives, then served."""
+    try:
+        routed = service.route(req)
+    except TFServerlessError as e:
+        return service.route_error(req, e)
+    cfg, admission = service.config, service.admission
+    held = admission.held(peer)
+    try:
+        declared = req.content_length or 0
+        if declared:  # refused at once rather than half-way through
+            admission.reserve_bytes(held, min(declared, cfg.max_body_bytes + 1), count=False)
+        req.body = read_body(stream, declared, cfg.max_body_bytes,
+                             lambda n: admission.reserve_bytes(held, n))
+        return service.handle(req, routed, held)
+    except TFServerlessError as e:  # 450: too many bytes in flight
+        return service.route_error(req, e)
+    finally:
+        admission.release_bytes(held)
 
 
 def load_in_init(service: Service, hook: str) -> None:

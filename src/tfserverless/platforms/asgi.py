@@ -30,58 +30,62 @@ log = logging.getLogger("tfserverless")
 MAX_HEADER_BYTES = 64 << 10  # request headers past this are a 431
 
 
-async def to_request_async(scope: Dict[str, Any], receive: Callable[[], Awaitable[Dict[str, Any]]],
-                           limit: int, *, timeout: float = 0.0) -> Request:
-    """An ASGI request -> ``Request``, reading at most ``limit + 1`` body bytes, the whole
-    body within ``timeout`` seconds (0: no limit) or a 408; headers over 64 KiB are a 431."""
+def request_head(scope: Dict[str, Any]) -> Request:
+    """An ASGI request's method, path, query and headers as a ``Request`` with no body yet;
+    headers over 64 KiB are a 431."""
     raw = scope["headers"]
     if sum(len(k) + len(v) for k, v in raw) > MAX_HEADER_BYTES:
         raise HeadersTooLarge(f"request headers over {MAX_HEADER_BYTES >> 10} KiB; expected "
                               "fewer or shorter headers")
     headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in raw}
-    declared = declared_length(headers.get("content-length"))
-    chunks = []
-    if declared <= limit:
-        # one timer for the whole body (wait_for around each receive() costs a task a call)
-        fired: List[bool] = []
-        timer = None
-        if timeout > 0:
-            task = asyncio.current_task()
-
-            def expire() -> None:
-                fired.append(True)
-                if task is not None:
-                    task.cancel()
-
-            timer = asyncio.get_running_loop().call_later(timeout, expire)
-        size, more = 0, True
-        try:
-            while more and size <= limit:
-                message = await receive()
-                if message["type"] != "http.request":  # the client went away: nobody to answer
-                    raise ClientGone("client disconnected while sending the body")
-                chunk = message.get("body", b"")
-                chunks.append(chunk)
-                size += len(chunk)
-                more = message.get("more_body", False)
-        except asyncio.CancelledError:
-            if not fired:
-                raise
-            raise RequestTimeout(f"request body not complete within {timeout:g}s "
-                                 f"(BODY_READ_TIMEOUT); got {size} of {declared or '?'} "
-                                 "bytes") from None
-        finally:
-            if timer is not None:
-                timer.cancel()
     query = scope.get("query_string") or b""
-    return Request(
-        scope["method"],
-        scope["path"],
-        headers,
-        b"".join(chunks),
-        query=dict(parse_qsl(query.decode("latin-1"))) if query else None,
-        content_length=declared,
-    )
+    return Request(scope["method"], scope["path"], headers,
+                   query=dict(parse_qsl(query.decode("latin-1"))) if query else None,
+                   content_length=declared_length(headers.get("content-length")))
+
+
+async def read_body_async(receive: Receive, declared: int, limit: int, *, timeout: float = 0.0,
+                          count: Optional[Callable[[int], None]] = None) -> bytes:
+    """At most ``limit + 1`` body bytes (nothing when ``declared`` is already over), the whole
+    body within ``timeout`` seconds (0: no limit) or a 408; ``count(n)`` is told of each chunk
+    as it arrives (bytes in flight: it may refuse with a 450)."""
+    if declared > limit:
+        return b""
+    chunks = []
+    # one timer for the whole body (wait_for around each receive() costs a task a call)
+    fired: List[bool] = []
+    timer = None
+    if timeout > 0:
+        task = asyncio.current_task()
+
+        def expire() -> None:
+            fired.append(True)
+            if task is not None:
+                task.cancel()
+
+        timer = asyncio.get_running_loop().call_later(timeout, expire)
+    size, more = 0, True
+    try:
+        while more and size <= limit:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away: nobody to answer
+                raise ClientGone("client disconnected while sending the body")
+            chunk = message.get("body", b"")
+            if count is not None and chunk:
+                count(len(chunk))
+            chunks.append(chunk)
+            size += len(chunk)
+            more = message.get("more_body", False)
+    except asyncio.CancelledError:
+        if not fired:
+            raise
+        raise RequestTimeout(f"request body not complete within {timeout:g}s "
+                             f"(BODY_READ_TIMEOUT); got {size} of {declared or '?'} "
+                             "bytes") from None
+    finally:
+        if timer is not None:
+            timer.cancel()
+    return b"".join(chunks)
 
 
 #: set in the request's task when its client left mid-response (see ``Reply``)
@@ -102,10 +106,20 @@ async def _disconnect(receive: Receive) -> None:
         pass
 
 
+def peer(scope: Dict[str, Any]) -> str:
+    """The client's address (bytes in flight are bounded per address)."""
+    client = scope.get("client")
+    return str(client[0]) if client else ""
+
+
 async def answer(service: Service, scope: Dict[str, Any], receive: Receive) -> Optional[Response]:
-    """The reply to one HTTP scope; None when the client left (nobody to answer)."""
+    """The reply to one HTTP scope; None when the client left (nobody to answer).
+
+    Routed and authorised on its headers first: a client without the token is answered
+    before its body is read and never holds bytes in flight.  The body's bytes are counted
+    as they arrive (what a client declares costs nothing), per client address too."""
     cfg = service.config
-    limit, admission = cfg.max_body_bytes, service.admission
+    admission = service.admission
     watched: List[asyncio.Task[None]] = []
 
     def watch() -> asyncio.Task[None]:  # only for requests that must wait
@@ -113,23 +127,29 @@ async def answer(service: Service, scope: Dict[str, Any], receive: Receive) -> O
             watched.append(asyncio.ensure_future(_disconnect(receive)))
         return watched[0]
 
-    declared = 0
-    for k, v in scope["headers"]:
-        if k == b"content-length":
-            declared = min(declared_length(v), limit + 1)
-    req = None
     try:
-        admission.reserve_bytes(declared)
-        try:
-            req = await to_request_async(scope, receive, limit, timeout=cfg.body_read_timeout)
-            return await service.handle_async(req, watch)
-        finally:
-            admission.release_bytes(declared)
+        req = request_head(scope)
+    except TFServerlessError as e:  # 431
+        return error_response(e)
+    try:
+        routed = service.route(req)
+    except TFServerlessError as e:
+        return service.route_error(req, e)
+    held = admission.held(peer(scope))
+    try:
+        declared = req.content_length or 0
+        if declared:  # refused at once rather than half-way through
+            admission.reserve_bytes(held, min(declared, cfg.max_body_bytes + 1), count=False)
+        req.body = await read_body_async(
+            receive, declared, cfg.max_body_bytes, timeout=cfg.body_read_timeout,
+            count=lambda n: admission.reserve_bytes(held, n))
+        return await service.handle_async(req, watch, routed, held)
     except ClientGone:
         return None
-    except TFServerlessError as e:  # 450 (bytes in flight), 408 or 431 before the service
-        return error_response(e, req.protocol if req is not None else "")
+    except TFServerlessError as e:  # 450 (bytes in flight) or 408 while reading the body
+        return service.route_error(req, e)
     finally:
+        admission.release_bytes(held)
         for task in watched:
             task.cancel()
 
@@ -168,4 +188,4 @@ def make_app(service: Service) -> App:
     return app
 
 
-__all__ = ["App", "answer", "make_app"]
+__all__ = ["App", "answer", "make_app", "peer", "read_body_async", "request_head"]

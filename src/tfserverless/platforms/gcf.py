@@ -12,28 +12,22 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import Any, Awaitable, Callable, Dict, Optional, Tuple, cast
+from typing import Any, Awaitable, Callable, Optional, Tuple, cast
 
-from ..errors import TFServerlessError
-from ..messages import Request, error_response
+from ..messages import Request
 from ..service import Service
-from . import body_in_flight, read_body
+from . import handle_sync
 from .asgi import _CLIENT_LEFT, _QuietWhenClientLeft, answer
 
-FlaskHandler = Callable[[Any], Tuple[bytes, int, Dict[str, str]]]
+FlaskHandler = Callable[[Any], Any]
 AsgiHandler = Callable[[Any], Awaitable[Any]]
 
 
-def to_request(flask_request: Any, limit: int) -> Request:
-    declared = flask_request.content_length or 0
-    return Request(
-        flask_request.method,
-        flask_request.path,
-        dict(flask_request.headers),
-        read_body(flask_request.stream, declared, limit),
-        query=flask_request.args.to_dict(),
-        content_length=declared,
-    )
+def to_request(flask_request: Any) -> Request:
+    """The request's method, path, query and headers; its body stays in its stream."""
+    return Request(flask_request.method, flask_request.path, dict(flask_request.headers),
+                   query=flask_request.args.to_dict(),
+                   content_length=flask_request.content_length or 0)
 
 
 def make_handlers(service: Service) -> Tuple[Any, FlaskHandler]:
@@ -58,15 +52,20 @@ def make_handlers(service: Service) -> Tuple[Any, FlaskHandler]:
 
 
 def make_flask_handler(service: Service) -> FlaskHandler:
-    limit = service.config.max_body_bytes
+    flask_response: Optional[Any] = None
+    if "flask" in sys.modules or "functions_framework" in sys.modules:
+        from flask import Response as flask_response
 
-    def predict(request: Any) -> Tuple[bytes, int, Dict[str, str]]:
-        try:
-            with body_in_flight(service, request.content_length or 0):
-                resp = service.handle(to_request(request, limit))
-        except TFServerlessError as e:  # 450: too many bytes in flight
-            resp = error_response(e)
-        return resp.body, resp.status, resp.headers
+    def predict(request: Any) -> Any:
+        resp = handle_sync(service, to_request(request), request.stream,
+                           str(request.remote_addr or ""))
+        if flask_response is None:
+            return resp.body, resp.status, resp.headers
+        # a streamed reply: functions-framework reads a non-streamed request's whole body
+        # after the handler (``read_request``: into memory, as long as declared), which would
+        # undo every limit on a body we refused before reading it
+        headers = dict(resp.headers, **{"Content-Length": str(len(resp.body))})
+        return flask_response(iter((resp.body,)), resp.status, headers)
 
     return predict
 
