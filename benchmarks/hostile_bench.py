@@ -47,7 +47,7 @@ def probes() -> Dict[str, Tuple[str, bytes, Dict[str, str]]]:
     """name -> (path, body, headers)"""
     tfs, v2 = "/v1/models/mnist:predict", "/v2/models/mnist/infer"
     empty_lists = b'{"instances": [' + b"[]," * ((8 << 20) // 3 - 10) + b"[]]}"
-    ones = b"".join([struct.pack("<I", 1) + b"a"] * ((64 << 20) // 5 - 1))
+    ones = b"".join([struct.pack("<I", 1) + b"a"] * ((60 << 20) // 5))
     big_bytes, big_headers = v2_bytes([len(ones) // 5], ones)
     gz = {"Content-Encoding": "gzip"}
     out = {
@@ -58,7 +58,7 @@ def probes() -> Dict[str, Tuple[str, bytes, Dict[str, str]]]:
         "TFS 16 MiB JSON + I-H-C-L: 0": (tfs, b'{"instances": [' + b"0.5," * (4 << 20) + b"0.5]}",
                                          {"Inference-Header-Content-Length": "0"}),
         "TFS 1 MB gzip bomb": (tfs, gzip.compress(b" " * (1 << 30), 9), gz),
-        "V2 gzip of 64 MiB 1-byte BYTES": (v2, gzip.compress(big_bytes, 9), {**big_headers, **gz}),
+        "V2 gzip of 60 MiB 1-byte BYTES": (v2, gzip.compress(big_bytes, 9), {**big_headers, **gz}),
     }
     return out
 

@@ -190,7 +190,8 @@ class Config:
         self.service_name = service_name
         self.service_token = service_token
         self.max_body_bytes = max_body_bytes
-        # JSON turns into Python objects first: ~14x its size at peak (measured), so its own cap
+        # JSON turns into Python objects first: 3-6x its size for numbers, up to ~30x for
+        # strings (measured), so its own cap
         self.max_json_bytes = max_json_bytes
         self.model_cache_dir = model_cache_dir or default_cache_dir(environ or {})
         self.log_level = log_level
