@@ -79,6 +79,7 @@ bench: venv eas-venv kserve-venv sample  ## the benchmarks; reports under benchm
 	$(BIN)/python benchmarks/padding_bench.py
 	$(BIN)/python benchmarks/codec_bench.py
 	$(BIN)/python benchmarks/decode_worst_bench.py
+	$(BIN)/python benchmarks/hostile_bench.py
 	$(BIN)/python benchmarks/e2e_bench.py
 	$(BIN)/python benchmarks/overload_bench.py
 	$(BIN)/python benchmarks/fetch_bench.py
