@@ -21,9 +21,10 @@ from .dtypes import (
     F_SHAPE,
     F_STRING,
     FIELD_NAMES,
-    MAX_DIM,
+    MAX_ELEMENTS,
     MAX_RANK,
     SUPPORTED_NAMES,
+    check_dims,
     dtype_name,
 )
 from .wire import (
@@ -48,7 +49,6 @@ _VALUE_FIELDS = (F_FLOAT, F_DOUBLE, F_INT, F_STRING, F_INT64, F_BOOL)
 MAX_INPUTS = 4096  # distinct input names in one request
 MAX_PARTS = 64  # occurrences of one input's ArrayProto that protobuf would merge
 MAX_OUTPUT_FILTER = 4096
-MAX_ELEMENTS = 1 << 40  # no tensor that fits in a request body has more (zero dims aside)
 
 # How the values of one field are converted from the uint64 varints on the wire.
 _FROM_VARINT: Dict[str, Callable[[np.ndarray], np.ndarray]] = {
@@ -323,19 +323,10 @@ class WireArray:
         return arr.reshape(shape)
 
     def shape(self, name: str) -> Tuple[int, ...]:
-        if self._rank_over or len(self.dims) > MAX_RANK:
+        if self._rank_over:  # dims past MAX_RANK were not kept: say so as check_dims would
             raise BadRequest(f"input '{name}' has rank over {MAX_RANK}; expected at most {MAX_RANK}")
-        size = 1
-        for d in self.dims:
-            if d < 0 or d > MAX_DIM:
-                raise BadRequest(
-                    f"input '{name}' has dimension {d} in shape {self.dims}; "
-                    f"expected sizes from 0 to {MAX_DIM}"
-                )
-            size *= max(d, 1)
-        if size > MAX_ELEMENTS:  # even with a zero dim: numpy refuses such shapes
-            raise BadRequest(
-                f"input '{name}' has shape {self.dims}, over {MAX_ELEMENTS} elements; "
-                "expected a shape that fits in a request"
-            )
+        check_dims(name, self.dims)
         return tuple(self.dims)
+
+
+__all__ = ["MAX_ELEMENTS", "MAX_INPUTS", "MAX_OUTPUT_FILTER", "MAX_PARTS", "WireArray"]

@@ -18,14 +18,14 @@ import numpy as np
 from ..errors import BadRequest
 from . import jsonfast
 from .base import Call, Decoded, Signatures
-from .dtypes import BY_V2, V2_NAMES, dtype_for_numpy
+from .dtypes import BY_V2, MAX_DIM, MAX_RANK, V2_NAMES, check_dims, dtype_for_numpy
 from .jsonio import dumps, loads
 from .signature import Given, TensorSpec, check_names, feeds_for_signature, output_names
 from .tfserving import to_array
 
 HEADER = "inference-header-content-length"
 MAX_TENSORS = 4096
-MAX_RANK = 32
+LENGTH_PREFIX = 4  # bytes before each BYTES element of binary data: its uint32 length
 
 
 def _dict(obj: Any, what: str) -> Dict[str, Any]:
@@ -34,27 +34,31 @@ def _dict(obj: Any, what: str) -> Dict[str, Any]:
     return obj
 
 
-def _shape(t: Dict[str, Any], name: str) -> Tuple[int, ...]:
+def _shape(t: Dict[str, Any], name: str) -> Tuple[Tuple[int, ...], int]:
+    """An input's declared shape and element count, checked before anything is made from
+    them."""
     shape = t.get("shape")
     if not isinstance(shape, list) or len(shape) > MAX_RANK or not all(
-            isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 1 << 40 for d in shape):
+            isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= MAX_DIM for d in shape):
         raise BadRequest(f"input '{name}' has shape {shape!r}; expected a list of at most "
                          f"{MAX_RANK} non-negative integers")
-    return tuple(shape)
+    return tuple(shape), check_dims(name, shape)
 
 
 def _bytes_elements(raw: memoryview, count: int, name: str) -> np.ndarray:
-    """BYTES binary data: ``count`` elements, each a uint32 length and its bytes."""
+    """BYTES binary data: ``count`` elements, each a uint32 length and its bytes.  The caller
+    has checked that ``raw`` holds ``count`` lengths, so what is allocated here is bounded by
+    the body."""
     out = np.empty(count, dtype=object)
     pos, end = 0, len(raw)
     for i in range(count):  # one element at a time: each is its own bytes object anyway
-        if pos + 4 > end:
+        if pos + LENGTH_PREFIX > end:
             raise BadRequest(f"input '{name}' binary data ends after {i} of {count} elements")
         (n,) = struct.unpack_from("<I", raw, pos)
-        if pos + 4 + n > end:
+        if pos + LENGTH_PREFIX + n > end:
             raise BadRequest(f"input '{name}' element {i} of {n} bytes runs past its data")
-        out[i] = bytes(raw[pos + 4:pos + 4 + n])
-        pos += 4 + n
+        out[i] = bytes(raw[pos + LENGTH_PREFIX:pos + LENGTH_PREFIX + n])
+        pos += LENGTH_PREFIX + n
     if pos != end:
         raise BadRequest(f"input '{name}' has {end - pos} bytes after its {count} elements")
     return out
@@ -68,10 +72,7 @@ def _input(t: Dict[str, Any], raw: memoryview, pos: int,
     if dt is None:
         raise BadRequest(f"input '{name}' has datatype {t.get('datatype')!r}; expected one of "
                          f"{V2_NAMES}")
-    shape = _shape(t, name)
-    count = 1
-    for d in shape:  # at most MAX_RANK small ints: a loop beats numpy's call overhead
-        count *= d
+    shape, count = _shape(t, name)
     params = t.get("parameters") or {}
     size = params.get("binary_data_size") if isinstance(params, dict) else None
     if size is not None:
@@ -80,6 +81,10 @@ def _input(t: Dict[str, Any], raw: memoryview, pos: int,
                              f"({len(raw) - pos} bytes left)")
         chunk = raw[pos:pos + size]
         if dt.numpy == "object":
+            if count > size // LENGTH_PREFIX:  # before allocating anything for them
+                raise BadRequest(f"input '{name}' has {size} bytes of binary data; shape "
+                                 f"{list(shape)} of BYTES needs at least {count * LENGTH_PREFIX} "
+                                 f"(a {LENGTH_PREFIX}-byte length per element)")
             arr = _bytes_elements(chunk, count, name)
         else:
             item = np.dtype(dt.numpy).newbyteorder("<")

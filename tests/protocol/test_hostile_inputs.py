@@ -1,0 +1,117 @@
+"""Hostile input, round two, fast lane: every client mistake is one short line of 400, decided
+before anything is allocated from what the client declared, and the same whichever JSON
+parser reads the body.  No sockets, no TensorFlow."""
+
+from __future__ import annotations
+
+import json
+import struct
+import tracemalloc
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+
+import numpy as np
+import pytest
+
+from tfserverless.errors import BadRequest
+from tfserverless.protocol import Call, encode_varints, tfrecord
+from tfserverless.protocol.v2 import V2
+
+from .test_tfserving import Sigs
+
+CALL = Call("m", "1")
+HEADER = "inference-header-content-length"
+
+
+def v2_body(doc: Dict[str, Any], blob: bytes = b"") -> Tuple[bytes, Dict[str, str]]:
+    head = json.dumps(doc).encode()
+    return head + blob, ({HEADER: str(len(head))} if blob or _binary(doc) else {})
+
+
+def _binary(doc: Dict[str, Any]) -> bool:
+    return any(isinstance(t, dict) and "binary_data_size" in (t.get("parameters") or {})
+               for t in doc.get("inputs", []))
+
+
+def v2_refused(doc: Any, blob: bytes = b"", headers: Optional[Mapping[str, str]] = None,
+               sigs: Any = None) -> str:
+    if isinstance(doc, bytes):
+        body, hdrs = doc, {}
+    else:
+        body, hdrs = v2_body(doc, blob)
+    with pytest.raises(BadRequest) as e:
+        V2().decode(body, dict(headers) if headers is not None else hdrs, sigs or Sigs(), CALL)
+    assert "\n" not in e.value.message and e.value.status == 400
+    return e.value.message
+
+
+def peak_bytes(f: Callable[[], Any]) -> int:
+    """The most memory (Python and numpy both report here) ``f`` held at once."""
+    tracemalloc.start()
+    try:
+        f()
+    except BadRequest:
+        pass
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return peak
+
+
+def bytes_input(shape: List[int], size: int) -> Dict[str, Any]:
+    return {"parameters": {"signature_name": "str"},
+            "inputs": [{"name": "s", "shape": shape, "datatype": "BYTES",
+                        "parameters": {"binary_data_size": size}}]}
+
+
+# --- A: nothing is allocated from a declared shape before the data is there -----------------
+
+
+def test_v2_bytes_elements_are_counted_against_the_bytes_present_before_allocating() -> None:
+    """Each BYTES element needs at least its 4-byte length: 2^24 of them in 0 bytes was an
+    np.empty of 128 MB (2^27: 1 GB and 2.7 s) before the 400."""
+    doc = bytes_input([1 << 24], 0)
+    peak = peak_bytes(lambda: V2().decode(*v2_body(doc), Sigs(), CALL))
+    assert peak < 1 << 20, f"{peak} bytes held for a {len(json.dumps(doc))}-byte body"
+    msg = v2_refused(doc)
+    assert "needs at least 67108864" in msg and "4-byte length" in msg
+    # the count that does fit still goes through the element walk (ends early: a 400)
+    assert "ends after 1 of 2" in v2_refused(bytes_input([2], 8), struct.pack("<I", 1) + b"a" + b"\0" * 3)
+
+
+@pytest.mark.parametrize("shape,datatype,data", [
+    ([1 << 36], "BYTES", None),  # np.empty(2^36, object): MemoryError, a 500
+    ([1 << 39, 1 << 39], "BYTES", None),  # numpy's "maximum dimension exceeded": a 500
+    ([1 << 39, 1 << 39], "FP32", None),
+    ([1 << 39, 1 << 39], "FP32", []),  # the JSON data path: refused before converting data
+    ([0, 1 << 40, 1 << 40], "FP32", []),  # a zero dim does not make the others sane
+])
+def test_v2_shapes_past_the_element_limit_are_400(shape: List[int], datatype: str,
+                                                  data: Any) -> None:
+    t: Dict[str, Any] = {"name": "x" if datatype == "FP32" else "s", "shape": shape,
+                         "datatype": datatype}
+    if data is None:
+        t["parameters"] = {"binary_data_size": 0}
+    else:
+        t["data"] = data
+    doc = {"parameters": {"signature_name": "one" if datatype == "FP32" else "str"}, "inputs": [t]}
+    msg = v2_refused(doc)
+    assert ("over 1099511627776 elements" in msg or "needs at least" in msg), msg
+
+
+def _varint(v: int) -> bytes:
+    return encode_varints(np.array([v], np.uint64))
+
+
+def _ld(field: int, payload: bytes) -> bytes:
+    return _varint(field << 3 | 2) + _varint(len(payload)) + payload
+
+
+def test_warmup_tensor_shape_is_checked_before_it_is_filled() -> None:
+    """A warm-up TensorProto with no values is zero-filled to its shape: a shape of 2^62 was a
+    ValueError (or MemoryError) out of the warm-up, not the RecordError it turns into a 503."""
+    dim = _ld(2, _varint(1 << 3) + _varint(1 << 62))  # TensorShapeProto.dim {size: 2^62}
+    tensor = _varint(1 << 3) + _varint(1) + _ld(2, dim)  # dtype DT_FLOAT, that shape, no values
+    request = _ld(2, _ld(1, b"x") + _ld(2, tensor))  # PredictRequest.inputs {"x": tensor}
+    record = _ld(6, _ld(1, request))  # PredictionLog.predict_log.request
+    with pytest.raises(tfrecord.RecordError, match="expected sizes from 0 to"):
+        tfrecord.prediction_log_to_request(record)
