@@ -66,3 +66,30 @@ def test_v2_bytes_shape_is_checked_against_the_data_before_allocating(server: Se
         **AUTH, "Inference-Header-Content-Length": str(len(head))})
     refused(r, "needs at least 536870912")
     assert time.monotonic() - start < 1.0
+
+
+# --- B: client mistakes that were 500s ------------------------------------------------------
+
+
+def images(data: Any = None, **extra: Any) -> Dict[str, Any]:
+    return dict({"name": "images", "shape": [1, 784], "datatype": "FP32",
+                 "data": ROW if data is None else data}, **extra)
+
+
+def predict_images(*inputs: Dict[str, Any], **extra: Any) -> Dict[str, Any]:
+    return dict({"parameters": {"signature_name": "predict_images"}, "inputs": list(inputs)},
+                **extra)
+
+
+def test_v2_datatype_that_is_no_string_is_400(server: Server) -> None:
+    r = requests.post(v2(server), headers=AUTH,
+                      json=predict_images(images(datatype=["FP64"])))
+    refused(r, "input 'images' has datatype", "expected one of FP32")
+
+
+def test_v2_id_with_a_lone_surrogate_is_400(server: Server) -> None:
+    """The NaN sent the body to the standard library's parser, which reads ``\\ud800``: the
+    model ran, then the reply could not be encoded (a 500)."""
+    body = json.dumps(predict_images(images(["NaN", *ROW[1:]]), id="@ID@")).encode()
+    body = body.replace(b'"NaN"', b"NaN").replace(b"@ID@", b"\\ud800")
+    refused(requests.post(v2(server), headers=AUTH, data=body), "lone surrogate")

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tfserverless.errors import BadRequest
-from tfserverless.protocol import Call, encode_varints, tfrecord
+from tfserverless.protocol import Call, encode_varints, jsonio, tfrecord
 from tfserverless.protocol.v2 import V2
 
 from .test_tfserving import Sigs
@@ -115,3 +115,48 @@ def test_warmup_tensor_shape_is_checked_before_it_is_filled() -> None:
     record = _ld(6, _ld(1, request))  # PredictionLog.predict_log.request
     with pytest.raises(tfrecord.RecordError, match="expected sizes from 0 to"):
         tfrecord.prediction_log_to_request(record)
+
+
+# --- B: a client's mistake is never a 500 -----------------------------------------------------
+
+
+@pytest.fixture(params=["orjson", "stdlib"])
+def parser(request: Any, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each body read as with orjson, and as the Python 3.7 processors without it read it."""
+    if request.param == "stdlib":
+        monkeypatch.setattr(jsonio, "orjson", None)
+    elif jsonio.orjson is None:
+        pytest.skip("orjson is not installed here")
+    return str(request.param)
+
+
+X = {"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}
+
+
+@pytest.mark.parametrize("datatype", [["FP64"], {"FP32": 1}, 32, None, True])
+def test_v2_datatype_that_is_no_string_is_400(datatype: Any) -> None:
+    """``"datatype": ["FP64"]`` was a 500 (TypeError: unhashable, in the dtype table lookup)."""
+    msg = v2_refused({"inputs": [dict(X, datatype=datatype)]})
+    assert "input 'x' has datatype" in msg and "expected one of FP32" in msg
+
+
+def test_v2_signature_name_that_is_no_string_is_400() -> None:
+    """It was ignored: the default signature answered a request meant for another."""
+    assert '"signature_name" must be a string' in v2_refused(
+        {"parameters": {"signature_name": ["two"]}, "inputs": [X]})
+
+
+def test_v2_id_with_a_lone_surrogate_is_400_before_the_model_runs(parser: str) -> None:
+    """The standard library reads ``"\\ud800"`` (orjson did too, through its NaN fallback): the
+    model ran, then the reply could not be encoded, a 500."""
+    body = b'{"id": "\\ud800", "inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32", ' \
+           b'"data": [NaN, 1, 2]}]}'
+    assert "surrogate" in v2_refused(body)
+
+
+@pytest.mark.parametrize("req_id", ["r\u00e9\u4e2d\U0001f600", "\u0000", "\\ud800", "x" * 10000])
+def test_v2_replies_echo_any_id_the_request_carried(parser: str, req_id: str) -> None:
+    body = json.dumps({"id": req_id, "inputs": [dict(X, data=[float("nan"), 1, 2])]}).encode()
+    decoded = V2().decode(body, {}, Sigs(), CALL)
+    reply, _ = V2().encode({"y": np.array([[np.nan, 1, 2]], np.float32)}, decoded, CALL)
+    assert json.loads(reply)["id"] == req_id

@@ -34,6 +34,17 @@ def _dict(obj: Any, what: str) -> Dict[str, Any]:
     return obj
 
 
+def _echoable(value: Any, what: str) -> None:
+    """A 400 now, before the model runs, for a string the reply repeats that no reply could
+    carry (a lone surrogate: the standard library's JSON parser reads ``"\\ud800"``)."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise BadRequest(f"{what} holds {value[e.start]!r} at character {e.start}, a lone "
+                             "surrogate; expected text (surrogates only in high-low pairs)") from None
+
+
 def _shape(t: Dict[str, Any], name: str) -> Tuple[Tuple[int, ...], int]:
     """An input's declared shape and element count, checked before anything is made from
     them."""
@@ -68,9 +79,10 @@ def _input(t: Dict[str, Any], raw: memoryview, pos: int,
            sig_spec: TensorSpec) -> Tuple[np.ndarray, int, int]:
     """(array, dtype code, next binary offset) of one request input."""
     name = t["name"]
-    dt = BY_V2.get(t.get("datatype"))  # type: ignore[arg-type]
+    datatype = t.get("datatype")
+    dt = BY_V2.get(datatype) if isinstance(datatype, str) else None  # a list: unhashable
     if dt is None:
-        raise BadRequest(f"input '{name}' has datatype {t.get('datatype')!r}; expected one of "
+        raise BadRequest(f"input '{name}' has datatype {datatype!r}; expected one of "
                          f"{V2_NAMES}")
     shape, count = _shape(t, name)
     params = t.get("parameters") or {}
@@ -122,7 +134,13 @@ class V2:
                     "the request")
         params = _dict(doc.get("parameters") or {}, '"parameters"')
         sig_name = params.get("signature_name", "")
-        sig = model.signature(sig_name if isinstance(sig_name, str) else "")
+        if not isinstance(sig_name, str):
+            raise BadRequest('"parameters" "signature_name" must be a string')
+        req_id = doc.get("id")
+        for value, what in ((req_id, '"id"'), (call.model, "the model name"),
+                            (call.version, "the model version")):
+            _echoable(value, what)
+        sig = model.signature(sig_name)
         inputs = doc.get("inputs")
         if not isinstance(inputs, list) or not inputs or len(inputs) > MAX_TENSORS:
             raise BadRequest(f'"inputs" must be a list of 1 to {MAX_TENSORS} tensors')
@@ -154,7 +172,7 @@ class V2:
         names = output_names([o["name"] for o in wanted], sig, "output")
         feeds = feeds_for_signature(given, sig)
         form = {k: binary.get(k, binary_all) for k in names}
-        return Decoded(sig, feeds, names, (form, doc.get("id")))
+        return Decoded(sig, feeds, names, (form, req_id))
 
     def encode(self, outputs: Dict[str, np.ndarray], decoded: Decoded,
                call: Call) -> Tuple[bytes, Dict[str, str]]:
