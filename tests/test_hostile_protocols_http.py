@@ -93,3 +93,22 @@ def test_v2_id_with_a_lone_surrogate_is_400(server: Server) -> None:
     body = json.dumps(predict_images(images(["NaN", *ROW[1:]]), id="@ID@")).encode()
     body = body.replace(b'"NaN"', b"NaN").replace(b"@ID@", b"\\ud800")
     refused(requests.post(v2(server), headers=AUTH, data=body), "lone surrogate")
+
+
+# --- C: acceptance that depended on the parser ------------------------------------------------
+
+
+def test_json_rule_does_not_depend_on_a_nan_elsewhere(server: Server) -> None:
+    """A BOM-prefixed body was a 400 unless it held the bytes NaN (anywhere, even in a string);
+    1e999 was a 400 without them and inf fed to the model with them."""
+    rows = json.dumps({"signature_name": "predict_images", "instances": [ROW, ROW]})
+    for extra in ("", ', "note": "NaN"'):
+        body = rows[:-1] + extra + "}"
+        r = requests.post(v1(server), headers=AUTH, data=b"\xef\xbb\xbf" + body.encode())
+        assert r.status_code == 200, r.text
+        assert np.array(r.json()["predictions"]).shape == (2, 10)
+        overflow = body.replace(json.dumps(ROW[0]), "1e999", 1).encode()
+        refused(requests.post(v1(server), headers=AUTH, data=overflow), "1e999")
+    nan = json.dumps(predict_images(images(["NaN", *ROW[1:]]))).replace('"NaN"', "NaN")
+    r = requests.post(v2(server), headers=AUTH, data=nan.replace("FP32", "FP32\\ud800", 1))
+    refused(r, "lone surrogate")

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tfserverless.errors import BadRequest
-from tfserverless.protocol import Call, encode_varints, jsonio, tfrecord
+from tfserverless.protocol import Call, encode_varints, jsonfast, jsonio, tfrecord
 from tfserverless.protocol.v2 import V2
 
 from .test_tfserving import Sigs
@@ -160,3 +160,84 @@ def test_v2_replies_echo_any_id_the_request_carried(parser: str, req_id: str) ->
     decoded = V2().decode(body, {}, Sigs(), CALL)
     reply, _ = V2().encode({"y": np.array([[np.nan, 1, 2]], np.float32)}, decoded, CALL)
     assert json.loads(reply)["id"] == req_id
+
+
+# --- C: one JSON rule, whichever parser reads the body ----------------------------------------
+
+#: bodies refused, and a word of the 400 (``@`` is where a NaN elsewhere in the body goes:
+#: it sent orjson's refusals to the standard library, which accepted these)
+REFUSED = [
+    (b'{@"a": 1e999}', "number 1e999 is past float64's range"),
+    (b'{@"a": [0.5, -1e999]}', "number -1e999 is past float64's range"),
+    (b'{@"a": 1' + b"0" * 400 + b'.5}', "past float64's range"),
+    (b'{@"a": 1' + b"0" * 300 + b"e10}", "past float64's range"),
+    (b'{@"a": "\\ud800"}', "lone surrogate \\ud800"),
+    (b'{@"a": "x\\udc00"}', "lone surrogate \\udc00"),
+    (b'{@"a": "\\ud800\\ud800\\udc00"}', "lone surrogate \\ud800 (byte"),
+    (b'{@"\\udbff": 1}', "lone surrogate \\udbff"),
+    (b'{@"a": "\xed\xa0\x80"}', "not UTF-8"),  # a surrogate encoded: json.loads(bytes) took it
+    (b'\xef\xbb\xbf\xef\xbb\xbf{@"a": 1}', "line 1 column 1"),  # one BOM is skipped, not two
+    (b'{@"a": 1,}', "not valid JSON at line 1"),
+]
+#: bodies accepted, and what they read as
+ACCEPTED = [
+    (b'\xef\xbb\xbf{@"a": 1}', {"a": 1}),  # TF Serving's RapidJSON stream skips a UTF-8 BOM
+    (b'{@"a": "\\ud83d\\ude00"}', {"a": "\U0001f600"}),
+    (b'{@"a": "\\\\ud800"}', {"a": "\\ud800"}),  # an escaped backslash: text, no surrogate
+    (b'{@"a": "NaN 1e999"}', {"a": "NaN 1e999"}),
+    (b'{@"a": [NaN, Infinity, -Infinity]}', {"a": [np.nan, np.inf, -np.inf]}),
+    (b'{@"a": [18446744073709551615, -9223372036854775808]}',
+     {"a": [18446744073709551615, -9223372036854775808]}),
+    (b'{@"a": [18446744073709551616, -9223372036854775809]}',  # past 64 bits: float64
+     {"a": [1.8446744073709552e19, -9.223372036854776e18]}),
+    (b'{@"a": 1' + b"0" * 40 + b"}", {"a": 1e40}),  # was a 400 with the standard library only
+    (b'{@"a": [1e-999, 1.7976931348623157e308]}', {"a": [0.0, 1.7976931348623157e308]}),
+]
+
+
+def with_nan(body: bytes, nan: bool) -> bytes:
+    return body.replace(b"@", b'"n": NaN, ' if nan else b"")
+
+
+def same(got: Any, want: Any) -> bool:
+    if isinstance(want, dict):
+        return isinstance(got, dict) and got.keys() == want.keys() and all(
+            same(got[k], want[k]) for k in want)
+    if isinstance(want, list):
+        return isinstance(got, list) and len(got) == len(want) and all(map(same, got, want))
+    if isinstance(want, float) and np.isnan(want):
+        return isinstance(got, float) and np.isnan(got)
+    return type(got) is type(want) and got == want
+
+
+@pytest.mark.parametrize("nan", [False, True], ids=["alone", "with-a-NaN"])
+@pytest.mark.parametrize("body,words", REFUSED)
+def test_json_refused_alike_by_both_parsers(parser: str, body: bytes, words: str,
+                                            nan: bool) -> None:
+    with pytest.raises(BadRequest) as e:
+        jsonio.loads(with_nan(body, nan), "X")
+    assert words in e.value.message and e.value.message.endswith("X"), e.value.message
+    assert "\n" not in e.value.message and len(e.value.message) < 300
+
+
+@pytest.mark.parametrize("nan", [False, True], ids=["alone", "with-a-NaN"])
+@pytest.mark.parametrize("body,want", ACCEPTED)
+def test_json_accepted_alike_by_both_parsers(parser: str, body: bytes, want: Any,
+                                             nan: bool) -> None:
+    got = jsonio.loads(with_nan(body, nan), "X")
+    if nan:
+        assert np.isnan(got.pop("n"))
+    assert same(got, want), got
+
+
+ROWS = json.dumps({"instances": np.arange(64 * 784, dtype=np.float64).reshape(64, 784).tolist()})
+
+
+@pytest.mark.skipif(not jsonfast.available(), reason="pysimdjson is not installed here")
+def test_big_bodies_keep_the_rule_on_the_simdjson_path() -> None:
+    """A BOM-prefixed batch is read straight into numpy like any other; a number past float64
+    in one is the same 400."""
+    out = jsonio.loads(jsonio.BOM + ROWS.encode(), "X", jsonfast.TFSERVING)
+    assert isinstance(out["instances"], np.ndarray) and out["instances"].shape == (64, 784)
+    with pytest.raises(BadRequest, match="number 1e999 is past"):
+        jsonio.loads(ROWS.replace("783.0]", "1e999]", 1).encode(), "X", jsonfast.TFSERVING)
