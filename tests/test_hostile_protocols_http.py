@@ -112,3 +112,13 @@ def test_json_rule_does_not_depend_on_a_nan_elsewhere(server: Server) -> None:
     nan = json.dumps(predict_images(images(["NaN", *ROW[1:]]))).replace('"NaN"', "NaN")
     r = requests.post(v2(server), headers=AUTH, data=nan.replace("FP32", "FP32\\ud800", 1))
     refused(r, "lone surrogate")
+
+
+# --- D: smaller ones -------------------------------------------------------------------------
+
+
+def test_errors_quote_a_client_value_shortly(server: Server) -> None:
+    """A 1 MB datatype came back whole in the error (4.5-7 MB error bodies were seen)."""
+    r = requests.post(v2(server), headers=AUTH, json=predict_images(images(datatype="X" * 1_000_000)))
+    refused(r, "has datatype 'XXXX", "...; expected one of FP32")
+    assert len(r.content) < 1000

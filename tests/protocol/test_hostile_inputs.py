@@ -13,7 +13,19 @@ import numpy as np
 import pytest
 
 from tfserverless.errors import BadRequest
-from tfserverless.protocol import Call, encode_varints, jsonfast, jsonio, tfrecord
+from tfserverless.protocol import (
+    Call,
+    Signature,
+    TensorSpec,
+    encode_varints,
+    jsonfast,
+    jsonio,
+    output_names,
+    tfrecord,
+)
+from tfserverless.protocol.examples import serialize_examples
+from tfserverless.protocol.signature import find_signature
+from tfserverless.protocol.tfserving import TFServing
 from tfserverless.protocol.v2 import V2
 
 from .test_tfserving import Sigs
@@ -241,3 +253,43 @@ def test_big_bodies_keep_the_rule_on_the_simdjson_path() -> None:
     assert isinstance(out["instances"], np.ndarray) and out["instances"].shape == (64, 784)
     with pytest.raises(BadRequest, match="number 1e999 is past"):
         jsonio.loads(ROWS.replace("783.0]", "1e999]", 1).encode(), "X", jsonfast.TFSERVING)
+
+
+# --- D: smaller ones -------------------------------------------------------------------------
+
+BIG = "z" * 1_000_000
+ONE_SIG = Signature("one", {"x": TensorSpec("x", 1, (-1, 3))}, {"y": TensorSpec("y", 1, (-1, 3))})
+
+
+def _refusal(f: Callable[[], Any]) -> str:
+    with pytest.raises(BadRequest) as e:
+        f()
+    return e.value.message
+
+
+@pytest.mark.parametrize("case", [
+    "v2 datatype", "v2 shape", "v2 rank", "v2 binary_data_size", "v2 outputs", "tfs inputs",
+    "tfs signature", "examples feature", "output_filter"])
+def test_errors_quote_a_client_value_shortly(case: str) -> None:
+    """Error replies quoted whole values: 4.5-7 MB bodies for one bad field."""
+    calls: Dict[str, Callable[[], Any]] = {
+        "v2 datatype": lambda: V2().decode(*v2_body({"inputs": [dict(X, datatype=BIG)]}), Sigs(), CALL),
+        "v2 shape": lambda: V2().decode(*v2_body({"inputs": [dict(X, shape=BIG)]}), Sigs(), CALL),
+        "v2 rank": lambda: V2().decode(*v2_body({"inputs": [dict(X, shape=[1] * 100_000)]}),
+                                       Sigs(), CALL),
+        "v2 binary_data_size": lambda: V2().decode(
+            *v2_body({"inputs": [dict(X, parameters={"binary_data_size": BIG})]}, b"x"), Sigs(), CALL),
+        "v2 outputs": lambda: V2().decode(
+            *v2_body({"inputs": [X], "outputs": [{"name": f"{i}{BIG[:1000]}"} for i in range(4000)]}),
+            Sigs(), CALL),
+        "tfs inputs": lambda: TFServing().decode(
+            json.dumps({"inputs": {f"{i}{BIG[:1000]}": [1] for i in range(4000)}}).encode(), {},
+            Sigs(), Call("m", "", "predict")),
+        "tfs signature": lambda: find_signature({"one": ONE_SIG}, "one", BIG),
+        "examples feature": lambda: serialize_examples([{BIG: [None]}], {}),
+        "output_filter": lambda: output_names([f"{i}{BIG[:1000]}" for i in range(4000)], ONE_SIG),
+    }
+    msg = _refusal(calls[case])
+    assert len(msg) < 400 and "\n" not in msg, (len(msg), msg[:500])
+    if case in ("v2 outputs", "tfs inputs", "output_filter"):
+        assert "and 3995 more" in msg

@@ -16,6 +16,7 @@ from typing import Any, List
 import numpy as np
 
 from ..errors import BadRequest
+from .text import quote
 from .wire import _tagged, encode_varints
 
 MAX_FEATURES = 4096
@@ -28,8 +29,8 @@ def _value_bytes(name: str, v: Any) -> bytes:
         try:
             return base64.b64decode(v["b64"], validate=True)
         except (binascii.Error, ValueError):
-            raise BadRequest(f"feature '{name}' has a b64 value that is not base64") from None
-    raise BadRequest(f"feature '{name}' mixes strings with other values; expected one kind")
+            raise BadRequest(f"feature {quote(name)} has a b64 value that is not base64") from None
+    raise BadRequest(f"feature {quote(name)} mixes strings with other values; expected one kind")
 
 
 def _feature(name: str, value: Any) -> bytes:
@@ -43,11 +44,11 @@ def _feature(name: str, value: Any) -> bytes:
     except (ValueError, TypeError):
         a = np.array([], dtype=object)
     if a.ndim != 1 or (a.size and a.dtype.kind not in "iufb"):
-        raise BadRequest(f"feature '{name}' must be a number, string or a flat list of them")
+        raise BadRequest(f"feature {quote(name)} must be a number, string or a flat list of them")
     if a.dtype.kind == "f":
         return _tagged(2, _tagged(1, a.astype("<f4").tobytes()))  # float_list, packed
     if a.size and (a.min() < -(1 << 63) or a.max() >= 1 << 63):
-        raise BadRequest(f"feature '{name}' has integers out of int64's range")
+        raise BadRequest(f"feature {quote(name)} has integers out of int64's range")
     return _tagged(3, _tagged(1, encode_varints(a.astype(np.int64))))  # int64_list, packed
 
 

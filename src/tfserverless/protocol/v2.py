@@ -21,6 +21,7 @@ from .base import Call, Decoded, Signatures
 from .dtypes import BY_V2, MAX_DIM, MAX_RANK, V2_NAMES, check_dims, dtype_for_numpy
 from .jsonio import dumps, loads
 from .signature import Given, TensorSpec, check_names, feeds_for_signature, output_names
+from .text import quote
 from .tfserving import to_array
 
 HEADER = "inference-header-content-length"
@@ -51,7 +52,7 @@ def _shape(t: Dict[str, Any], name: str) -> Tuple[Tuple[int, ...], int]:
     shape = t.get("shape")
     if not isinstance(shape, list) or len(shape) > MAX_RANK or not all(
             isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= MAX_DIM for d in shape):
-        raise BadRequest(f"input '{name}' has shape {shape!r}; expected a list of at most "
+        raise BadRequest(f"input '{name}' has shape {quote(shape)}; expected a list of at most "
                          f"{MAX_RANK} non-negative integers")
     return tuple(shape), check_dims(name, shape)
 
@@ -82,14 +83,14 @@ def _input(t: Dict[str, Any], raw: memoryview, pos: int,
     datatype = t.get("datatype")
     dt = BY_V2.get(datatype) if isinstance(datatype, str) else None  # a list: unhashable
     if dt is None:
-        raise BadRequest(f"input '{name}' has datatype {datatype!r}; expected one of "
+        raise BadRequest(f"input '{name}' has datatype {quote(datatype)}; expected one of "
                          f"{V2_NAMES}")
     shape, count = _shape(t, name)
     params = t.get("parameters") or {}
     size = params.get("binary_data_size") if isinstance(params, dict) else None
     if size is not None:
         if not isinstance(size, int) or size < 0 or pos + size > len(raw):
-            raise BadRequest(f"input '{name}' binary_data_size {size!r} runs past the body "
+            raise BadRequest(f"input '{name}' binary_data_size {quote(size)} runs past the body "
                              f"({len(raw) - pos} bytes left)")
         chunk = raw[pos:pos + size]
         if dt.numpy == "object":
@@ -125,7 +126,7 @@ class V2:
         n = headers.get(HEADER)
         if n is not None:
             if not n.strip().isdigit() or int(n) > len(body):
-                raise BadRequest(f"Inference-Header-Content-Length {n!r} is not a length within "
+                raise BadRequest(f"Inference-Header-Content-Length {quote(n)} is not a length within "
                                  f"the body of {len(body)} bytes")
             head, raw = body[:int(n)], memoryview(body)[int(n):]
         else:
