@@ -122,3 +122,10 @@ def test_errors_quote_a_client_value_shortly(server: Server) -> None:
     r = requests.post(v2(server), headers=AUTH, json=predict_images(images(datatype="X" * 1_000_000)))
     refused(r, "has datatype 'XXXX", "...; expected one of FP32")
     assert len(r.content) < 1000
+
+
+def test_true_among_numbers_is_400(server: Server) -> None:
+    """[true, 0.5, ...] reached the model as [1.0, 0.5, ...] while [true, false, ...] was refused."""
+    r = requests.post(v1(server), headers=AUTH, json={"signature_name": "predict_images",
+                                                      "instances": [[True, *ROW[1:]]]})
+    refused(r, "input 'images' holds true/false values")

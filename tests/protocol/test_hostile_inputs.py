@@ -293,3 +293,60 @@ def test_errors_quote_a_client_value_shortly(case: str) -> None:
     assert len(msg) < 400 and "\n" not in msg, (len(msg), msg[:500])
     if case in ("v2 outputs", "tfs inputs", "output_filter"):
         assert "and 3995 more" in msg
+
+
+def tfs(doc: Any) -> Any:
+    return TFServing().decode(json.dumps(doc).encode(), {}, Sigs(), Call("m", "", "predict"))
+
+
+def bool_sigs() -> Sigs:
+    sigs = Sigs()
+    sigs.signatures["b"] = Signature("b", {"x": TensorSpec("x", 10, (-1,))},
+                                     {"y": TensorSpec("y", 10, (-1,))})
+    return sigs
+
+
+@pytest.mark.parametrize("decode", [
+    lambda: tfs({"instances": [[True, 0.5, 1]]}),
+    lambda: tfs({"instances": [[1, 2, 3], [0.5, 0, True]]}),
+    lambda: tfs({"inputs": [[0.5, 1, 2], [False, 1, 2]]}),
+    lambda: tfs({"signature_name": "two", "inputs": {"a": [[1, 2]], "n": [True, 2]}}),
+    lambda: tfs({"signature_name": "two", "instances": [{"a": [1, 2], "n": 1}, {"a": [1, 2], "n": True}]}),
+    lambda: V2().decode(*v2_body({"inputs": [dict(X, data=[True, 0.5, 1])]}), Sigs(), CALL),
+    lambda: V2().decode(*v2_body({"inputs": [dict(X, data=[[1, 2, False]])],
+                                  "outputs": [{"name": "y", "parameters": {"binary_data": True}}]}),
+                        Sigs(), CALL),
+    lambda: V2().decode(*v2_body({"parameters": {"signature_name": "two"}, "inputs": [
+        {"name": "a", "shape": [1, 2], "datatype": "FP32", "data": [1, 2]},
+        {"name": "n", "shape": [2], "datatype": "INT32", "data": [2, True]}]}), Sigs(), CALL),
+], ids=["tfs-row", "tfs-second-row", "tfs-columns", "tfs-int", "tfs-named-rows", "v2",
+        "v2-with-a-true-parameter", "v2-int"])
+def test_true_and_false_are_no_numbers_even_among_numbers(parser: str,
+                                                           decode: Callable[[], Any]) -> None:
+    """[true, 0.5] read as [1.0, 0.5] while [true, false] was refused: both are now."""
+    msg = _refusal(decode)
+    assert "holds true/false values" in msg, msg
+
+
+def test_bodies_with_true_elsewhere_keep_their_numbers(parser: str) -> None:
+    d = V2().decode(*v2_body({"id": "true or false", "inputs": [dict(X, data=[1, 0, 1])],
+                              "outputs": [{"name": "y", "parameters": {"binary_data": True}}]}),
+                    Sigs(), CALL)
+    assert d.feeds["x"].tolist() == [[1, 0, 1]]
+    d = tfs({"signature_name": "two", "instances": [{"a": [1.0, 0.0], "n": 1}]})
+    assert d.feeds["a"].tolist() == [[1.0, 0.0]]
+    d = V2().decode(*v2_body({"parameters": {"signature_name": "b"}, "inputs": [
+        {"name": "x", "shape": [2], "datatype": "BOOL", "data": [True, False]}]}), bool_sigs(), CALL)
+    assert d.feeds["x"].tolist() == [True, False]
+
+
+def test_bool_words_counts_them() -> None:
+    for body in [b"", b"true", b'{"a": [true, false, 1]}', b'"untrue"', b"u" * 5000 + b"false"]:
+        assert jsonio.bool_words(body) == body.count(b"true") + body.count(b"false")
+
+
+def test_a_true_among_a_big_batch_is_found(parser: str) -> None:
+    rows = np.random.RandomState(3).rand(64, 3).tolist() * 20
+    rows[-1][1] = True
+    with pytest.raises(BadRequest, match="holds true/false values"):
+        tfs({"instances": rows})

@@ -11,7 +11,7 @@ Outputs asked for with ``parameters.binary_data`` (or all, with the request's
 from __future__ import annotations
 
 import struct
-from typing import Any, Dict, List, Mapping, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Tuple
 
 import numpy as np
 
@@ -19,10 +19,10 @@ from ..errors import BadRequest
 from . import jsonfast
 from .base import Call, Decoded, Signatures
 from .dtypes import BY_V2, MAX_DIM, MAX_RANK, V2_NAMES, check_dims, dtype_for_numpy
-from .jsonio import dumps, loads
+from .jsonio import bool_words, dumps, loads
 from .signature import Given, TensorSpec, check_names, feeds_for_signature, output_names
 from .text import quote
-from .tfserving import to_array
+from .tfserving import once, to_array
 
 HEADER = "inference-header-content-length"
 MAX_TENSORS = 4096
@@ -76,8 +76,20 @@ def _bytes_elements(raw: memoryview, count: int, name: str) -> np.ndarray:
     return out
 
 
-def _input(t: Dict[str, Any], raw: memoryview, pos: int,
-           sig_spec: TensorSpec) -> Tuple[np.ndarray, int, int]:
+def _param_bools(doc: Dict[str, Any]) -> int:
+    """The true/false values a request holds outside tensor data: its parameters', and each
+    input's and output's."""
+    holders = [doc]
+    for key in ("inputs", "outputs"):
+        tensors = doc.get(key)
+        if isinstance(tensors, list):
+            holders += [t for t in tensors if isinstance(t, dict)]
+    return sum(sum(isinstance(v, bool) for v in h["parameters"].values()) for h in holders
+               if isinstance(h.get("parameters"), dict))
+
+
+def _input(t: Dict[str, Any], raw: memoryview, pos: int, sig_spec: TensorSpec,
+           bools: Callable[[], bool]) -> Tuple[np.ndarray, int, int]:
     """(array, dtype code, next binary offset) of one request input."""
     name = t["name"]
     datatype = t.get("datatype")
@@ -109,7 +121,7 @@ def _input(t: Dict[str, Any], raw: memoryview, pos: int,
         return arr.reshape(shape), dt.code, pos + size
     if "data" not in t:
         raise BadRequest(f"input '{name}' has neither \"data\" nor binary_data_size")
-    arr = to_array(t["data"], sig_spec._replace(dtype=dt.code), name)
+    arr = to_array(t["data"], sig_spec._replace(dtype=dt.code), name, bools)
     if arr.size != count:
         raise BadRequest(f"input '{name}' has {arr.size} values; shape {list(shape)} needs {count}")
     return arr.reshape(shape), dt.code, pos
@@ -147,12 +159,13 @@ class V2:
             raise BadRequest(f'"inputs" must be a list of 1 to {MAX_TENSORS} tensors')
         given: Dict[str, Given] = {}
         pos = 0
+        bools = once(lambda: bool_words(head) > _param_bools(doc))  # more than parameters hold
         for t in inputs:
             t = _dict(t, "each input")
             if not isinstance(t.get("name"), str):
                 raise BadRequest('each input needs a "name" string')
             check_names([t["name"]], sig, complete=False)
-            arr, code, pos = _input(t, raw, pos, sig.inputs[t["name"]])
+            arr, code, pos = _input(t, raw, pos, sig.inputs[t["name"]], bools)
             given[t["name"]] = Given(code, arr)
         if pos != len(raw):
             raise BadRequest(f"{len(raw) - pos} bytes of binary data belong to no input")
