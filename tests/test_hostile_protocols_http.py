@@ -129,3 +129,9 @@ def test_true_among_numbers_is_400(server: Server) -> None:
     r = requests.post(v1(server), headers=AUTH, json={"signature_name": "predict_images",
                                                       "instances": [[True, *ROW[1:]]]})
     refused(r, "input 'images' holds true/false values")
+
+
+def test_v2_input_parameters_that_are_no_object_are_400(server: Server) -> None:
+    """A top-level "parameters": [1] was a 400; an input's was silently ignored."""
+    r = requests.post(v2(server), headers=AUTH, json=predict_images(images(parameters=[1])))
+    refused(r, "input 'images' \"parameters\" must be a JSON object")

@@ -350,3 +350,32 @@ def test_a_true_among_a_big_batch_is_found(parser: str) -> None:
     rows[-1][1] = True
     with pytest.raises(BadRequest, match="holds true/false values"):
         tfs({"instances": rows})
+
+
+@pytest.mark.parametrize("doc,words", [
+    ({"inputs": [dict(X, parameters=[1])]}, "input 'x' \"parameters\" must be a JSON object"),
+    ({"inputs": [dict(X, parameters="binary")]}, "input 'x' \"parameters\" must be"),
+    ({"inputs": [X], "parameters": []}, '"parameters" must be a JSON object'),
+    ({"inputs": [X], "parameters": 0}, '"parameters" must be a JSON object'),
+    ({"inputs": [X], "outputs": [{"name": "y", "parameters": []}]},
+     "output 'y' \"parameters\" must be a JSON object"),
+    ({"inputs": [X], "outputs": {}}, '"outputs" must be a list'),
+])
+def test_v2_parameters_that_are_no_object_are_400_everywhere(doc: Dict[str, Any], words: str) -> None:
+    """A top-level "parameters": [1] was a 400, an input's was silently ignored (and [] or 0
+    anywhere passed for {})."""
+    assert words in v2_refused(doc)
+
+
+def test_v2_binary_data_size_true_is_no_byte_count() -> None:
+    """It read as 1 (bool is an int to Python)."""
+    doc = {"parameters": {"signature_name": "b"}, "inputs": [
+        {"name": "x", "shape": [1], "datatype": "BOOL", "parameters": {"binary_data_size": True}}]}
+    assert "binary_data_size True is no byte count" in v2_refused(doc, b"\x01", sigs=bool_sigs())
+
+
+@pytest.mark.parametrize("context", [[], [{"c": 1}], 0, None])
+def test_examples_context_that_is_no_object_is_400(context: Any) -> None:
+    doc = {"signature_name": "cls", "context": context, "examples": [{"x": 1}]}
+    with pytest.raises(BadRequest, match='"context" must be an object'):
+        TFServing().decode(json.dumps(doc).encode(), {}, Sigs(), Call("m", "", "classify"))

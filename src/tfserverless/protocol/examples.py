@@ -63,7 +63,7 @@ def _features(obj: Any, what: str) -> bytes:
 
 
 def serialize_examples(examples: List[Any], context: Any) -> List[bytes]:
-    head = _features(context, '"context"') if context else b""
+    head = b"" if context == {} else _features(context, '"context"')  # not an object: a 400
     return [head + _features(e, f'"examples"[{i}]') for i, e in enumerate(examples)]
 
 

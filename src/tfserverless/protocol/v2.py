@@ -35,6 +35,13 @@ def _dict(obj: Any, what: str) -> Dict[str, Any]:
     return obj
 
 
+def _params(holder: Dict[str, Any], what: str) -> Dict[str, Any]:
+    """``holder``'s "parameters": absent or null is none; anything but an object is a 400
+    (a list was silently ignored on inputs and outputs)."""
+    params = holder.get("parameters")
+    return {} if params is None else _dict(params, what)
+
+
 def _echoable(value: Any, what: str) -> None:
     """A 400 now, before the model runs, for a string the reply repeats that no reply could
     carry (a lone surrogate: the standard library's JSON parser reads ``"\\ud800"``)."""
@@ -98,10 +105,12 @@ def _input(t: Dict[str, Any], raw: memoryview, pos: int, sig_spec: TensorSpec,
         raise BadRequest(f"input '{name}' has datatype {quote(datatype)}; expected one of "
                          f"{V2_NAMES}")
     shape, count = _shape(t, name)
-    params = t.get("parameters") or {}
-    size = params.get("binary_data_size") if isinstance(params, dict) else None
+    size = _params(t, f"input '{name}' \"parameters\"").get("binary_data_size")
     if size is not None:
-        if not isinstance(size, int) or size < 0 or pos + size > len(raw):
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise BadRequest(f"input '{name}' binary_data_size {quote(size)} is no byte count; "
+                             "expected a non-negative integer")
+        if pos + size > len(raw):
             raise BadRequest(f"input '{name}' binary_data_size {quote(size)} runs past the body "
                              f"({len(raw) - pos} bytes left)")
         chunk = raw[pos:pos + size]
@@ -145,7 +154,7 @@ class V2:
             head, raw = body, memoryview(b"")
         doc = _dict(loads(head, 'an inference request {"inputs": [...]}', jsonfast.V2),
                     "the request")
-        params = _dict(doc.get("parameters") or {}, '"parameters"')
+        params = _params(doc, '"parameters"')
         sig_name = params.get("signature_name", "")
         if not isinstance(sig_name, str):
             raise BadRequest('"parameters" "signature_name" must be a string')
@@ -169,7 +178,8 @@ class V2:
             given[t["name"]] = Given(code, arr)
         if pos != len(raw):
             raise BadRequest(f"{len(raw) - pos} bytes of binary data belong to no input")
-        wanted = doc.get("outputs") or []
+        wanted = doc.get("outputs")
+        wanted = [] if wanted is None else wanted
         if not isinstance(wanted, list) or len(wanted) > MAX_TENSORS:
             raise BadRequest('"outputs" must be a list of {"name": ...}')
         binary_all = params.get("binary_data_output") is True
@@ -178,7 +188,7 @@ class V2:
             o = _dict(o, "each output")
             if not isinstance(o.get("name"), str):
                 raise BadRequest('each output needs a "name" string')
-            op = _dict(o.get("parameters") or {}, "output parameters")
+            op = _params(o, f"output {quote(o['name'])} \"parameters\"")
             if "classification" in op:
                 raise BadRequest("the classification extension is not supported; ask for the "
                                  "output tensor itself")
