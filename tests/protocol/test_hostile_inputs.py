@@ -26,7 +26,7 @@ from tfserverless.protocol import (
 from tfserverless.protocol.examples import serialize_examples
 from tfserverless.protocol.signature import find_signature
 from tfserverless.protocol.tfserving import TFServing
-from tfserverless.protocol.v2 import V2
+from tfserverless.protocol.v2 import V2, header_length
 
 from .test_tfserving import Sigs
 
@@ -379,3 +379,22 @@ def test_examples_context_that_is_no_object_is_400(context: Any) -> None:
     doc = {"signature_name": "cls", "context": context, "examples": [{"x": 1}]}
     with pytest.raises(BadRequest, match='"context" must be an object'):
         TFServing().decode(json.dumps(doc).encode(), {}, Sigs(), Call("m", "", "classify"))
+
+
+@pytest.mark.parametrize("value,body_len,want", [
+    ("12", 100, 12), ("0", 0, 0), ("0012", 12, 12), ("9" * 20, 10 ** 21, int("9" * 20))])
+def test_header_length_reads_ascii_digits(value: str, body_len: int, want: int) -> None:
+    assert header_length(value, body_len) == want
+
+
+@pytest.mark.parametrize("value", [
+    "\u00b9\u00b2",  # superscripts: isdigit() says yes, int() raised ValueError (a 500)
+    "1" * 5000,  # past int()'s 4300-digit limit: ValueError (a 500)
+    "0" * 21, "\u0661\u0662", "", " 12", "12 ", "+12", "-1", "1_2", "0x10", "1e2", "13"])
+def test_header_length_refuses_anything_else_with_a_400(value: str) -> None:
+    with pytest.raises(BadRequest) as e:
+        header_length(value, 12)
+    assert "Inference-Header-Content-Length" in e.value.message and len(e.value.message) < 300
+    if value != "13":  # the one that is a length, in a longer body
+        body, _ = v2_body({"inputs": [X]})
+        assert "not a length" in v2_refused(body, headers={HEADER: value})

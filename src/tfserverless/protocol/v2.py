@@ -27,12 +27,26 @@ from .tfserving import once, to_array
 HEADER = "inference-header-content-length"
 MAX_TENSORS = 4096
 LENGTH_PREFIX = 4  # bytes before each BYTES element of binary data: its uint32 length
+MAX_LENGTH_DIGITS = 20  # of an Inference-Header-Content-Length: no body is longer
 
 
 def _dict(obj: Any, what: str) -> Dict[str, Any]:
     if not isinstance(obj, dict):
         raise BadRequest(f"{what} must be a JSON object")
     return obj
+
+
+def header_length(value: str, body_len: int) -> int:
+    """The JSON part's length an ``Inference-Header-Content-Length`` value gives, or a 400:
+    ASCII digits only (``str.isdigit`` takes superscript digits, which ``int`` refuses), at
+    most ``MAX_LENGTH_DIGITS`` of them (``int`` refuses over 4300 digits), and a value no
+    larger than ``body_len``.  Routes call it too, on the header they size the JSON by."""
+    if not (0 < len(value) <= MAX_LENGTH_DIGITS and value.isascii() and value.isdigit()) \
+            or int(value) > body_len:
+        raise BadRequest(f"Inference-Header-Content-Length {quote(value)} is not a length within "
+                         f"the body of {body_len} bytes; expected 1 to {MAX_LENGTH_DIGITS} ASCII "
+                         f"digits, at most {body_len}")
+    return int(value)
 
 
 def _params(holder: Dict[str, Any], what: str) -> Dict[str, Any]:
@@ -146,10 +160,8 @@ class V2:
                call: Call) -> Decoded:
         n = headers.get(HEADER)
         if n is not None:
-            if not n.strip().isdigit() or int(n) > len(body):
-                raise BadRequest(f"Inference-Header-Content-Length {quote(n)} is not a length within "
-                                 f"the body of {len(body)} bytes")
-            head, raw = body[:int(n)], memoryview(body)[int(n):]
+            k = header_length(n, len(body))
+            head, raw = body[:k], memoryview(body)[k:]
         else:
             head, raw = body, memoryview(b"")
         doc = _dict(loads(head, 'an inference request {"inputs": [...]}', jsonfast.V2),
@@ -249,4 +261,4 @@ def _texts(flat: np.ndarray, name: str) -> List[str]:
                          'carry; ask for it with "parameters": {"binary_data": true}') from None
 
 
-__all__ = ["HEADER", "V2"]
+__all__ = ["HEADER", "V2", "header_length"]
