@@ -398,3 +398,13 @@ def test_header_length_refuses_anything_else_with_a_400(value: str) -> None:
     if value != "13":  # the one that is a length, in a longer body
         body, _ = v2_body({"inputs": [X]})
         assert "not a length" in v2_refused(body, headers={HEADER: value})
+
+
+def test_examples_true_false_features_are_int64_not_a_500() -> None:
+    """{"feature": true} raised OverflowError (a bool array compared with -2^63): a 500.  TF
+    Serving writes true/false as int64 1/0."""
+    (a,) = serialize_examples([{"f": [True, False]}], {})
+    (b,) = serialize_examples([{"f": [1, 0]}], {})
+    assert a == b
+    (c,) = serialize_examples([{"f": 2}], {"g": False})
+    assert c == serialize_examples([{"f": 2}], {"g": 0})[0]

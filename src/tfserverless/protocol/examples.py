@@ -47,6 +47,8 @@ def _feature(name: str, value: Any) -> bytes:
         raise BadRequest(f"feature {quote(name)} must be a number, string or a flat list of them")
     if a.dtype.kind == "f":
         return tagged(2, tagged(1, a.astype("<f4").tobytes()))  # float_list, packed
+    if a.dtype.kind == "b":  # true/false: int64 1/0, as TF Serving writes them
+        a = a.astype(np.int64)  # (a bool array compared with 2^63 raised OverflowError)
     if a.size and (a.min() < -(1 << 63) or a.max() >= 1 << 63):
         raise BadRequest(f"feature {quote(name)} has integers out of int64's range")
     return tagged(3, tagged(1, encode_varints(a.astype(np.int64))))  # int64_list, packed
@@ -58,7 +60,7 @@ def _features(obj: Any, what: str) -> bytes:
     if len(obj) > MAX_FEATURES:
         raise BadRequest(f"{what} has {len(obj)} features; expected at most {MAX_FEATURES}")
     entries = b"".join(tagged(1, tagged(1, k.encode("utf-8", "surrogatepass"))
-                               + tagged(2, _feature(k, v))) for k, v in obj.items())
+                              + tagged(2, _feature(k, v))) for k, v in obj.items())
     return tagged(1, entries)  # Example.features (Features.feature map entries)
 
 
