@@ -152,7 +152,10 @@ def test_binary_framing_errors() -> None:
     s = {"parameters": {"signature_name": "str"},
          "inputs": [{"name": "s", "shape": [2], "datatype": "BYTES",
                      "parameters": {"binary_data_size": 6}}]}
-    assert "ends after 1 of 2" in bad(s, [struct.pack("<I", 1) + b"a" + b"\x00"])
+    assert "needs at least 8" in bad(s, [struct.pack("<I", 1) + b"a" + b"\x00"])
+    s["inputs"][0]["parameters"]["binary_data_size"] = 8
+    assert "ends after 1 of 2" in bad(s, [struct.pack("<I", 1) + b"a" + b"\x00" * 3])
+    s["inputs"][0].update(shape=[1], parameters={"binary_data_size": 6})
     assert "runs past its data" in bad(s, [struct.pack("<I", 99) + b"ab"])
 
 

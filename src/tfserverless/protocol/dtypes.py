@@ -8,11 +8,11 @@ field carrying the values.  Every protocol converts through this table and nothi
 
 from __future__ import annotations
 
-from typing import Dict, NamedTuple
+from typing import Dict, NamedTuple, Sequence
 
 import numpy as np
 
-from ..errors import ModelError
+from ..errors import BadRequest, ModelError
 
 # ArrayProto field numbers.
 F_DTYPE, F_SHAPE, F_FLOAT, F_DOUBLE, F_INT, F_STRING, F_INT64, F_BOOL = 1, 2, 3, 4, 5, 6, 7, 8
@@ -65,6 +65,27 @@ _BY_NUMPY = {np.dtype(d.numpy).str: d for d in DTYPES.values() if d.numpy != "ob
 SUPPORTED_NAMES = ", ".join(d.name for d in DTYPES.values())
 MAX_RANK = 32
 MAX_DIM = 1 << 40  # no tensor that fits in a request body has a larger dimension
+MAX_ELEMENTS = 1 << 40  # nor more elements (zero dimensions aside)
+
+
+def check_dims(name: str, dims: Sequence[int]) -> int:
+    """The element count of input ``name``'s declared shape, or a 400: a rank over
+    ``MAX_RANK``, a dimension outside 0..``MAX_DIM``, or over ``MAX_ELEMENTS`` elements even
+    counting zero dimensions as 1 (numpy refuses such shapes).  Every protocol calls it on a
+    client's shape before anything is allocated from it."""
+    if len(dims) > MAX_RANK:
+        raise BadRequest(f"input '{name}' has rank over {MAX_RANK}; expected at most {MAX_RANK}")
+    count = size = 1
+    for d in dims:  # at most MAX_RANK small ints: a loop beats numpy's call overhead
+        if d < 0 or d > MAX_DIM:
+            raise BadRequest(f"input '{name}' has dimension {d} in shape {list(dims)}; "
+                             f"expected sizes from 0 to {MAX_DIM}")
+        count *= d
+        size *= max(d, 1)
+    if size > MAX_ELEMENTS:
+        raise BadRequest(f"input '{name}' has shape {list(dims)}, over {MAX_ELEMENTS} elements; "
+                         "expected a shape that fits in a request")
+    return count
 
 
 def dtype_name(code: int) -> str:

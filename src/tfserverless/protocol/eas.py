@@ -11,9 +11,9 @@ import numpy as np
 from ..errors import BadRequest
 from .base import Call, Decoded, Signatures
 from .dtypes import F_DTYPE, F_SHAPE, F_STRING, dtype_for_numpy
-from .eas_array import _FIXED, MAX_INPUTS, MAX_OUTPUT_FILTER, WireArray
+from .eas_array import FIXED, MAX_INPUTS, MAX_OUTPUT_FILTER, WireArray
 from .signature import feeds_for_signature, output_names
-from .wire import Buffer, _Malformed, _read_key, _read_varint, _skip, _tagged, _varint_bytes, encode_varints
+from .wire import Buffer, Malformed, encode_varints, read_key, read_varint, skip_field, tagged, varint_bytes
 
 
 class WireRequest(NamedTuple):
@@ -26,13 +26,13 @@ def _utf8(buf: memoryview, pos: int, end: int, what: str) -> str:
     try:
         return bytes(buf[pos:end]).decode("utf-8")
     except UnicodeDecodeError:
-        raise _Malformed(f"{what} is not valid UTF-8") from None
+        raise Malformed(f"{what} is not valid UTF-8") from None
 
 
 def _len_field(buf: memoryview, pos: int, end: int, what: str) -> Tuple[int, int]:
-    n, pos = _read_varint(buf, pos, end)
+    n, pos = read_varint(buf, pos, end)
     if pos + n > end:
-        raise _Malformed(f"{what} runs past the end of the body")
+        raise Malformed(f"{what} runs past the end of the body")
     return pos, pos + n
 
 
@@ -47,7 +47,7 @@ def decode_request(body: Buffer) -> WireRequest:
     inputs: Dict[str, WireArray] = {}
     output_filter: List[str] = []
     while pos < end:
-        key, pos = _read_key(buf, pos, end)
+        key, pos = read_key(buf, pos, end)
         field, wire = key >> 3, key & 7
         if wire == 2 and field in (1, 2, 3):
             start, stop = _len_field(buf, pos, end, "a field")
@@ -55,16 +55,16 @@ def decode_request(body: Buffer) -> WireRequest:
                 signature = _utf8(buf, start, stop, "signature_name")
             elif field == 3:
                 if len(output_filter) >= MAX_OUTPUT_FILTER:
-                    raise _Malformed(f"more than {MAX_OUTPUT_FILTER} output_filter entries")
+                    raise Malformed(f"more than {MAX_OUTPUT_FILTER} output_filter entries")
                 output_filter.append(_utf8(buf, start, stop, "output_filter"))
             else:
                 name, arr = _decode_entry(buf, start, stop)
                 if name not in inputs and len(inputs) >= MAX_INPUTS:
-                    raise _Malformed(f"more than {MAX_INPUTS} inputs")
+                    raise Malformed(f"more than {MAX_INPUTS} inputs")
                 inputs[name] = arr
             pos = stop
         else:
-            pos = _skip(buf, pos, end, wire)
+            pos = skip_field(buf, pos, end, wire)
     for arr in inputs.values():
         arr.scan()
     return WireRequest(signature, inputs, output_filter)
@@ -74,7 +74,7 @@ def _decode_entry(buf: memoryview, pos: int, end: int) -> Tuple[str, WireArray]:
     name = ""
     arr = WireArray(buf)
     while pos < end:
-        key, pos = _read_key(buf, pos, end)
+        key, pos = read_key(buf, pos, end)
         field, wire = key >> 3, key & 7
         if wire == 2 and field in (1, 2):
             start, stop = _len_field(buf, pos, end, "an inputs entry")
@@ -84,7 +84,7 @@ def _decode_entry(buf: memoryview, pos: int, end: int) -> Tuple[str, WireArray]:
                 arr.add_part(start, stop)
             pos = stop
         else:
-            pos = _skip(buf, pos, end, wire)
+            pos = skip_field(buf, pos, end, wire)
     return name, arr
 
 
@@ -95,21 +95,21 @@ def _decode_entry(buf: memoryview, pos: int, end: int) -> Tuple[str, WireArray]:
 def encode_array(array: np.ndarray) -> bytes:
     """One ArrayProto: dtype, shape, and the values packed in the field the dtype uses."""
     dt = dtype_for_numpy(array)
-    dims = b"".join(_varint_bytes(d) for d in array.shape)
-    out = [bytes((F_DTYPE << 3, dt.code)), _tagged(F_SHAPE, _tagged(1, dims) if dims else b"")]
+    dims = b"".join(varint_bytes(d) for d in array.shape)
+    out = [bytes((F_DTYPE << 3, dt.code)), tagged(F_SHAPE, tagged(1, dims) if dims else b"")]
     flat = array.reshape(-1)
     if dt.field == F_STRING:
-        out.extend(_tagged(F_STRING, _as_bytes(v)) for v in flat)
+        out.extend(tagged(F_STRING, _as_bytes(v)) for v in flat)
     elif flat.size:
-        if dt.field in _FIXED:
-            payload = np.ascontiguousarray(flat, dtype=_FIXED[dt.field][2]).tobytes()
+        if dt.field in FIXED:
+            payload = np.ascontiguousarray(flat, dtype=FIXED[dt.field][2]).tobytes()
         elif dt.code == 10:
             payload = flat.astype(np.uint8).tobytes()
         elif dt.code == 19:
             payload = encode_varints(flat.astype(np.float16).view(np.uint16))
         else:
             payload = encode_varints(flat)
-        out.append(_tagged(dt.field, payload))
+        out.append(tagged(dt.field, payload))
     return b"".join(out)
 
 
@@ -125,8 +125,8 @@ def encode_response(outputs: Dict[str, np.ndarray]) -> bytes:
     """A serialized PredictResponse with every output in name order."""
     parts = []
     for name in sorted(outputs):
-        entry = _tagged(1, name.encode("utf-8")) + _tagged(2, encode_array(np.asarray(outputs[name])))
-        parts.append(_tagged(1, entry))
+        entry = tagged(1, name.encode("utf-8")) + tagged(2, encode_array(np.asarray(outputs[name])))
+        parts.append(tagged(1, entry))
     return b"".join(parts)
 
 
@@ -139,11 +139,11 @@ def encode_request(
     """A serialized PredictRequest (used by warm-up files, benchmarks and tests)."""
     parts = []
     if signature_name:
-        parts.append(_tagged(1, signature_name.encode("utf-8")))
+        parts.append(tagged(1, signature_name.encode("utf-8")))
     for name in sorted(inputs):
-        entry = _tagged(1, name.encode("utf-8")) + _tagged(2, encode_array(np.asarray(inputs[name])))
-        parts.append(_tagged(2, entry))
-    parts.extend(_tagged(3, f.encode("utf-8")) for f in output_filter)
+        entry = tagged(1, name.encode("utf-8")) + tagged(2, encode_array(np.asarray(inputs[name])))
+        parts.append(tagged(2, entry))
+    parts.extend(tagged(3, f.encode("utf-8")) for f in output_filter)
     return b"".join(parts)
 
 
@@ -153,7 +153,7 @@ def decode_response(body: Buffer) -> Dict[str, np.ndarray]:
     out: Dict[str, np.ndarray] = {}
     pos, end = 0, len(buf)
     while pos < end:
-        key, pos = _read_key(buf, pos, end)
+        key, pos = read_key(buf, pos, end)
         if key == (1 << 3 | 2):
             start, stop = _len_field(buf, pos, end, "an outputs entry")
             name, arr = _decode_entry(buf, start, stop)
@@ -161,7 +161,7 @@ def decode_response(body: Buffer) -> Dict[str, np.ndarray]:
             out[name] = arr.to_numpy(name)
             pos = stop
         else:
-            pos = _skip(buf, pos, end, key & 7)
+            pos = skip_field(buf, pos, end, key & 7)
     return out
 
 

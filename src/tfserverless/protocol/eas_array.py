@@ -21,34 +21,34 @@ from .dtypes import (
     F_SHAPE,
     F_STRING,
     FIELD_NAMES,
-    MAX_DIM,
+    MAX_ELEMENTS,
     MAX_RANK,
     SUPPORTED_NAMES,
+    check_dims,
     dtype_name,
 )
 from .wire import (
-    _SMALL,
-    _assemble,
-    _fixed_run,
-    _Malformed,
-    _read_key,
-    _read_varint,
-    _single,
-    _skip,
-    _small_varints,
-    _varint_blocks,
-    _varint_run,
+    SMALL,
+    Malformed,
+    assemble,
     count_varints,
     decode_varints,
+    fixed_run,
+    read_key,
+    read_varint,
+    single,
+    skip_field,
+    small_varints,
+    varint_blocks,
+    varint_run,
 )
 
-_FIXED = {F_FLOAT: (5, 4, "<f4"), F_DOUBLE: (1, 8, "<f8")}  # field -> (wire type, width, dtype)
+FIXED = {F_FLOAT: (5, 4, "<f4"), F_DOUBLE: (1, 8, "<f8")}  # field -> (wire type, width, dtype)
 _VARINT_FIELDS = (F_INT, F_INT64, F_BOOL)
 _VALUE_FIELDS = (F_FLOAT, F_DOUBLE, F_INT, F_STRING, F_INT64, F_BOOL)
 MAX_INPUTS = 4096  # distinct input names in one request
 MAX_PARTS = 64  # occurrences of one input's ArrayProto that protobuf would merge
 MAX_OUTPUT_FILTER = 4096
-MAX_ELEMENTS = 1 << 40  # no tensor that fits in a request body has more (zero dims aside)
 
 # How the values of one field are converted from the uint64 varints on the wire.
 _FROM_VARINT: Dict[str, Callable[[np.ndarray], np.ndarray]] = {
@@ -97,7 +97,7 @@ class WireArray:
 
     def add_part(self, start: int, end: int) -> None:
         if len(self._parts) >= MAX_PARTS:
-            raise _Malformed(f"one input's ArrayProto split into more than {MAX_PARTS} parts")
+            raise Malformed(f"one input's ArrayProto split into more than {MAX_PARTS} parts")
         self._parts.append((start, end))
 
     def count(self, field: int) -> int:
@@ -112,54 +112,54 @@ class WireArray:
         buf = self._buf
         for pos, end in self._parts:
             while pos < end:
-                key, pos = _read_key(buf, pos, end)
+                key, pos = read_key(buf, pos, end)
                 field, wire = key >> 3, key & 7
                 at = pos
                 n = -1
-                if field in _FIXED:
-                    fwire, width, _ = _FIXED[field]
+                if field in FIXED:
+                    fwire, width, _ = FIXED[field]
                     if wire == 2:
-                        size, pos = _read_varint(buf, pos, end)
+                        size, pos = read_varint(buf, pos, end)
                         if pos + size > end or size % width:
-                            raise _Malformed(f"packed {FIELD_NAMES[field]} of {size} bytes")
+                            raise Malformed(f"packed {FIELD_NAMES[field]} of {size} bytes")
                         n, at, pos = size // width, pos, pos + size
                     elif wire == fwire:
-                        if _single(buf, pos, end, key, pos + width):
+                        if single(buf, pos, end, key, pos + width):
                             if pos + width > end:
-                                raise _Malformed(f"{FIELD_NAMES[field]} runs past its message")
+                                raise Malformed(f"{FIELD_NAMES[field]} runs past its message")
                             n, pos = 1, pos + width
                         else:
-                            n, pos = _fixed_run(buf, pos, end, key, width)
+                            n, pos = fixed_run(buf, pos, end, key, width)
                 elif field in _VARINT_FIELDS:
                     if wire == 2:
-                        size, pos = _read_varint(buf, pos, end)
+                        size, pos = read_varint(buf, pos, end)
                         if pos + size > end:
-                            raise _Malformed(f"packed {FIELD_NAMES[field]} runs past its message")
+                            raise Malformed(f"packed {FIELD_NAMES[field]} runs past its message")
                         n, at, pos = count_varints(buf, pos, pos + size), pos, pos + size
                     elif wire == 0:
-                        after = _read_varint(buf, pos, end)[1]
-                        if _single(buf, pos, end, key, after):
+                        after = read_varint(buf, pos, end)[1]
+                        if single(buf, pos, end, key, after):
                             n, pos = 1, after
                         else:
-                            n, pos = _varint_run(buf, pos, end, key)
+                            n, pos = varint_run(buf, pos, end, key)
                 elif field == F_STRING and wire == 2:
-                    size, pos = _read_varint(buf, pos, end)
+                    size, pos = read_varint(buf, pos, end)
                     if pos + size > end:
-                        raise _Malformed("string_val runs past its message")
+                        raise Malformed("string_val runs past its message")
                     n, pos = 1, pos + size
                 elif field == F_DTYPE and wire == 0:
-                    v, pos = _read_varint(buf, pos, end)
+                    v, pos = read_varint(buf, pos, end)
                     self.dtype = (v + (1 << 31)) % (1 << 32) - (1 << 31)  # enums are int32
                     continue
                 elif field == F_SHAPE and wire == 2:
-                    size, pos = _read_varint(buf, pos, end)
+                    size, pos = read_varint(buf, pos, end)
                     if pos + size > end:
-                        raise _Malformed("array_shape runs past its message")
+                        raise Malformed("array_shape runs past its message")
                     self._scan_shape(pos, pos + size)
                     pos += size
                     continue
                 if n < 0:
-                    pos = _skip(buf, pos, end, wire)
+                    pos = skip_field(buf, pos, end, wire)
                     continue
                 if n:
                     pieces = self._pieces.get(field, 0)
@@ -171,32 +171,32 @@ class WireArray:
     def _scan_shape(self, pos: int, end: int) -> None:
         buf = self._buf
         while pos < end:
-            key, pos = _read_key(buf, pos, end)
+            key, pos = read_key(buf, pos, end)
             field, wire = key >> 3, key & 7
             if field == 1 and wire == 2:
-                size, pos = _read_varint(buf, pos, end)
+                size, pos = read_varint(buf, pos, end)
                 if pos + size > end:
-                    raise _Malformed("array_shape.dim runs past its message")
-                if size <= _SMALL:  # every real shape: a few dims, read in Python
-                    dims = [v - (1 << 64) if v >> 63 else v for v in _small_varints(buf, pos, pos + size)]
+                    raise Malformed("array_shape.dim runs past its message")
+                if size <= SMALL:  # every real shape: a few dims, read in Python
+                    dims = [v - (1 << 64) if v >> 63 else v for v in small_varints(buf, pos, pos + size)]
                     n = len(dims)
                 else:
                     n = count_varints(buf, pos, pos + size)
                 if self._rank_over or len(self.dims) + n > MAX_RANK:
                     self._rank_over = True  # refused in shape(); nothing more is kept
-                elif size <= _SMALL:
+                elif size <= SMALL:
                     self.dims.extend(dims)
                 else:
                     self.dims.extend(decode_varints(buf[pos : pos + size])[0].view(np.int64).tolist())
                 pos += size
             elif field == 1 and wire == 0:
-                v, pos = _read_varint(buf, pos, end)
+                v, pos = read_varint(buf, pos, end)
                 if len(self.dims) >= MAX_RANK:
                     self._rank_over = True
                 else:
                     self.dims.append(v - (1 << 64) if v >> 63 else v)
             else:
-                pos = _skip(buf, pos, end, wire)
+                pos = skip_field(buf, pos, end, wire)
 
     # pass 2 ----------------------------------------------------------------------------------
 
@@ -204,69 +204,69 @@ class WireArray:
         """Decode every value of ``field`` into ``out`` (sized by ``scan``'s count)."""
         buf = self._buf
         i = 0
-        fixed = _FIXED.get(field)
+        fixed = FIXED.get(field)
         for pos, end in self._parts:
             while pos < end:
-                key, pos = _read_key(buf, pos, end)
+                key, pos = read_key(buf, pos, end)
                 f, wire = key >> 3, key & 7
                 if f != field:
-                    pos = _skip(buf, pos, end, wire)
+                    pos = skip_field(buf, pos, end, wire)
                 elif fixed is not None and wire in (2, fixed[0]):
                     width, dt = fixed[1], fixed[2]
                     if wire == 2:
-                        size, pos = _read_varint(buf, pos, end)
+                        size, pos = read_varint(buf, pos, end)
                         n = size // width
                         out[i : i + n] = np.frombuffer(buf, dt, n, pos)
                         pos += size
-                    elif _single(buf, pos, end, key, pos + width):
+                    elif single(buf, pos, end, key, pos + width):
                         n = 1
                         out[i] = np.frombuffer(buf, dt, 1, pos)[0]
                         pos += width
                     else:
-                        n, stop = _fixed_run(buf, pos, end, key, width)
+                        n, stop = fixed_run(buf, pos, end, key, width)
                         out[i : i + n] = np.ndarray((n,), dt, buf, pos, (width + 1,))
                         pos = stop
                     i += n
                 elif field in _VARINT_FIELDS and wire in (0, 2):
                     if wire == 2:
-                        size, pos = _read_varint(buf, pos, end)
-                        if size <= _SMALL:
-                            vals = np.array(_small_varints(buf, pos, pos + size), np.uint64)
+                        size, pos = read_varint(buf, pos, end)
+                        if size <= SMALL:
+                            vals = np.array(small_varints(buf, pos, pos + size), np.uint64)
                             out[i : i + vals.size] = _from_varint(vals, out.dtype)
                             i += vals.size
                         else:
-                            for b, ends in _varint_blocks(buf, pos, pos + size):
-                                vals = _assemble(b, ends)
+                            for b, ends in varint_blocks(buf, pos, pos + size):
+                                vals = assemble(b, ends)
                                 out[i : i + vals.size] = _from_varint(vals, out.dtype)
                                 i += vals.size
                         pos += size
-                    elif _single(buf, pos, end, key, _read_varint(buf, pos, end)[1]):
-                        v, pos = _read_varint(buf, pos, end)
+                    elif single(buf, pos, end, key, read_varint(buf, pos, end)[1]):
+                        v, pos = read_varint(buf, pos, end)
                         out[i] = _scalar_from_varint(v, out.dtype)
                         i += 1
                     else:
-                        n, stop = _varint_run(buf, pos, end, key)
+                        n, stop = varint_run(buf, pos, end, key)
                         odd = 0  # values are every other varint, after each tag
-                        for b, ends in _varint_blocks(buf, pos - 1, stop):
-                            vals = _assemble(b, ends)[1 - odd :: 2]
+                        for b, ends in varint_blocks(buf, pos - 1, stop):
+                            vals = assemble(b, ends)[1 - odd :: 2]
                             odd = (odd + ends.size) % 2
                             out[i : i + vals.size] = _from_varint(vals, out.dtype)
                             i += vals.size
                         pos = stop
                 elif field == F_STRING and wire == 2:
-                    size, pos = _read_varint(buf, pos, end)
+                    size, pos = read_varint(buf, pos, end)
                     out[i] = bytes(buf[pos : pos + size])
                     pos += size
                     i += 1
                 else:
-                    pos = _skip(buf, pos, end, wire)
+                    pos = skip_field(buf, pos, end, wire)
 
     def values(self, field: int, dtype: Any = None) -> np.ndarray:
         """Every value of ``field`` in wire order: numpy ``dtype`` for varint fields (default
         uint64, the raw varints), the field's own type for fixed-width ones, bytes objects
         for strings."""
         n = self.count(field)
-        fixed = _FIXED.get(field)
+        fixed = FIXED.get(field)
         if fixed is not None:
             at = self._view.get(field)
             if self._pieces.get(field) == 1 and at is not None:  # one packed piece: a view
@@ -316,26 +316,17 @@ class WireArray:
                         f"input '{name}' of dtype {dt.name} carries values in {FIELD_NAMES[other]}; "
                         f"expected them in {FIELD_NAMES[dt.field]}"
                     )
-        if dt.field in _FIXED or dt.field == F_STRING:
+        if dt.field in FIXED or dt.field == F_STRING:
             arr = self.values(dt.field)
         else:
             arr = self.values(dt.field, dt.numpy)
         return arr.reshape(shape)
 
     def shape(self, name: str) -> Tuple[int, ...]:
-        if self._rank_over or len(self.dims) > MAX_RANK:
+        if self._rank_over:  # dims past MAX_RANK were not kept: say so as check_dims would
             raise BadRequest(f"input '{name}' has rank over {MAX_RANK}; expected at most {MAX_RANK}")
-        size = 1
-        for d in self.dims:
-            if d < 0 or d > MAX_DIM:
-                raise BadRequest(
-                    f"input '{name}' has dimension {d} in shape {self.dims}; "
-                    f"expected sizes from 0 to {MAX_DIM}"
-                )
-            size *= max(d, 1)
-        if size > MAX_ELEMENTS:  # even with a zero dim: numpy refuses such shapes
-            raise BadRequest(
-                f"input '{name}' has shape {self.dims}, over {MAX_ELEMENTS} elements; "
-                "expected a shape that fits in a request"
-            )
+        check_dims(name, self.dims)
         return tuple(self.dims)
+
+
+__all__ = ["MAX_ELEMENTS", "MAX_INPUTS", "MAX_OUTPUT_FILTER", "MAX_PARTS", "WireArray"]

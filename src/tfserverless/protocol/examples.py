@@ -16,7 +16,8 @@ from typing import Any, List
 import numpy as np
 
 from ..errors import BadRequest
-from .wire import _tagged, encode_varints
+from .text import quote
+from .wire import encode_varints, tagged
 
 MAX_FEATURES = 4096
 
@@ -28,27 +29,29 @@ def _value_bytes(name: str, v: Any) -> bytes:
         try:
             return base64.b64decode(v["b64"], validate=True)
         except (binascii.Error, ValueError):
-            raise BadRequest(f"feature '{name}' has a b64 value that is not base64") from None
-    raise BadRequest(f"feature '{name}' mixes strings with other values; expected one kind")
+            raise BadRequest(f"feature {quote(name)} has a b64 value that is not base64") from None
+    raise BadRequest(f"feature {quote(name)} mixes strings with other values; expected one kind")
 
 
 def _feature(name: str, value: Any) -> bytes:
     """One ``Feature`` message."""
     values = value if isinstance(value, list) else [value]
     if any(isinstance(v, (str, dict)) for v in values):
-        items = b"".join(_tagged(1, _value_bytes(name, v)) for v in values)
-        return _tagged(1, items)  # bytes_list
+        items = b"".join(tagged(1, _value_bytes(name, v)) for v in values)
+        return tagged(1, items)  # bytes_list
     try:
         a = np.array(values)
     except (ValueError, TypeError):
         a = np.array([], dtype=object)
     if a.ndim != 1 or (a.size and a.dtype.kind not in "iufb"):
-        raise BadRequest(f"feature '{name}' must be a number, string or a flat list of them")
+        raise BadRequest(f"feature {quote(name)} must be a number, string or a flat list of them")
     if a.dtype.kind == "f":
-        return _tagged(2, _tagged(1, a.astype("<f4").tobytes()))  # float_list, packed
+        return tagged(2, tagged(1, a.astype("<f4").tobytes()))  # float_list, packed
+    if a.dtype.kind == "b":  # true/false: int64 1/0, as TF Serving writes them
+        a = a.astype(np.int64)  # (a bool array compared with 2^63 raised OverflowError)
     if a.size and (a.min() < -(1 << 63) or a.max() >= 1 << 63):
-        raise BadRequest(f"feature '{name}' has integers out of int64's range")
-    return _tagged(3, _tagged(1, encode_varints(a.astype(np.int64))))  # int64_list, packed
+        raise BadRequest(f"feature {quote(name)} has integers out of int64's range")
+    return tagged(3, tagged(1, encode_varints(a.astype(np.int64))))  # int64_list, packed
 
 
 def _features(obj: Any, what: str) -> bytes:
@@ -56,13 +59,13 @@ def _features(obj: Any, what: str) -> bytes:
         raise BadRequest(f"{what} must be an object of feature: value")
     if len(obj) > MAX_FEATURES:
         raise BadRequest(f"{what} has {len(obj)} features; expected at most {MAX_FEATURES}")
-    entries = b"".join(_tagged(1, _tagged(1, k.encode("utf-8", "surrogatepass"))
-                               + _tagged(2, _feature(k, v))) for k, v in obj.items())
-    return _tagged(1, entries)  # Example.features (Features.feature map entries)
+    entries = b"".join(tagged(1, tagged(1, k.encode("utf-8", "surrogatepass"))
+                              + tagged(2, _feature(k, v))) for k, v in obj.items())
+    return tagged(1, entries)  # Example.features (Features.feature map entries)
 
 
 def serialize_examples(examples: List[Any], context: Any) -> List[bytes]:
-    head = _features(context, '"context"') if context else b""
+    head = b"" if context == {} else _features(context, '"context"')  # not an object: a 400
     return [head + _features(e, f'"examples"[{i}]') for i, e in enumerate(examples)]
 
 

@@ -38,7 +38,7 @@ Spec = Mapping[str, Any]
 TFSERVING: Spec = {"instances": ARRAYS, "inputs": ARRAYS}
 V2: Spec = {"inputs": [{"data": ARRAYS}]}
 _idle: List[Any] = []  # parsers kept between bodies (each holds ~2x the largest it read)
-_BOM = b"\xef\xbb\xbf"  # simdjson skips it; the ordinary parse (rightly) refuses it
+_BOM = b"\xef\xbb\xbf"  # jsonio.loads skips one; simdjson would skip a second, which is no JSON
 
 
 def _take(size: int) -> Any:

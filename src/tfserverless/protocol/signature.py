@@ -11,6 +11,7 @@ import numpy as np
 from .._compat import Protocol
 from ..errors import BadRequest
 from .dtypes import dtype_name
+from .text import listed, quote
 
 
 class TensorSpec(NamedTuple):
@@ -57,7 +58,7 @@ def find_signature(signatures: Dict[str, Signature], default: str, name: str) ->
     sig = signatures.get(name or default)
     if sig is None:
         raise BadRequest(
-            f"unknown signature_name {name!r}; expected one of "
+            f"unknown signature_name {quote(name)}; expected one of "
             f"{', '.join(repr(k) for k in sorted(signatures))}"
         )
     return sig
@@ -112,13 +113,13 @@ def check_names(names: Iterable[str], sig: Signature, *, complete: bool = True) 
     unknown = sorted(given - set(sig.inputs))
     if unknown:
         raise BadRequest(
-            f"unknown input {', '.join(repr(u) for u in unknown)} for signature '{sig.name}'; "
+            f"unknown input {listed(unknown)} for signature '{sig.name}'; "
             f"expected {_names(sig.inputs)}"
         )
     missing = sorted(set(sig.inputs) - given)
     if complete and missing:
         raise BadRequest(
-            f"missing input {', '.join(repr(m) for m in missing)} for signature '{sig.name}'; "
+            f"missing input {listed(missing)} for signature '{sig.name}'; "
             f"expected {_names(sig.inputs)}"
         )
 
@@ -156,7 +157,7 @@ def output_names(requested: Sequence[str], sig: Signature, what: str = "output_f
     unknown = [f for f in requested if f not in sig.outputs]
     if unknown:
         raise BadRequest(
-            f"unknown {what} {', '.join(repr(u) for u in unknown)} for signature "
+            f"unknown {what} {listed(unknown)} for signature "
             f"'{sig.name}'; expected {_names(sig.outputs)}"
         )
     return sorted(set(requested))

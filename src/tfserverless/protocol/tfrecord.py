@@ -10,7 +10,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from ..errors import BadRequest
-from .dtypes import DTYPES, dtype_name
+from .dtypes import DTYPES, check_dims, dtype_name
 from .eas import encode_request
 from .wire import decode_varints, iter_fields
 
@@ -121,9 +121,10 @@ def _tensor_from_proto(buf: bytes, name: str) -> np.ndarray:
     dt = DTYPES.get(dtype)
     if dt is None:
         raise RecordError(f"warm-up input '{name}' has unsupported dtype {dtype_name(dtype)}")
-    size = 1
-    for d in dims:
-        size *= d
+    try:  # before filling a shape from it: dims here are the file's, read as uint64
+        size = check_dims(name, dims)
+    except BadRequest as e:
+        raise RecordError(f"warm-up {e.message}") from None
     if dt.numpy == "object":
         arr = np.empty(len(strings), dtype=object)
         arr[:] = strings

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Any, Dict, List, Mapping, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Tuple
 
 import numpy as np
 
@@ -18,7 +18,7 @@ from . import jsonfast
 from .base import Call, Decoded, Signatures
 from .dtypes import DTYPES, dtype_name
 from .examples import serialize_examples
-from .jsonio import dumps, loads
+from .jsonio import bool_words, dumps, loads
 from .signature import Given, Signature, TensorSpec, check_names, feeds_for_signature
 
 PREDICT, CLASSIFY, REGRESS = ("tensorflow/serving/predict", "tensorflow/serving/classify",
@@ -46,8 +46,35 @@ def _one_string(value: Any, name: str) -> bytes:
                      'expected; expected strings or {"b64": "..."}, in lists of equal lengths')
 
 
-def to_array(value: Any, spec: TensorSpec, name: str) -> np.ndarray:
-    """A JSON value (nested lists) as an array of the signature's dtype, or a 400."""
+def _always() -> bool:
+    return True
+
+
+def once(f: Callable[[], bool]) -> Callable[[], bool]:
+    """``f``, called on first use only."""
+    memo: List[bool] = []
+
+    def get() -> bool:
+        if not memo:
+            memo.append(f())
+        return memo[0]
+    return get
+
+
+def _holds_bool(value: Any, a: np.ndarray) -> bool:
+    """Whether the lists ``value`` (read as the numbers ``a``) hold a true or false: numpy
+    reads [true, 0.5] as [1.0, 0.5].  Only a 0 or 1 can be one; then the values' types are
+    looked at, in C (no Python loop)."""
+    if not bool(((a == 0) | (a == 1)).any()):
+        return False
+    return bool in set(map(type, np.array(value, dtype=object).reshape(-1)))
+
+
+def to_array(value: Any, spec: TensorSpec, name: str,
+             bools: Callable[[], bool] = _always) -> np.ndarray:
+    """A JSON value (nested lists) as an array of the signature's dtype, or a 400.  True and
+    false are no numbers (TF Serving refuses them too), mixed with numbers or not; ``bools``
+    says whether the body may hold any where numbers are (else they are not looked for)."""
     dt = DTYPES.get(spec.dtype)
     if dt is None:
         raise BadRequest(f"input '{name}' has dtype {dtype_name(spec.dtype)}, which JSON "
@@ -73,6 +100,10 @@ def to_array(value: Any, spec: TensorSpec, name: str) -> np.ndarray:
             _KIND_WORDS.get(a.dtype.kind, "strings")
         raise BadRequest(f"input '{name}' holds {held}; signature input is {dt.name}, expected "
                          f"{_KIND_WORDS[target.kind]} in lists of equal lengths")
+    if target.kind != "b" and a.size and not isinstance(value, np.ndarray) and bools() \
+            and _holds_bool(value, a):
+        raise BadRequest(f"input '{name}' holds true/false values among its numbers; signature "
+                         f"input is {dt.name}, expected {_KIND_WORDS[target.kind]} only")
     if target.kind in "iu" and a.size:
         info = np.iinfo(target)
         if a.min() < info.min or a.max() > info.max:
@@ -82,11 +113,12 @@ def to_array(value: Any, spec: TensorSpec, name: str) -> np.ndarray:
         return a.astype(target)
 
 
-def _given(values: Mapping[str, Any], sig: Signature) -> Dict[str, np.ndarray]:
+def _given(values: Mapping[str, Any], sig: Signature, body: bytes) -> Dict[str, np.ndarray]:
     check_names(values, sig)  # before converting anything
+    bools = once(lambda: bool_words(body) > 0)  # nothing else in a request is true/false
     return feeds_for_signature(
-        {k: Given(sig.inputs[k].dtype, to_array(v, sig.inputs[k], k)) for k, v in values.items()},
-        sig)
+        {k: Given(sig.inputs[k].dtype, to_array(v, sig.inputs[k], k, bools))
+         for k, v in values.items()}, sig)
 
 
 def _rows_format(instances: Any, sig: Signature) -> Dict[str, Any]:
@@ -165,10 +197,10 @@ class TFServing:
                              "(columnar format)")
         if "instances" in doc:
             values = _rows_format(doc["instances"], sig)
-            return Decoded(sig, _given(values, sig), sorted(sig.outputs),
+            return Decoded(sig, _given(values, sig, body), sorted(sig.outputs),
                            ("row", len(doc["instances"])))
         values = _columns_format(doc["inputs"], sig)
-        return Decoded(sig, _given(values, sig), sorted(sig.outputs), ("columns", 0))
+        return Decoded(sig, _given(values, sig, body), sorted(sig.outputs), ("columns", 0))
 
     def _examples(self, doc: Dict[str, Any], sig: Signature, verb: str) -> Decoded:
         method = CLASSIFY if verb == "classify" else REGRESS
@@ -234,4 +266,4 @@ def _results(verb: str, arrays: Dict[str, np.ndarray], rows: int) -> Any:
     return [[[str(t), float(s)] for t, s in zip(text[i], values[i])] for i in range(rows)]
 
 
-__all__ = ["CLASSIFY", "PREDICT", "REGRESS", "TFServing", "is_b64", "to_array"]
+__all__ = ["CLASSIFY", "PREDICT", "REGRESS", "TFServing", "is_b64", "once", "to_array"]

@@ -19,7 +19,7 @@ Buffer = Union[bytes, bytearray, memoryview]
 _EMPTY_U64 = np.zeros(0, dtype=np.uint64)
 
 
-class _Malformed(BadRequest):
+class Malformed(BadRequest):
     def __init__(self, what: str) -> None:
         super().__init__(
             f"malformed protobuf body: {what}; expected a serialized PredictRequest "
@@ -27,14 +27,14 @@ class _Malformed(BadRequest):
         )
 
 
-def _read_varint(buf: memoryview, pos: int, end: int) -> Tuple[int, int]:
+def read_varint(buf: memoryview, pos: int, end: int) -> Tuple[int, int]:
     if pos < end and buf[pos] < 0x80:  # tags and short lengths: the common case
         return buf[pos], pos + 1
     result = 0
     shift = 0
     while True:
         if pos >= end:
-            raise _Malformed("truncated varint")
+            raise Malformed("truncated varint")
         b = buf[pos]
         pos += 1
         result |= (b & 0x7F) << shift
@@ -42,26 +42,26 @@ def _read_varint(buf: memoryview, pos: int, end: int) -> Tuple[int, int]:
             return result & 0xFFFFFFFFFFFFFFFF, pos
         shift += 7
         if shift >= 70:
-            raise _Malformed("varint longer than 10 bytes")
+            raise Malformed("varint longer than 10 bytes")
 
 
-def _read_key(buf: memoryview, pos: int, end: int) -> Tuple[int, int]:
+def read_key(buf: memoryview, pos: int, end: int) -> Tuple[int, int]:
     """A field's key (tag): as protobuf, a varint of at most 5 bytes and 32 bits, with a field
     number above 0."""
     if pos < end and 8 <= buf[pos] < 0x80:  # one byte, fields 1..15: the common case
         return buf[pos], pos + 1
-    key, after = _read_varint(buf, pos, end)
+    key, after = read_varint(buf, pos, end)
     if key >> 3 == 0:
-        raise _Malformed("field number 0")
+        raise Malformed("field number 0")
     if key > 0xFFFFFFFF or after - pos > 5:
-        raise _Malformed("field key over 32 bits or 5 bytes")
+        raise Malformed("field key over 32 bits or 5 bytes")
     return key, after
 
 
 _BLOCK = 1 << 15  # varints are decoded this many bytes at a time: temporaries stay ~1 MiB
 
 
-def _varint_blocks(buf: Buffer, start: int, end: int) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
+def varint_blocks(buf: Buffer, start: int, end: int) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
     """Split ``buf[start:end]`` into blocks of whole varints, at most ``_BLOCK`` bytes each:
     ``(bytes as uint8, index of each varint's last byte)``.  Truncated or overlong varints
     (as protobuf: more than 10 bytes) are malformed."""
@@ -71,18 +71,18 @@ def _varint_blocks(buf: Buffer, start: int, end: int) -> Iterator[Tuple[np.ndarr
         b = np.frombuffer(buf, np.uint8, stop - pos, pos)
         ends = np.flatnonzero(b < 0x80)
         if ends.size == 0:
-            raise _Malformed("truncated varint" if stop == end else "varint longer than 10 bytes")
+            raise Malformed("truncated varint" if stop == end else "varint longer than 10 bytes")
         used = int(ends[-1]) + 1
         if stop == end and used != stop - pos:
-            raise _Malformed("truncated varint")
+            raise Malformed("truncated varint")
         if int(ends[0]) >= 10 or (ends.size > 1 and int((ends[1:] - ends[:-1]).max()) > 10):
-            raise _Malformed("varint longer than 10 bytes")
+            raise Malformed("varint longer than 10 bytes")
         yield b[:used], ends
         pos += used
 
 
-def _assemble(b: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """The uint64 values of a block of whole varints (``_varint_blocks``)."""
+def assemble(b: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """The uint64 values of a block of whole varints (``varint_blocks``)."""
     if ends.size == b.size:  # every value fits in one byte
         return b.astype(np.uint64)
     starts = np.empty_like(ends)
@@ -93,23 +93,23 @@ def _assemble(b: np.ndarray, ends: np.ndarray) -> np.ndarray:
     return np.bitwise_or.reduceat(parts, starts)
 
 
-_SMALL = 24  # below this many bytes a plain loop beats numpy's per-call overhead (shapes, scalars)
+SMALL = 24  # below this many bytes a plain loop beats numpy's per-call overhead (shapes, scalars)
 
 
-def _small_varints(buf: memoryview, start: int, end: int) -> List[int]:
-    """The varints of a short run, in Python (validated as ``_read_varint`` does)."""
+def small_varints(buf: memoryview, start: int, end: int) -> List[int]:
+    """The varints of a short run, in Python (validated as ``read_varint`` does)."""
     out: List[int] = []
     while start < end:
-        v, start = _read_varint(buf, start, end)
+        v, start = read_varint(buf, start, end)
         out.append(v)
     return out
 
 
 def count_varints(buf: memoryview, start: int, end: int) -> int:
     """How many varints ``buf[start:end]`` holds (validating them), without decoding."""
-    if end - start <= _SMALL:
-        return len(_small_varints(buf, start, end))
-    return sum(int(ends.size) for _, ends in _varint_blocks(buf, start, end))
+    if end - start <= SMALL:
+        return len(small_varints(buf, start, end))
+    return sum(int(ends.size) for _, ends in varint_blocks(buf, start, end))
 
 
 def decode_varints(data: Buffer) -> Tuple[np.ndarray, int]:
@@ -117,10 +117,10 @@ def decode_varints(data: Buffer) -> Tuple[np.ndarray, int]:
 
     Returns ``(values as uint64, bytes consumed)``; truncated or overlong varints are malformed.
     """
-    if len(data) <= _SMALL:
+    if len(data) <= SMALL:
         mv = memoryview(data).cast("B") if not isinstance(data, memoryview) else data
-        return np.array(_small_varints(mv, 0, len(mv)), dtype=np.uint64), len(data)
-    blocks = [_assemble(b, ends) for b, ends in _varint_blocks(data, 0, len(data))]
+        return np.array(small_varints(mv, 0, len(mv)), dtype=np.uint64), len(data)
+    blocks = [assemble(b, ends) for b, ends in varint_blocks(data, 0, len(data))]
     if not blocks:
         return _EMPTY_U64, 0
     return (blocks[0] if len(blocks) == 1 else np.concatenate(blocks)), len(data)
@@ -136,7 +136,7 @@ def encode_varints(values: np.ndarray) -> bytes:
     if u.size == 0:
         return b""
     if u.size <= 4:
-        return b"".join(_varint_bytes(int(v)) for v in u.tolist())
+        return b"".join(varint_bytes(int(v)) for v in u.tolist())
     if bool((u < 0x80).all()):
         return u.astype(np.uint8).tobytes()
     nbytes = np.ones(u.shape, dtype=np.int64)
@@ -150,7 +150,7 @@ def encode_varints(values: np.ndarray) -> bytes:
     return groups[keep].tobytes()
 
 
-def _varint_bytes(n: int) -> bytes:
+def varint_bytes(n: int) -> bytes:
     if 0 <= n < 0x80:
         return _ONE_BYTE[n]
     out = bytearray()
@@ -162,20 +162,20 @@ def _varint_bytes(n: int) -> bytes:
     return bytes(out)
 
 
-def _skip(buf: memoryview, pos: int, end: int, wire: int) -> int:
+def skip_field(buf: memoryview, pos: int, end: int, wire: int) -> int:
     if wire == 0:
-        return _read_varint(buf, pos, end)[1]
+        return read_varint(buf, pos, end)[1]
     if wire == 1:
         pos += 8
     elif wire == 5:
         pos += 4
     elif wire == 2:
-        n, pos = _read_varint(buf, pos, end)
+        n, pos = read_varint(buf, pos, end)
         pos += n
     else:
-        raise _Malformed(f"unsupported wire type {wire}")
+        raise Malformed(f"unsupported wire type {wire}")
     if pos > end:
-        raise _Malformed("field runs past the end of its message")
+        raise Malformed("field runs past the end of its message")
     return pos
 
 
@@ -185,35 +185,35 @@ def iter_fields(data: Buffer) -> Iterator[Tuple[int, int, Union[int, memoryview]
     buf = memoryview(data).cast("B") if not isinstance(data, memoryview) else data.cast("B")
     pos, end = 0, len(buf)
     while pos < end:
-        key, pos = _read_key(buf, pos, end)
+        key, pos = read_key(buf, pos, end)
         field, wire = key >> 3, key & 7
         if wire == 0:
-            value, pos = _read_varint(buf, pos, end)
+            value, pos = read_varint(buf, pos, end)
             yield field, wire, value
         elif wire == 2:
-            n, pos = _read_varint(buf, pos, end)
+            n, pos = read_varint(buf, pos, end)
             if pos + n > end:
-                raise _Malformed("field runs past the end of its message")
+                raise Malformed("field runs past the end of its message")
             yield field, wire, buf[pos:pos + n]
             pos += n
         elif wire in (1, 5):
             width = 8 if wire == 1 else 4
             if pos + width > end:
-                raise _Malformed("field runs past the end of its message")
+                raise Malformed("field runs past the end of its message")
             yield field, wire, int.from_bytes(bytes(buf[pos:pos + width]), "little")
             pos += width
         else:
-            raise _Malformed(f"unsupported wire type {wire}")
+            raise Malformed(f"unsupported wire type {wire}")
 
 
-def _tagged(field: int, payload: bytes) -> bytes:
-    return _varint_bytes(field << 3 | 2) + _varint_bytes(len(payload)) + payload
+def tagged(field: int, payload: bytes) -> bytes:
+    return varint_bytes(field << 3 | 2) + varint_bytes(len(payload)) + payload
 
 
 # --- runs of unpacked repeated fields ------------------------------------------------------
 
 
-def _single(buf: memoryview, pos: int, end: int, key: int, after: int) -> bool:
+def single(buf: memoryview, pos: int, end: int, key: int, after: int) -> bool:
     """Whether the element whose value starts at ``pos`` stands alone: its tag was not the
     canonical one byte, or the next field has another tag.  Lone elements (an adversary's
     favourite: each followed by an unknown field) are read in Python; only a real run of equal
@@ -221,7 +221,7 @@ def _single(buf: memoryview, pos: int, end: int, key: int, after: int) -> bool:
     return key > 0x7F or buf[pos - 1] != key or after >= end or buf[after] != key
 
 
-def _fixed_run(buf: memoryview, pos: int, end: int, key: int, width: int) -> Tuple[int, int]:
+def fixed_run(buf: memoryview, pos: int, end: int, key: int, width: int) -> Tuple[int, int]:
     """Unpacked fixed-width elements after a one-byte tag at ``pos - 1``: how many follow with
     the same tag, and where the run ends.  Windows grow from small, so a run of one costs
     little and a long run is found in O(its length)."""
@@ -241,11 +241,11 @@ def _fixed_run(buf: memoryview, pos: int, end: int, key: int, width: int) -> Tup
             break
         window = min(window * 4, _BLOCK)
     if count == 0:
-        raise _Malformed(f"field {key >> 3} runs past its message")
+        raise Malformed(f"field {key >> 3} runs past its message")
     return count, start + count * stride
 
 
-def _varint_run(buf: memoryview, pos: int, end: int, key: int) -> Tuple[int, int]:
+def varint_run(buf: memoryview, pos: int, end: int, key: int) -> Tuple[int, int]:
     """Unpacked varint elements after a one-byte tag at ``pos - 1``: how many (tag, value)
     pairs follow with that tag, and where the run ends (values validated)."""
     p = pos - 1
@@ -263,12 +263,12 @@ def _varint_run(buf: memoryview, pos: int, end: int, key: int) -> Tuple[int, int
         ok = b[tag_at] == key
         good = pairs if bool(ok.all()) else int(np.argmin(ok))
         if good and int((ends[1 : 2 * good : 2] - ends[0 : 2 * good : 2]).max()) > 10:
-            raise _Malformed("varint longer than 10 bytes")
+            raise Malformed("varint longer than 10 bytes")
         count += good
         p += int(ends[2 * good - 1]) + 1 if good else 0
         if good < pairs or stop == end:
             break
         window = min(window * 4, _BLOCK)
     if count == 0:  # the value after the tag is truncated or overlong: say which
-        return 1, _read_varint(buf, pos, end)[1]
+        return 1, read_varint(buf, pos, end)[1]
     return count, p
