@@ -23,8 +23,8 @@ from tfserverless.errors import BadRequest
 from tfserverless.protocol import wire
 
 # the codec's own writers: a varint (negatives as 10 bytes) and a length-delimited field
-varint = wire._varint_bytes
-ld = wire._tagged
+varint = wire.varint_bytes
+ld = wire.tagged
 
 
 def request(array: bytes, name: bytes = b"x") -> bytes:

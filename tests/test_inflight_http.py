@@ -102,8 +102,10 @@ def test_json_bodies_inflate_only_to_the_json_limit(server: Server) -> None:
 
 
 def test_a_burst_of_inflating_json_is_shed_and_an_honest_request_served(server: Server) -> None:
-    # 8 KB of gzip that inflates to 8 MiB of empty lists: ~1 s and ~300 MB to parse each;
-    # counted at what they inflate to and what parsing takes, most are shed with a 450
+    # 8 KB of gzip that inflates to 8 MiB of empty lists: it was ~1 s and ~300 MB to parse
+    # each (16 clients: an honest request waited 17 s); now inflated in the admitted slot,
+    # counted at what it inflates to and what parsing takes (450 when others are in flight),
+    # and refused for its 2.8M arrays before any parser builds them (400)
     bomb = gzip.compress(b'{"instances": [' + b"[]," * ((8 << 20) // 3 - 10) + b"[]]}")
     assert len(bomb) < 16 << 10
     statuses: List[int] = []
@@ -127,5 +129,4 @@ def test_a_burst_of_inflating_json_is_shed_and_an_honest_request_served(server: 
         for t in threads:
             t.join()
     assert honest == [200, 200, 200], honest
-    assert 450 in statuses, sorted(set(statuses))
-    assert set(statuses) <= {200, 400, 450}, sorted(set(statuses))
+    assert statuses and set(statuses) <= {400, 450}, sorted(set(statuses))

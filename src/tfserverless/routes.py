@@ -13,14 +13,14 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple, Union
 
 from . import __version__
 from .auth import check_auth
-from .errors import BadRequest, MethodNotAllowed, NotFound, PayloadTooLarge
+from .errors import MethodNotAllowed, NotFound, PayloadTooLarge
 from .loader import Servable
 from .messages import Request, Response, check_size, decoded_body, is_encoded, json_response
 from .protocol.base import Call, Codec
 from .protocol.dtypes import DTYPES, dtype_name
 from .protocol.signature import TensorSpec
 from .protocol.tfserving import TFServing
-from .protocol.v2 import HEADER, V2
+from .protocol.v2 import HEADER, V2, header_length
 
 if TYPE_CHECKING:
     from .predictor import Context
@@ -105,7 +105,7 @@ class ProtocolRoutes:
         def prepare(req: Request) -> int:
             if binary:
                 req.body = decoded_body(req, cfg.max_body_bytes, "MAX_BODY_BYTES")
-                n = json_part_length(req.headers[HEADER], len(req.body))
+                n = header_length(req.headers[HEADER], len(req.body))
             else:
                 req.body = decoded_body(req, cfg.max_json_bytes, "MAX_JSON_BYTES")
                 n = len(req.body)
@@ -261,15 +261,6 @@ def _v2_metadata(name: str, model: Servable) -> Dict[str, Any]:
     return {"name": name, "versions": [model_version(model)], "platform": "tensorflow_savedmodel",
             "inputs": [_v2_tensor(s) for _, s in sorted(sig.inputs.items())],
             "outputs": [_v2_tensor(s) for _, s in sorted(sig.outputs.items())]}
-
-
-def json_part_length(value: str, body_len: int) -> int:
-    """V2's ``Inference-Header-Content-Length``: ASCII digits, within the body."""
-    v = value.strip()
-    if not (v.isascii() and v.isdigit() and len(v) <= 20 and int(v) <= body_len):
-        raise BadRequest(f"Inference-Header-Content-Length {v[:24]!r} is not a length within "
-                         f"the body of {body_len} bytes; expected its JSON part's size in bytes")
-    return int(v)
 
 
 def split_prefix(path: str, prefixes: Tuple[Tuple[str, Any], ...]) -> Optional[Any]:

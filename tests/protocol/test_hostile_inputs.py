@@ -408,3 +408,37 @@ def test_examples_true_false_features_are_int64_not_a_500() -> None:
     assert a == b
     (c,) = serialize_examples([{"f": 2}], {"g": False})
     assert c == serialize_examples([{"f": 2}], {"g": 0})[0]
+
+
+# --- the JSON path's cost per byte: arrays and objects are capped before parsing ------------
+
+
+def containers_body(n: int) -> bytes:
+    return b'{"instances": [' + b",".join([b"[]"] * (n - 2)) + b"]}"
+
+
+def test_a_body_of_empty_lists_is_refused_before_any_parser_builds_them(parser: str) -> None:
+    body = containers_body(jsonio.MAX_CONTAINERS + 1)  # ~0.8 MB of "[],"
+    peak = peak_bytes(lambda: tfs_raw(body))
+    message = refused_raw(body)
+    assert f"opens {jsonio.MAX_CONTAINERS + 1} JSON arrays or objects" in message, message
+    assert peak < 3 * len(body), peak  # a vectorised pass over the bytes, no lists (was 33 B/B)
+
+
+def test_as_many_containers_as_allowed_are_parsed(parser: str) -> None:
+    body = containers_body(jsonio.MAX_CONTAINERS)
+    with pytest.raises(BadRequest) as e:  # read, then refused for its shape, not its count
+        tfs_raw(body)
+    assert "arrays or objects" not in e.value.message
+    jsonio.check_containers(b"[" * (2 * jsonio.MAX_CONTAINERS))  # too short to be looked at
+
+
+def tfs_raw(body: bytes) -> Any:
+    return TFServing().decode(body, {}, Sigs(), Call("m", "", "predict"))
+
+
+def refused_raw(body: bytes) -> str:
+    with pytest.raises(BadRequest) as e:
+        tfs_raw(body)
+    assert "\n" not in e.value.message and e.value.status == 400
+    return e.value.message
