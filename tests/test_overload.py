@@ -69,9 +69,12 @@ def test_overload_sheds_450_at_once_then_408_never_500(slow_server: Server) -> N
     statuses = [r[0] for r in results]
     assert 500 not in statuses and -1 not in statuses, statuses
     shed = [r for r in results if r[0] == 450]
-    # 2 run and 4 wait: the other 18 are shed at once, with a line naming the knobs
+    # 2 run and 4 wait: the other 18 are shed at once (most before the first 0.4 s call can
+    # have ended, however busy the machine), with a line naming the knobs
     assert len(shed) >= 24 - 6, statuses
-    assert sorted(r[1] for r in shed)[len(shed) // 2] < 0.1, [round(r[1], 3) for r in shed]
+    ok_first = min(r[1] for r in results if r[0] == 200)
+    assert sorted(r[1] for r in shed)[len(shed) // 2] < min(0.4, ok_first), \
+        [round(r[1], 3) for r in shed]
     assert b"RPC_MAX_QUEUE_SIZE=4" in shed[0][2] and shed[0][2].count(b"\n") == 1
     ok = [r for r in results if r[0] == 200]
     late = [r for r in results if r[0] == 408]
