@@ -72,7 +72,7 @@ def check_content_md5(token: str, req: Request) -> None:
     if not token or not got.startswith("EAS ") or _same(got, token):
         return
     md5 = req.headers.get("content-md5", "")
-    if md5 and not _same(md5, hashlib.md5(req.body).hexdigest()):
+    if md5 and not _same(md5.lower(), hashlib.md5(req.body).hexdigest()):  # hex: any case
         raise Unauthorized("Content-MD5 does not match the body; expected the body's hex MD5")
 
 

@@ -219,10 +219,12 @@ class Config:
         # request bodies in flight per worker: four of the largest allowed by default
         self.max_inflight_bytes = 4 * max_body_bytes if max_inflight_bytes is None \
             else max_inflight_bytes
-        # what one client address may hold of it: half by default (behind a proxy every
-        # client has the proxy's address: set it to MAX_INFLIGHT_BYTES there)
-        self.max_inflight_bytes_per_client = self.max_inflight_bytes // 2 \
-            if max_inflight_bytes_per_client is None else max_inflight_bytes_per_client
+        # what one client address may hold of it: half where clients reach us directly; all
+        # of it behind a platform's front end, where every client has the front end's address
+        self.max_inflight_bytes_per_client = max_inflight_bytes_per_client
+        if max_inflight_bytes_per_client is None:
+            self.max_inflight_bytes_per_client = self.max_inflight_bytes // 2 \
+                if platform == "local" else self.max_inflight_bytes
         self.signature_max_skew = signature_max_skew  # seconds; 0 = no freshness check
         self.body_read_timeout = body_read_timeout  # seconds a body may take to arrive
         # adaptive batching (metadata.rpc.batching, max_batch_size, max_batch_timeout)

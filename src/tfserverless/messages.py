@@ -100,28 +100,59 @@ def is_encoded(req: Request) -> bool:
     return _coding(req) not in ("", "identity")
 
 
+def check_coding(req: Request) -> None:
+    """A ``Content-Encoding`` we cannot undo is a 415 from the headers, before the body."""
+    coding = _coding(req)
+    if coding not in ("", "identity") and coding not in _CODINGS:
+        raise UnsupportedMediaType(f"Content-Encoding {coding[:40]!r} is not supported; expected "
+                                   "gzip, deflate or none")
+
+
+def inflates_to_nothing(req: Request) -> bool:
+    """Whether a compressed body holds no bytes at all (EAS: an empty body asks for the
+    schema, compressed or not); inflates one byte at most."""
+    wbits = _CODINGS.get(_coding(req))
+    if wbits is None:
+        return False
+    d = zlib.decompressobj(wbits)
+    try:
+        return not d.decompress(req.body, 1) and d.eof
+    except zlib.error:
+        return False  # decoded_body says what is wrong with it
+
+
 def decoded_body(req: Request, limit: int, name: str = "MAX_BODY_BYTES") -> bytes:
-    """The body with its ``Content-Encoding`` undone (gzip or deflate, as ``tritonclient``
-    sends with ``request_compression_algorithm``), never inflating past ``limit`` bytes (the
-    route's own limit, ``name`` in the 413): memory is bounded before anything is allocated
-    for the output."""
+    """The body with its ``Content-Encoding`` undone (gzip, with any number of members as
+    RFC 1952 allows, or deflate, as ``tritonclient`` sends with
+    ``request_compression_algorithm``), never inflating past ``limit`` bytes (the route's own
+    limit, ``name`` in the 413): memory is bounded before anything is allocated for the
+    output."""
     coding = _coding(req)
     if coding in ("", "identity"):
         return req.body
-    wbits = _CODINGS.get(coding)
-    if wbits is None:
-        raise UnsupportedMediaType(f"Content-Encoding {coding[:40]!r} is not supported; expected "
-                                   "gzip, deflate or none")
-    d = zlib.decompressobj(wbits)
-    try:
-        out = d.decompress(req.body, limit + 1)
-    except zlib.error as e:
-        raise BadRequest(f"body is not valid {coding} data ({e})") from None
-    if len(out) > limit:
-        raise PayloadTooLarge(f"request body inflates past the limit of {limit} bytes ({name})")
-    if not d.eof or d.unused_data:
+    check_coding(req)
+    wbits = _CODINGS[coding]
+    out, data = [], req.body
+    size = 0
+    while True:
+        d = zlib.decompressobj(wbits)
+        try:
+            part = d.decompress(data, limit + 1 - size)
+        except zlib.error as e:
+            raise BadRequest(f"body is not valid {coding} data ({e})") from None
+        size += len(part)
+        out.append(part)
+        if size > limit:
+            raise PayloadTooLarge(f"request body inflates past the limit of {limit} bytes "
+                                  f"({name})")
+        if not d.eof or d.unconsumed_tail:
+            raise BadRequest(f"{coding} body is truncated or has bytes after its end")
+        data = d.unused_data
+        if not data or wbits != _CODINGS["gzip"]:
+            break
+    if data:
         raise BadRequest(f"{coding} body is truncated or has bytes after its end")
-    return out
+    return b"".join(out)
 
 
 #: protocols whose clients read errors as ``{"error": "..."}`` (TF Serving REST, V2)

@@ -19,8 +19,9 @@ import threading
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 MAX_WORKERS = 64
-PROTOCOLS = ("eas", "none")
-STATUSES = (200, 400, 401, 403, 404, 405, 408, 413, 429, 431, 450, 499, 500, 501, 503, 0)
+#: every client ecosystem (``Request.protocol``); "none" for requests no route took
+PROTOCOLS = ("eas", "tfserving", "v2", "none")
+STATUSES = (200, 400, 401, 403, 404, 405, 408, 413, 415, 429, 431, 450, 499, 500, 501, 503, 0)
 #: microseconds, as TF Serving's latency histograms
 LATENCY_BUCKETS = (100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000,
                    500000, 1000000, 2500000, 5000000, 10000000)

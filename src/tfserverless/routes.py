@@ -15,7 +15,15 @@ from . import __version__
 from .auth import check_auth
 from .errors import MethodNotAllowed, NotFound, PayloadTooLarge
 from .loader import Servable
-from .messages import Request, Response, check_size, decoded_body, is_encoded, json_response
+from .messages import (
+    Request,
+    Response,
+    check_coding,
+    check_size,
+    decoded_body,
+    is_encoded,
+    json_response,
+)
 from .protocol.base import Call, Codec
 from .protocol.dtypes import DTYPES, dtype_name
 from .protocol.signature import TensorSpec
@@ -33,10 +41,11 @@ _V2 = re.compile(r"/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?"
                  r"(?P<what>/ready|/infer)?")
 
 
-#: what parsing JSON takes in memory per byte of it, at worst (measured by
-#: ``benchmarks/decode_worst_bench.py``): JSON bodies count this much against
-#: ``MAX_INFLIGHT_BYTES``, so a burst of large ones is shed (450) before it is parsed
-JSON_WEIGHT = 32
+#: what a JSON body takes in memory per byte while parsed and run, for numbers (measured: ~7.5x
+#: peak RSS for a 3.4 MB batch, model run included): JSON bodies count this much against
+#: ``MAX_INFLIGHT_BYTES``, so a burst of large ones is shed (450) before it is parsed.  Strings
+#: take up to ~30x; what bounds them is ``MAX_JSON_BYTES`` x the admitted slots.
+JSON_WEIGHT = 8
 
 
 class Job:
@@ -97,6 +106,7 @@ class ProtocolRoutes:
         # V2 binary: only the part before Inference-Header-Content-Length is JSON; everything
         # else is all JSON, and no more than MAX_JSON_BYTES of it is read or inflated
         binary = codec is self.v2 and HEADER in req.headers
+        check_coding(req)
         if binary or is_encoded(req):
             check_size(req, cfg.max_body_bytes, "MAX_BODY_BYTES")
         else:
@@ -112,7 +122,7 @@ class ProtocolRoutes:
             if n > cfg.max_json_bytes:
                 raise PayloadTooLarge(f"JSON of {n} bytes is over the limit of "
                                       f"{cfg.max_json_bytes} bytes (MAX_JSON_BYTES; parsed JSON "
-                                      f"takes up to {JSON_WEIGHT}x its size in memory); send "
+                                      "takes up to ~30x its size in memory); send "
                                       "binary tensors (V2) or smaller batches")
             return n
 

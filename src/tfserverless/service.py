@@ -31,9 +31,11 @@ from .messages import (
     GATEWAY_PREFIX,
     Request,
     Response,
+    check_coding,
     check_size,
     decoded_body,
     error_response,
+    inflates_to_nothing,
     is_encoded,
     json_response,
 )
@@ -284,19 +286,20 @@ class Service:
         if req.method not in ("GET", "POST", "HEAD"):
             raise MethodNotAllowed(f"{req.method} {req.path}; expected POST (or GET for the schema)",
                                    headers={"Allow": "GET, POST"})
-        check_size(req, self.config.max_body_bytes, "MAX_BODY_BYTES")
         configured = self.config.service_name
         resource = GATEWAY_PREFIX + (configured if name is None else name)
         check_auth(self.config.service_token, req, resource,
                    max_skew=self.config.signature_max_skew, body=False)
         if name is not None and configured and name != configured:
-            # after auth: only a caller with the token learns the real name
+            # after auth: only a caller with the token learns the real name (or the limits)
             raise NotFound(f"service '{name}' not found; this function serves '{configured}' at "
                            f"{GATEWAY_PREFIX}{configured}")
+        check_size(req, self.config.max_body_bytes, "MAX_BODY_BYTES")
+        check_coding(req)
         return self._gateway_job
 
     def _gateway_job(self, req: Request) -> Job:
-        if req.method in ("GET", "HEAD") or not req.body:
+        if req.method in ("GET", "HEAD") or not req.body or inflates_to_nothing(req):
             sig_name = req.query.get("signature_name", "")
             return Job(lambda model, ctx: self.schema(model, sig_name), admitted=False)
         limit = self.config.max_body_bytes

@@ -6,10 +6,11 @@ Each adapter decodes, calls ``Service.handle`` and encodes: nothing more.
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Callable, List, Optional
 
-from ..errors import TFServerlessError
+from ..errors import BadRequest, RequestTimeout, TFServerlessError
 from ..messages import Request, Response
 from ..service import Service
 
@@ -28,13 +29,21 @@ CHUNK = 64 << 10  # bytes read (and counted in flight) at a time
 def read_body(stream: Any, declared: int, limit: int,
               count: Optional[Callable[[int], None]] = None) -> bytes:
     """Read at most ``limit + 1`` bytes: enough to know a body is too large, never more;
-    ``count(n)`` is told of each chunk as it arrives (it may refuse with a 450)."""
+    ``count(n)`` is told of each chunk as it arrives (it may refuse with a 450).  A body the
+    server cannot read (malformed chunked framing, a client gone mid-body) is a 400, never
+    the server's own error."""
     if declared > limit:
         return b""
     want = limit + 1 if declared <= 0 else declared
     chunks = []
     while want > 0:
-        chunk = stream.read(min(CHUNK, want))
+        try:
+            chunk = stream.read(min(CHUNK, want))
+        except TFServerlessError:
+            raise
+        except Exception as e:  # gunicorn's InvalidChunkSize, NoMoreData, werkzeug's ...
+            raise BadRequest(f"request body could not be read ({type(e).__name__}); expected "
+                             "a complete body in valid HTTP framing") from None
         if not chunk:
             break
         if count is not None:
@@ -47,23 +56,51 @@ def read_body(stream: Any, declared: int, limit: int,
 def handle_sync(service: Service, req: Request, stream: Any, peer: str = "") -> Response:
     """A sync server's request whose body is still in ``stream``: routed and authorised on
     its headers first (a client without the token is answered before its body is read and
-    holds nothing), then the body read and counted in flight as it arrives, then served."""
+    holds nothing), then the body read and counted in flight as it arrives, then served.
+
+    A sync server cannot interrupt a read that blocks: at ``BODY_READ_TIMEOUT`` the bytes a
+    stalled body holds are given back (so it cannot hold the budget for good), and the
+    request is answered 408 if its read ever returns."""
     try:
         routed = service.route(req)
     except TFServerlessError as e:
         return service.route_error(req, e)
     cfg, admission = service.config, service.admission
     held = admission.held(peer)
+    expired: List[bool] = []
+
+    def count(n: int) -> None:
+        if expired:
+            raise RequestTimeout(f"request body not complete within {cfg.body_read_timeout:g}s "
+                                 "(BODY_READ_TIMEOUT)")
+        admission.reserve_bytes(held, n)
+
+    def expire() -> None:
+        expired.append(True)
+        admission.release_bytes(held)
+
+    declared = req.content_length or 0
+    # a body that may take more than one read gets a timer (a thread: not worth it for the
+    # rest, which hold at most one chunk)
+    long = declared > CHUNK or (not declared and "transfer-encoding" in req.headers)
+    timer = threading.Timer(cfg.body_read_timeout, expire) \
+        if cfg.body_read_timeout > 0 and long else None
     try:
-        declared = req.content_length or 0
         if declared:  # refused at once rather than half-way through
             admission.reserve_bytes(held, min(declared, cfg.max_body_bytes + 1), count=False)
-        req.body = read_body(stream, declared, cfg.max_body_bytes,
-                             lambda n: admission.reserve_bytes(held, n))
+        if timer is not None:
+            timer.daemon = True
+            timer.start()
+        req.body = read_body(stream, declared, cfg.max_body_bytes, count)
+        if timer is not None:
+            timer.cancel()
+        count(0)  # past the deadline meanwhile: 408
         return service.handle(req, routed, held)
-    except TFServerlessError as e:  # 450: too many bytes in flight
+    except TFServerlessError as e:  # 450 in flight, 408 past the deadline, 400 unreadable
         return service.route_error(req, e)
     finally:
+        if timer is not None:
+            timer.cancel()
         admission.release_bytes(held)
 
 

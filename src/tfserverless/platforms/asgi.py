@@ -16,7 +16,7 @@ from typing import Any, Awaitable, Callable, Dict, List, Optional
 from urllib.parse import parse_qsl
 
 from ..errors import ClientGone, HeadersTooLarge, RequestTimeout, TFServerlessError
-from ..messages import Request, Response, error_response
+from ..messages import Request, Response
 from ..service import Service
 from . import declared_length
 
@@ -38,6 +38,11 @@ def request_head(scope: Dict[str, Any]) -> Request:
         raise HeadersTooLarge(f"request headers over {MAX_HEADER_BYTES >> 10} KiB; expected "
                               "fewer or shorter headers")
     headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in raw}
+    if len(headers) < len(raw):  # a repeated field is one, its values joined (RFC 9110 5.3)
+        joined: Dict[str, List[str]] = {}
+        for k, v in raw:
+            joined.setdefault(k.decode("latin-1"), []).append(v.decode("latin-1"))
+        headers = {k: ", ".join(v) for k, v in joined.items()}
     query = scope.get("query_string") or b""
     return Request(scope["method"], scope["path"], headers,
                    query=dict(parse_qsl(query.decode("latin-1"))) if query else None,
@@ -130,7 +135,7 @@ async def answer(service: Service, scope: Dict[str, Any], receive: Receive) -> O
     try:
         req = request_head(scope)
     except TFServerlessError as e:  # 431
-        return error_response(e)
+        return service.route_error(Request(scope["method"], scope["path"]), e)
     try:
         routed = service.route(req)
     except TFServerlessError as e:
