@@ -222,16 +222,24 @@ def moto() -> Iterator[MotoServer]:
 
 
 class FileServer:
-    """``http.server`` in a thread: serves ``files``, counts GETs, can truncate or stall."""
+    """``http.server`` in a thread: serves ``files`` (ranges too, with ``Accept-Ranges`` and
+    ``If-Match``), counts GETs, can truncate or stall, ignore ranges, or break ranged GETs."""
 
     def __init__(self, port: int = 0) -> None:
+        import hashlib
         import http.server
         import threading
 
         self.files: Dict[str, bytes] = {}
         self.gets: Dict[str, int] = {}
+        self.ranged_gets: Dict[str, int] = {}
         self.truncate: Dict[str, int] = {}  # path -> bytes actually sent
         self.delay: Dict[str, float] = {}  # path -> seconds per 64 KiB
+        self.ranges = True  # answer Range (206) and say so (Accept-Ranges)
+        self.ignore_ranges = False  # say Accept-Ranges, then send the whole object (200)
+        self.break_ranged: Dict[str, List[int]] = {}  # path -> the ranged GETs (1-based) cut
+        self.after_ranged: Optional[Any] = None  # called after each ranged GET is answered
+        self.lock = threading.Lock()
         owner = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -240,7 +248,8 @@ class FileServer:
             def log_message(self, *args: Any) -> None:
                 pass
 
-            def _head(self) -> Optional[bytes]:
+            def _head(self, status: int = 200, length: Optional[int] = None,
+                      extra: Optional[Dict[str, str]] = None) -> Optional[bytes]:
                 path = self.path.split("?")[0]
                 data = owner.files.get(path)
                 if data is None:
@@ -248,22 +257,53 @@ class FileServer:
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return None
-                import hashlib
-
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(data)))
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(data) if length is None else length))
                 self.send_header("ETag", '"' + hashlib.md5(data).hexdigest() + '"')
                 self.send_header("Content-Type", "application/octet-stream")
+                if owner.ranges:
+                    self.send_header("Accept-Ranges", "bytes")
+                for k, v in (extra or {}).items():
+                    self.send_header(k, v)
                 self.end_headers()
                 return data
 
             def do_HEAD(self) -> None:
                 self._head()
 
+            def _ranged(self, path: str, data: bytes, spec: str) -> Optional[bytes]:
+                start_s, _, end_s = spec[len("bytes="):].partition("-")
+                start, end = int(start_s), min(int(end_s) + 1, len(data))
+                tag = '"' + hashlib.md5(data).hexdigest() + '"'
+                if self.headers.get("If-Match", tag) != tag:
+                    self.send_response(412)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return None
+                with owner.lock:
+                    n = owner.ranged_gets[path] = owner.ranged_gets.get(path, 0) + 1
+                part = data[start:end]
+                self.send_response(206)
+                self.send_header("Content-Length", str(len(part)))
+                self.send_header("Content-Range", f"bytes {start}-{end - 1}/{len(data)}")
+                self.send_header("ETag", tag)
+                self.end_headers()
+                if n in owner.break_ranged.get(path, []):
+                    part = part[: len(part) // 2]  # then the connection drops
+                    self.close_connection = True
+                return part
+
             def do_GET(self) -> None:
                 path = self.path.split("?")[0]
                 owner.gets[path] = owner.gets.get(path, 0) + 1
-                data = self._head()
+                spec = self.headers.get("Range", "")
+                data = owner.files.get(path)
+                if spec and data is not None and owner.ranges and not owner.ignore_ranges:
+                    data = self._ranged(path, data, spec)
+                    if owner.after_ranged is not None:
+                        owner.after_ranged(path)
+                else:
+                    data = self._head()
                 if data is None:
                     return
                 if path in owner.truncate:

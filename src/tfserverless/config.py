@@ -55,6 +55,21 @@ def _positive_int(key: str, value: str) -> int:
     return n
 
 
+def _connections(key: str, value: str) -> int:
+    n = _positive_int(key, value)
+    if not 1 <= n <= 64:
+        raise ConfigError(f"{key}={value!r} is out of range; expected 1 (one stream) to 64 "
+                          "connections")
+    return n
+
+
+def _part_size(key: str, value: str) -> int:
+    n = parse_size(key, value)
+    if not 64 << 10 <= n <= 1 << 30:
+        raise ConfigError(f"{key}={value!r} is out of range; expected 64KiB to 1GiB")
+    return n
+
+
 def _at_least_one(key: str, value: str) -> int:
     n = _positive_int(key, value)
     if n < 1:
@@ -165,6 +180,8 @@ class Config:
         oss_endpoint: str = "",
         max_extract_bytes: int = 16 << 30,
         max_archive_members: int = 100_000,
+        fetch_connections: int = 16,
+        fetch_part_bytes: int = 8 << 20,
         intra_op_threads: int = 0,
         inter_op_threads: int = -1,
         platform: str = "local",
@@ -202,6 +219,9 @@ class Config:
         self.oss_endpoint = oss_endpoint
         self.max_extract_bytes = max_extract_bytes
         self.max_archive_members = max_archive_members
+        # parallel ranged reads of a model (storage.ranges): object stores cap one stream
+        self.fetch_connections = fetch_connections
+        self.fetch_part_bytes = fetch_part_bytes
         self.intra_op_threads = intra_op_threads
         self.inter_op_threads = inter_op_threads
         self.platform = platform
@@ -296,6 +316,8 @@ class Config:
             oss_endpoint=get("OSS_ENDPOINT", text, ""),
             max_extract_bytes=get("MAX_EXTRACT_BYTES", parse_size, 16 << 30),
             max_archive_members=get("MAX_ARCHIVE_MEMBERS", _positive_int, 100_000),
+            fetch_connections=get("FETCH_CONNECTIONS", _connections, 16),
+            fetch_part_bytes=get("FETCH_PART_BYTES", _part_size, 8 << 20),
             intra_op_threads=get("TF_INTRA_OP_THREADS", _positive_int, 0),
             inter_op_threads=get("TF_INTER_OP_THREADS", _thread_count, -1),
             platform=detect_platform(environ),

@@ -27,6 +27,9 @@ LATENCY_BUCKETS = (100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000,
                    500000, 1000000, 2500000, 5000000, 10000000)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 PHASES = ("fetch", "tf_import", "load", "warm_up")
+#: what the model's fetch did (``fetch_<name>`` in ``load``'s phases): bytes, parallel
+#: connections, parts read again after a failure
+FETCH = ("bytes", "connections", "parts_retried")
 SHED = (450, 408, 429)
 
 
@@ -43,6 +46,7 @@ class _Layout:
         self.shed = self._take(len(SHED))
         self.loads = self._take(2)  # success, failure
         self.phases = self._take(len(PHASES))
+        self.fetch = self._take(len(FETCH))
         self.running = self._take(1)
         self.waiting = self._take(1)
 
@@ -133,8 +137,11 @@ class Metrics:
     def load(self, ok: bool, phases: Optional[Dict[str, float]] = None) -> None:
         base = self._row()
         self._all[base + L.loads + (0 if ok else 1)] += 1
-        for name, seconds in (phases or {}).items():
-            self._all[base + L.phases + PHASES.index(name)] = seconds
+        for name, value in (phases or {}).items():
+            if name in PHASES:
+                self._all[base + L.phases + PHASES.index(name)] = value
+            elif name.startswith("fetch_") and name[6:] in FETCH:
+                self._all[base + L.fetch + FETCH.index(name[6:])] = value
 
     # the reading side (every row) -------------------------------------------------------------
 
@@ -203,6 +210,12 @@ class Metrics:
                 if live and a[b + L.phases + i]:
                     out.append(f'tfserverless_cold_start_seconds{{phase="{phase}",worker="{pid}"}} '
                                f"{a[b + L.phases + i]:.6g}")
+        for i, name in enumerate(FETCH):
+            family(f"tfserverless_fetch_{name}", "gauge", f"each live worker's model fetch: {name}")
+            for b, pid, live in rows:
+                if live and a[b + L.phases]:  # it fetched (0 s: cached or local)
+                    out.append(f'tfserverless_fetch_{name}{{worker="{pid}"}} '
+                               f"{a[b + L.fetch + i]:.0f}")
         family("tfserverless_workers", "gauge", "live worker processes of this instance")
         out.append(f"tfserverless_workers {sum(1 for _, _, live in rows if live)}")
         return ("\n".join(out) + "\n").encode()

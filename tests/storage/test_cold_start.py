@@ -53,13 +53,18 @@ def test_serves_from_each_scheme(start_server: Any, moto: MotoServer, files: Fil
             moto.client().put_object(Bucket=bucket, Key=f"mnist.{kind}", Body=data)
             url = f"{scheme}://{bucket}/mnist.{kind}"
     env = dict(moto.env(), MODEL_PATH=url, MODEL_CACHE_DIR=str(tmp_path / "cache"),
-               SERVICE_TOKEN=TOKEN)
+               SERVICE_TOKEN=TOKEN, FETCH_PART_BYTES="64KiB", FETCH_CONNECTIONS="3")
     s = start_server(env)
     res = sdk_predict(s.url)
     assert res["ok"], res
     assert len(res["outputs"]["scores"]["values"]) == 10
     log = s.log()
+    # the TensorFlow import ran while the model downloaded, and the line says what the fetch did
     assert "cold start: fetch+extract" in log and "TensorFlow import" in log
+    assert "hidden behind the fetch" in log and "MB/s" in log and "parts retried" in log
+    assert (" 3 connections" if kind == "prefix" else " connection") in log, log[-2000:]
+    metrics = requests.get(s.url + "/metrics", headers={"Authorization": TOKEN}).text
+    assert "tfserverless_fetch_connections{worker=" in metrics, metrics[-1500:]
     assert_no_secrets(log)
 
 

@@ -6,8 +6,7 @@ import logging
 import os
 import subprocess
 import threading
-import uuid
-from typing import Any, Dict, Iterator
+from typing import Any, Dict
 
 import pytest
 
@@ -22,13 +21,6 @@ from . import archives
 @pytest.fixture(scope="module")
 def model_dir(models: Dict[str, str]) -> str:
     return models["multi"]
-
-
-@pytest.fixture
-def bucket(moto: MotoServer) -> Iterator[str]:
-    name = "b-" + uuid.uuid4().hex[:12]
-    moto.client().create_bucket(Bucket=name)
-    yield name
 
 
 def cfg(tmp_path: Any, url: str, extra: Dict[str, str] | None = None, **kw: Any) -> Config:

@@ -31,6 +31,7 @@ from .cache import digest, refused_before, remember_refusal, verify, write_manif
 from .download import download_object, download_prefix
 from .layout import find_saved_model_root
 from .lock import FileLock
+from .ranges import Stats
 from .registry import SCHEMES, open_source
 
 log = logging.getLogger("tfserverless.storage")
@@ -41,6 +42,8 @@ class Fetched(NamedTuple):
     cached: bool  # served from an earlier complete download
     seconds: float  # fetch + extract wall time (0 for local directories)
     nbytes: int  # bytes downloaded
+    connections: int = 0  # parallel connections the download used (1: one stream)
+    retried: int = 0  # parts read again after a failure
 
 
 def fetch(url: str, config: Config) -> Fetched:
@@ -79,13 +82,14 @@ def fetch(url: str, config: Config) -> Fetched:
             if stale.startswith((".tmp-", "v-")):
                 shutil.rmtree(os.path.join(url_dir, stale), ignore_errors=True)
         tmp = tempfile.mkdtemp(prefix=".tmp-", dir=url_dir)
+        stats = Stats()
         try:
             dest = os.path.join(tmp, "model")
             os.mkdir(dest)
             if info.kind == "prefix":
-                nbytes = download_prefix(source, info, dest, config)
+                nbytes = download_prefix(source, info, dest, config, stats)
             else:
-                nbytes = download_object(source, info, dest, config)
+                nbytes = download_object(source, info, dest, config, stats)
             find_saved_model_root(dest, quiet=True)  # refuse to cache what cannot be served
             write_manifest(dest, url, info.version)
             os.rename(dest, final)
@@ -103,9 +107,12 @@ def fetch(url: str, config: Config) -> Fetched:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     seconds = time.monotonic() - t0
-    log.info("fetched %s (version %s): %.1f MB in %.2fs", redact(url), info.version,
-             nbytes / 1e6, seconds)
-    return Fetched(find_saved_model_root(final), False, seconds, nbytes)
+    log.info("fetched %s (version %s): %.1f MB in %.2fs (%.1f MB/s, %d connection%s, %d parts "
+             "retried)", redact(url), info.version, nbytes / 1e6, seconds,
+             nbytes / 1e6 / max(seconds, 1e-6), stats.connections,
+             "" if stats.connections == 1 else "s", stats.retried)
+    return Fetched(find_saved_model_root(final), False, seconds, nbytes, stats.connections,
+                   stats.retried)
 
 
 def fetch_model(config: Config) -> Fetched:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import IO, Any, Iterator, List, NamedTuple, Optional, Tuple
+from typing import IO, Any, Dict, Iterator, List, NamedTuple, Optional, Tuple
 from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import ModelUnavailable
@@ -12,6 +12,15 @@ from ..errors import ModelUnavailable
 log = logging.getLogger("tfserverless.storage")
 
 CHUNK = 1 << 20
+
+
+class ObjectChanged(ModelUnavailable):
+    """The object was replaced while it was being read (its ETag or generation moved): the
+    fetch is abandoned, nothing is cached, and the next load reads the new version whole."""
+
+
+class RangeIgnored(Exception):
+    """The store answered a range request with the whole object: read it as one stream."""
 
 
 class ObjectInfo(NamedTuple):
@@ -39,6 +48,10 @@ class Source:
         """A directory that can be served in place (local paths), else None."""
         return None
 
+    def supports_ranges(self) -> bool:
+        """Whether ``read_range`` may be used (after ``stat``): see ``ranges``."""
+        return False
+
 
 class ObjectStore(Source):
     """``scheme://bucket/key``: the key names one object (an archive) or, when no object has
@@ -54,6 +67,7 @@ class ObjectStore(Source):
         if not self.bucket:
             raise unavailable(url, f"no bucket in the URL; expected {self.scheme}://bucket/key")
         self._prefix = ""
+        self._versions: Dict[str, str] = {}  # relative key ("" for the object) -> version
 
     # the SDK calls ---------------------------------------------------------------------------
 
@@ -67,6 +81,12 @@ class ObjectStore(Source):
 
     def _get(self, key: str) -> Any:
         """The SDK's stream of the object (anything with ``read`` and ``close``)."""
+        raise NotImplementedError
+
+    def _get_range(self, key: str, start: int, end: int, version: str) -> Any:
+        """The SDK's stream of bytes ``[start, end)`` of ``key`` as of ``version`` (its
+        ``stat``), raising what ``_fail`` turns into ``ObjectChanged`` when the version moved
+        and ``RangeIgnored`` when the store sent the whole object."""
         raise NotImplementedError
 
     def _fail(self, e: Exception) -> Optional[Exception]:
@@ -84,6 +104,7 @@ class ObjectStore(Source):
             if self.key and not self.key.endswith("/"):
                 head = self._head(self.key)
                 if head is not None:
+                    self._versions = {"": head[0]}
                     return ObjectInfo("object", head[0], head[1])
             prefix = self.key if not self.key or self.key.endswith("/") else self.key + "/"
             listing = self._list(prefix)
@@ -91,12 +112,29 @@ class ObjectStore(Source):
             raise self._sdk(e) from None
         info = prefix_info(self.url, prefix, listing)
         self._prefix = prefix
+        self._versions = {key[len(prefix):]: tag for key, _, tag in listing}
         return info
 
     def open(self, relative: str = "") -> IO[bytes]:
         key = self._prefix + relative if relative else self.key
         try:
             return _Guarded(self._get(key), self)  # type: ignore[return-value]
+        except Exception as e:
+            raise self._sdk(e) from None
+
+
+    def supports_ranges(self) -> bool:
+        return True
+
+    def read_range(self, relative: str, start: int, end: int) -> IO[bytes]:
+        """Bytes ``[start, end)`` of the object (``relative`` under a prefix), pinned to the
+        version ``stat`` saw (see ``ranges``)."""
+        key = self._prefix + relative if relative else self.key
+        try:
+            return _Guarded(self._get_range(key, start, end, self._versions.get(relative, "")),
+                            self)  # type: ignore[return-value]
+        except RangeIgnored:
+            raise
         except Exception as e:
             raise self._sdk(e) from None
 
@@ -136,6 +174,11 @@ def redact(url: str) -> str:
 
 def unavailable(url: str, what: str, *, retry_after: int = 5) -> ModelUnavailable:
     return ModelUnavailable(f"cannot fetch {redact(url)}: {what}", retry_after=retry_after)
+
+
+def changed(url: str, what: str = "") -> ObjectChanged:
+    return ObjectChanged(f"cannot fetch {redact(url)}: {what or 'the object'} changed while it "
+                         "was being read; the next load reads the new version", retry_after=1)
 
 
 def prefix_info(url: str, prefix: str, listing: List[Tuple[str, int, str]]) -> ObjectInfo:

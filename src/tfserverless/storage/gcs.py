@@ -9,10 +9,11 @@ credentials are needed.
 
 from __future__ import annotations
 
+import io
 from typing import Any, List, Optional, Tuple
 
 from ..config import Config
-from .base import CHUNK, ObjectStore, Source, unavailable
+from .base import CHUNK, ObjectStore, RangeIgnored, Source, changed, unavailable
 
 
 class GcsSource(ObjectStore):
@@ -39,11 +40,14 @@ class GcsSource(ObjectStore):
         except Exception as e:  # no default credentials, mostly
             raise self._sdk(e) from None
         self._bucket = self._client.bucket(self.bucket)
+        self._pinned = False  # a 404 then means: the generation went away
 
     def _fail(self, e: Exception) -> Optional[Exception]:
         from google.api_core import exceptions as api
         from google.auth import exceptions as auth
 
+        if isinstance(e, (api.PreconditionFailed, api.NotFound)) and self._pinned:
+            return changed(self.url)  # the generation read so far is gone or was replaced
         if isinstance(e, api.GoogleAPICallError):
             return unavailable(self.url, f"{type(e).__name__} (HTTP {e.code})")
         if isinstance(e, auth.DefaultCredentialsError):
@@ -70,6 +74,16 @@ class GcsSource(ObjectStore):
 
     def _get(self, key: str) -> Any:
         return self._bucket.blob(key).open("rb", chunk_size=CHUNK * 8)
+
+    def _get_range(self, key: str, start: int, end: int, version: str) -> Any:
+        generation = version.rsplit("-", 1)[-1]
+        gen = int(generation) if generation.isdigit() else None
+        self._pinned = gen is not None
+        data = self._bucket.blob(key, generation=gen).download_as_bytes(
+            start=start, end=end - 1, if_generation_match=gen, checksum=None)
+        if len(data) > end - start:  # the whole object
+            raise RangeIgnored(self.url)
+        return io.BytesIO(data)
 
 
 def open_source(url: str, config: Config) -> Source:

@@ -6,10 +6,10 @@ import http.client
 import socket
 import urllib.error
 import urllib.request
-from typing import IO, Any
+from typing import IO, Any, Dict, Optional
 
 from ..config import Config
-from .base import ObjectInfo, Source, unavailable
+from .base import ObjectInfo, RangeIgnored, Source, changed, unavailable
 
 TIMEOUT = 30.0
 
@@ -49,16 +49,20 @@ class _Counted:
 class HttpSource(Source):
     def __init__(self, url: str, config: Config) -> None:
         self.url = url
+        self._ranges = False
+        self._pin: Dict[str, str] = {}  # If-Match or If-Unmodified-Since for ranged reads
 
-    def _request(self, method: str) -> Any:
+    def _request(self, method: str, headers: Optional[Dict[str, str]] = None) -> Any:
         req = urllib.request.Request(self.url, method=method,
-                                     headers={"User-Agent": "tfserverless"})
+                                     headers={"User-Agent": "tfserverless", **(headers or {})})
         try:
             return urllib.request.urlopen(req, timeout=TIMEOUT)
         except urllib.error.HTTPError as e:
             e.close()
             if method == "HEAD" and e.code in (403, 405, 501):
                 return None  # some servers (and presigned GET URLs) refuse HEAD
+            if e.code == 412 and headers:
+                raise changed(self.url) from None
             raise unavailable(self.url, f"HTTP {e.code} {e.reason}") from None
         except (urllib.error.URLError, OSError) as e:
             reason = getattr(e, "reason", e)
@@ -73,10 +77,28 @@ class HttpSource(Source):
             size = int(length) if length and length.isdigit() else 0
             if not version:
                 version = f"size-{size}"
+            # ranged reads only where the server says it serves them, pinned to this version
+            # (a strong ETag; else Last-Modified)
+            etag, modified = h.get("ETag") or "", h.get("Last-Modified") or ""
+            self._pin = {"If-Match": etag} if etag and not etag.startswith("W/") else \
+                {"If-Unmodified-Since": modified} if modified else {}
+            self._ranges = h.get("Accept-Ranges", "").strip().lower() == "bytes" \
+                and bool(self._pin) and size > 0
         return ObjectInfo("object", version, size)
 
     def open(self, relative: str = "") -> IO[bytes]:
         return _Counted(self._request("GET"), self.url)  # type: ignore[return-value]
+
+    def supports_ranges(self) -> bool:
+        return self._ranges
+
+    def read_range(self, relative: str, start: int, end: int) -> IO[bytes]:
+        resp = self._request("GET", {"Range": f"bytes={start}-{end - 1}", **self._pin})
+        got = resp.headers.get("Content-Range", "")
+        if resp.status != 206 or not got.startswith(f"bytes {start}-"):
+            resp.close()
+            raise RangeIgnored(self.url)
+        return _Counted(resp, self.url)  # type: ignore[return-value]
 
 
 def open_source(url: str, config: Config) -> Source:

@@ -11,7 +11,7 @@ from typing import Any, List, Optional, Tuple
 
 from ..config import Config
 from ..errors import ConfigError
-from .base import ObjectStore, Source, unavailable
+from .base import ObjectStore, RangeIgnored, Source, changed, unavailable
 
 
 def endpoint_for(config: Config) -> str:
@@ -55,6 +55,8 @@ class OssSource(ObjectStore):
             status = getattr(e, "status", "?")
             if status == -2:  # oss2's RequestError: no connection
                 return unavailable(self.url, "server unreachable")
+            if status == 412:  # If-Match: the object was replaced mid-fetch
+                return changed(self.url)
             return unavailable(self.url, f"{code} (HTTP {status})")
         return None
 
@@ -69,6 +71,14 @@ class OssSource(ObjectStore):
 
     def _get(self, key: str) -> Any:
         return self._bucket.get_object(key)
+
+    def _get_range(self, key: str, start: int, end: int, version: str) -> Any:
+        resp = self._bucket.get_object(key, byte_range=(start, end - 1),
+                                       headers={"If-Match": version} if version else None)
+        if resp.status != 206:  # 200 and the whole object
+            resp.close()
+            raise RangeIgnored(self.url)
+        return resp
 
     def _list(self, prefix: str) -> List[Tuple[str, int, str]]:
         """ListObjects, parsed without minding XML namespaces: OSS answers without one,

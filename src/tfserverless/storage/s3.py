@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, List, Optional, Tuple
 
 from ..config import Config
-from .base import ObjectStore, Source, unavailable
+from .base import ObjectStore, RangeIgnored, Source, changed, unavailable
 
 
 class S3Source(ObjectStore):
@@ -44,6 +44,8 @@ class S3Source(ObjectStore):
             err = e.response.get("Error", {})
             code = err.get("Code", "?")
             status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "?")
+            if status == 412:  # If-Match: the object was replaced mid-fetch
+                return changed(self.url)
             return unavailable(self.url, f"{code} (HTTP {status})")
         if isinstance(e, BotoCoreError):
             return unavailable(self.url, type(e).__name__)
@@ -71,6 +73,15 @@ class S3Source(ObjectStore):
 
     def _get(self, key: str) -> Any:
         return self._client.get_object(Bucket=self.bucket, Key=key)["Body"]
+
+    def _get_range(self, key: str, start: int, end: int, version: str) -> Any:
+        pinned = {"IfMatch": version} if version else {}
+        resp = self._client.get_object(Bucket=self.bucket, Key=key,
+                                       Range=f"bytes={start}-{end - 1}", **pinned)
+        if not resp.get("ContentRange"):  # 200 and the whole object
+            resp["Body"].close()
+            raise RangeIgnored(self.url)
+        return resp["Body"]
 
 
 def open_source(url: str, config: Config) -> Source:

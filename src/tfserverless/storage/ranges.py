@@ -1,0 +1,200 @@
+"""Parallel ranged reads: one object split into parts read over several connections, or many
+objects read at once, every part pinned to the version ``stat`` saw.
+
+Object stores cap what one stream carries (tens of MB/s) while their aggregate grows with
+connections, so a large model is read as ``FETCH_PART_BYTES`` parts over
+``FETCH_CONNECTIONS`` connections:
+
+* ``to_files``: objects (a prefix's, or a zip's spool) written at their offsets as parts
+  arrive (``os.pwrite``: nothing whole in memory);
+* ``Ordered``: one object as a stream, parts read ahead through a bounded window and handed on
+  in order (an archive's extractor decompresses while the rest downloads).
+
+A part that fails (reset, 5xx, short read, stall past the SDK's read timeout) is retried alone
+from where it stopped, with backoff; a version that moved (``If-Match`` / generation: a 412) is
+``ObjectChanged``, never retried here (the load is retried whole: nothing partial is cached);
+a store that answers a range with the whole object raises ``RangeIgnored`` on the first part,
+and the caller falls back to one stream.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from typing import IO, Callable, Dict, List, NamedTuple, Optional, Tuple
+
+from .._compat import Protocol
+from ..errors import ModelUnavailable
+from .base import CHUNK, ObjectChanged, RangeIgnored, unavailable
+
+
+class Ranged(Protocol):
+    """What a source offers for parallel reads (``ObjectStore`` and ``HttpSource``)."""
+
+    url: str
+
+    def read_range(self, relative: str, start: int, end: int) -> IO[bytes]:
+        """Bytes ``[start, end)`` of the object (``relative`` under a prefix), of the version
+        ``stat`` saw; ``RangeIgnored`` when the store answers with the whole object."""
+
+
+class Settings(NamedTuple):
+    connections: int = 16
+    part_bytes: int = 8 << 20
+    retries: int = 4  # per part
+    backoff: float = 0.25  # seconds before the first retry, doubled after each
+
+
+class Stats:
+    """What a ranged fetch did, for the cold-start log line and /metrics."""
+
+    def __init__(self) -> None:
+        self.parts = 0
+        self.retried = 0
+        self.connections = 0
+        self._lock = threading.Lock()
+
+    def add(self, parts: int = 0, retried: int = 0) -> None:
+        with self._lock:
+            self.parts += parts
+            self.retried += retried
+
+
+def split(size: int, part: int) -> List[Tuple[int, int]]:
+    """``[start, end)`` of each part of an object of ``size`` bytes."""
+    return [(s, min(s + part, size)) for s in range(0, size, part)]
+
+
+def read_part(source: Ranged, relative: str, start: int, end: int,
+              write: Callable[[int, bytes], None], settings: Settings, stats: Stats,
+              stop: threading.Event) -> None:
+    """Read ``[start, end)`` into ``write(offset, data)``, retrying from where a failure left
+    off."""
+    pos = start
+    error: Optional[ModelUnavailable] = None
+    for attempt in range(settings.retries + 1):
+        if attempt:
+            stats.add(retried=1)
+            time.sleep(settings.backoff * (1 << (attempt - 1)))
+        if stop.is_set():
+            return
+        try:
+            stream = source.read_range(relative, pos, end)
+            try:
+                while pos < end and not stop.is_set():
+                    chunk = stream.read(min(CHUNK, end - pos))
+                    if not chunk:
+                        break
+                    write(pos, chunk)
+                    pos += len(chunk)
+            finally:
+                stream.close()
+        except (ObjectChanged, RangeIgnored):
+            raise
+        except ModelUnavailable as e:  # the store's own words for a failed request
+            error = e
+            continue
+        if pos >= end or stop.is_set():
+            stats.add(parts=1)
+            return
+        error = unavailable(source.url, f"part {start}-{end} of {relative or 'the object'} "
+                                        f"ended after {pos - start} bytes")
+    assert error is not None
+    raise error
+
+
+def to_files(source: Ranged, entries: List[Tuple[str, int, str]], settings: Settings,
+             stats: Stats, progress: Callable[[int], None]) -> None:
+    """Every ``(relative, size, path)`` object into its file, all parts at once over
+    ``settings.connections`` connections (a prefix's small objects go together)."""
+    fds: Dict[str, int] = {}
+    stop = threading.Event()
+    lock = threading.Lock()
+    try:
+        tasks = []
+        for rel, size, path in entries:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            fds[path] = fd
+            os.ftruncate(fd, size)
+            tasks += [(rel, start, end, fd) for start, end in split(size, settings.part_bytes)]
+
+        def write_to(fd: int) -> Callable[[int, bytes], None]:
+            def write(offset: int, data: bytes) -> None:
+                os.pwrite(fd, data, offset)
+                with lock:
+                    progress(len(data))
+            return write
+
+        stats.connections = min(settings.connections, len(tasks)) or 1
+        with ThreadPoolExecutor(stats.connections, "model-fetch") as pool:
+            futures = [pool.submit(read_part, source, rel, start, end, write_to(fd), settings,
+                                   stats, stop) for rel, start, end, fd in tasks]
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            failed = [f for f in done if f.exception() is not None]
+            if failed:
+                stop.set()
+                for f in futures:
+                    f.cancel()
+                raise failed[0].exception()  # type: ignore[misc]
+    finally:
+        stop.set()
+        for fd in fds.values():
+            os.close(fd)
+
+
+class Ordered:
+    """One object as a stream (``read``), its parts read ahead over ``settings.connections``
+    connections, at most ``connections + 2`` parts held in memory."""
+
+    def __init__(self, source: Ranged, relative: str, size: int, settings: Settings,
+                 stats: Stats) -> None:
+        self._source, self._relative, self._settings, self._stats = source, relative, settings, stats
+        self._parts = split(size, settings.part_bytes)
+        self._stop = threading.Event()
+        stats.connections = min(settings.connections, len(self._parts)) or 1
+        self._pool = ThreadPoolExecutor(stats.connections, "model-fetch")
+        self._window = stats.connections + 2
+        self._futures: Dict[int, Future[bytes]] = {}
+        self._next = 0  # the part read() hands on next
+        self._buf = b""  # the part being handed on, from ``_pos``
+        self._pos = 0
+        for i in range(min(self._window, len(self._parts))):
+            self._submit(i)
+
+    def _submit(self, i: int) -> None:
+        self._futures[i] = self._pool.submit(self._fetch, *self._parts[i])
+
+    def _fetch(self, start: int, end: int) -> bytes:
+        out = bytearray(end - start)
+
+        def write(offset: int, data: bytes) -> None:
+            out[offset - start:offset - start + len(data)] = data
+
+        read_part(self._source, self._relative, start, end, write, self._settings, self._stats,
+                  self._stop)
+        return bytes(out)
+
+    def read(self, n: int = -1) -> bytes:
+        """At most ``n`` bytes (all that is left with -1); b"" only at the end."""
+        if n < 0:
+            return b"".join(iter(lambda: self.read(CHUNK), b""))
+        while self._pos >= len(self._buf) and self._next < len(self._parts):
+            fut = self._futures.pop(self._next)
+            self._buf, self._pos = fut.result(), 0  # the part's error, if it failed for good
+            if self._next + self._window < len(self._parts):
+                self._submit(self._next + self._window)
+            self._next += 1
+        out = self._buf[self._pos:self._pos + n]  # a copy of n bytes, never of the rest
+        self._pos += len(out)
+        return out
+
+    def close(self) -> None:
+        self._stop.set()
+        for fut in self._futures.values():
+            fut.cancel()
+        self._pool.shutdown(wait=True)
+
+
+__all__ = ["Ordered", "Ranged", "Settings", "Stats", "read_part", "split", "to_files"]
