@@ -240,7 +240,14 @@ class FileServer:
         self.break_ranged: Dict[str, List[int]] = {}  # path -> the ranged GETs (1-based) cut
         self.after_ranged: Optional[Any] = None  # called after each ranged GET is answered
         self.lock = threading.Lock()
+        tags: Dict[str, Any] = {}  # path -> (the bytes, their ETag): hashed once, not per GET
         owner = self
+
+        def etag(path: str, data: bytes) -> str:
+            seen = tags.get(path)
+            if seen is None or seen[0] is not data:
+                seen = tags[path] = (data, '"' + hashlib.md5(data).hexdigest() + '"')
+            return str(seen[1])
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -259,7 +266,7 @@ class FileServer:
                     return None
                 self.send_response(status)
                 self.send_header("Content-Length", str(len(data) if length is None else length))
-                self.send_header("ETag", '"' + hashlib.md5(data).hexdigest() + '"')
+                self.send_header("ETag", etag(path, data))
                 self.send_header("Content-Type", "application/octet-stream")
                 if owner.ranges:
                     self.send_header("Accept-Ranges", "bytes")
@@ -274,7 +281,7 @@ class FileServer:
             def _ranged(self, path: str, data: bytes, spec: str) -> Optional[bytes]:
                 start_s, _, end_s = spec[len("bytes="):].partition("-")
                 start, end = int(start_s), min(int(end_s) + 1, len(data))
-                tag = '"' + hashlib.md5(data).hexdigest() + '"'
+                tag = etag(path, data)
                 if self.headers.get("If-Match", tag) != tag:
                     self.send_response(412)
                     self.send_header("Content-Length", "0")

@@ -156,9 +156,9 @@ class Ordered:
         stats.connections = min(settings.connections, len(self._parts)) or 1
         self._pool = ThreadPoolExecutor(stats.connections, "model-fetch")
         self._window = stats.connections + 2
-        self._futures: Dict[int, Future[bytes]] = {}
+        self._futures: Dict[int, Future[bytearray]] = {}
         self._next = 0  # the part read() hands on next
-        self._buf = b""  # the part being handed on, from ``_pos``
+        self._buf = bytearray()  # the part being handed on, from ``_pos``
         self._pos = 0
         for i in range(min(self._window, len(self._parts))):
             self._submit(i)
@@ -166,7 +166,7 @@ class Ordered:
     def _submit(self, i: int) -> None:
         self._futures[i] = self._pool.submit(self._fetch, *self._parts[i])
 
-    def _fetch(self, start: int, end: int) -> bytes:
+    def _fetch(self, start: int, end: int) -> bytearray:
         out = bytearray(end - start)
 
         def write(offset: int, data: bytes) -> None:
@@ -174,7 +174,7 @@ class Ordered:
 
         read_part(self._source, self._relative, start, end, write, self._settings, self._stats,
                   self._stop)
-        return bytes(out)
+        return out  # handed on as is: a bytes() copy would hold each part twice
 
     def read(self, n: int = -1) -> bytes:
         """At most ``n`` bytes (all that is left with -1); b"" only at the end."""
@@ -186,7 +186,8 @@ class Ordered:
             if self._next + self._window < len(self._parts):
                 self._submit(self._next + self._window)
             self._next += 1
-        out = self._buf[self._pos:self._pos + n]  # a copy of n bytes, never of the rest
+        with memoryview(self._buf) as view:  # a copy of n bytes, never of the rest
+            out = bytes(view[self._pos:self._pos + n])
         self._pos += len(out)
         return out
 
