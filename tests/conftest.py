@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import pytest
 import requests
@@ -111,6 +111,29 @@ class Server:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
         self._log.close()
+
+
+#: every HTTP entry: ``app`` (``tfserverless serve``: the bare ASGI app), and
+#: functions-framework's ``predict`` (ASGI where it has it, Flask before 3.9) and ``predict_flask``
+HTTP_TARGETS = ["app", "predict", "predict_flask"]
+
+
+@pytest.fixture(scope="module", params=HTTP_TARGETS)
+def target(request: Any) -> str:
+    """Each HTTP entry in turn, for the tests of a module that asks for it."""
+    return str(request.param)
+
+
+def server_per_target(env: Callable[[Dict[str, str]], Dict[str, str]]) -> Any:
+    """A module's ``server`` fixture: one real server per HTTP entry, with ``env(models)``."""
+
+    @pytest.fixture(scope="module")
+    def server(models: Dict[str, str], target: str) -> Iterator[Server]:
+        s = Server(env(models), target=target)
+        yield s
+        s.stop()
+
+    return server
 
 
 @pytest.fixture

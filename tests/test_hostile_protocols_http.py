@@ -6,25 +6,21 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, Dict, Iterator
+from typing import Any, Dict
 
 import numpy as np
 import pytest
 import requests
 
-from .conftest import Server
+from .conftest import Server, server_per_target
 
 TOKEN = "hostile-token-3141"
 AUTH = {"Authorization": TOKEN}
 ROW = np.random.RandomState(7).rand(784).astype(np.float32).tolist()
 
 
-@pytest.fixture(scope="module", params=["app", "predict", "predict_flask"])
-def server(models: Dict[str, str], request: Any) -> Iterator[Server]:
-    s = Server({"MODEL_PATH": models["tf1_mnist"], "SERVICE_TOKEN": TOKEN,
-                "SERVICE_NAME": "mnist"}, target=request.param)
-    yield s
-    s.stop()
+server = server_per_target(lambda models: {"MODEL_PATH": models["tf1_mnist"],
+                                           "SERVICE_TOKEN": TOKEN, "SERVICE_NAME": "mnist"})
 
 
 def v1(server: Server) -> str:

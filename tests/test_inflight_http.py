@@ -11,16 +11,15 @@ import socket
 import threading
 import time
 from email.utils import formatdate
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, List
 
 import numpy as np
-import pytest
 import requests
 
 from tfserverless import protocol
 from tfserverless.auth import eas_signature
 
-from .conftest import Server
+from .conftest import Server, server_per_target
 
 TOKEN = "inflight-token-31415"
 BODY = json.dumps({"signature_name": "predict_images", "instances": [[0.5] * 784]}).encode()
@@ -28,17 +27,8 @@ HEAD = (b"POST /v1/models/m:predict HTTP/1.1\r\nHost: x\r\nContent-Type: applica
         b"Content-Length: 67108864\r\n")
 
 
-@pytest.fixture(scope="module", params=["app", "predict", "predict_flask"])
-def target(request: Any) -> str:
-    return str(request.param)
-
-
-@pytest.fixture(scope="module")
-def server(models: Dict[str, str], target: str) -> Iterator[Server]:
-    s = Server({"MODEL_PATH": models["tf1_mnist"], "SERVICE_TOKEN": TOKEN,
-                "BODY_READ_TIMEOUT": "30"}, target=target)
-    yield s
-    s.stop()
+server = server_per_target(lambda models: {"MODEL_PATH": models["tf1_mnist"],
+                                           "SERVICE_TOKEN": TOKEN, "BODY_READ_TIMEOUT": "30"})
 
 
 def stalled(server: Server, head: bytes, count: int = 8) -> List[socket.socket]:

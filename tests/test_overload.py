@@ -18,11 +18,6 @@ from .conftest import Server
 from .test_service_http import serves_asgi
 
 
-@pytest.fixture(scope="module", params=["app", "predict", "predict_flask"])
-def target(request: Any) -> str:
-    return str(request.param)
-
-
 def slow_body(ms: float) -> bytes:
     """A call of the slow model's ``wait`` signature: ``ms`` milliseconds of wall time, on
     any machine (no calibration: a fast machine must not finish early)."""

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import requests
 
-from .conftest import ROOT, TESTS, Server
+from .conftest import ROOT, TESTS, Server, server_per_target
 from .models import mnist_weights
 from .test_service_http import softmax
 
@@ -28,12 +28,8 @@ def scores(x: np.ndarray) -> np.ndarray:
     return softmax(x @ w["w"] + w["b"])
 
 
-@pytest.fixture(scope="module", params=["app", "predict", "predict_flask"])
-def server(models: Dict[str, str], request: Any) -> Iterator[Server]:
-    s = Server({"MODEL_PATH": models["tf1_mnist"], "SERVICE_TOKEN": TOKEN,
-                "SERVICE_NAME": "mnist"}, target=request.param)
-    yield s
-    s.stop()
+server = server_per_target(lambda models: {"MODEL_PATH": models["tf1_mnist"],
+                                           "SERVICE_TOKEN": TOKEN, "SERVICE_NAME": "mnist"})
 
 
 def v1(server: Server, rest: str = "") -> str:

@@ -44,14 +44,7 @@ def serves_asgi(target: str) -> bool:
     return (target == "predict" and has_asgi_mode()) or (target == "app" and bool(worker_class()))
 
 
-# every test here runs on every HTTP entry: ``app`` (``tfserverless serve``: the bare ASGI app),
-# and functions-framework's ``predict`` (ASGI where it has it, Flask before 3.9) and
-# ``predict_flask``
-@pytest.fixture(scope="module", params=["app", "predict", "predict_flask"])
-def target(request: Any) -> str:
-    return str(request.param)
-
-
+# every test here runs on every HTTP entry (conftest's ``target``)
 @pytest.fixture(scope="module")
 def mnist_server(models: Dict[str, str], target: str) -> Iterator[Server]:
     s = Server({"MODEL_PATH": models["tf1_mnist"], "SERVICE_TOKEN": TOKEN,
