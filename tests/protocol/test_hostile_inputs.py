@@ -57,7 +57,9 @@ def v2_refused(doc: Any, blob: bytes = b"", headers: Optional[Mapping[str, str]]
 
 
 def peak_bytes(f: Callable[[], Any]) -> int:
-    """The most memory (Python and numpy both report here) ``f`` held at once."""
+    """The most memory (Python and numpy both report here) ``f`` held at once; the JSON
+    parsers' one-time allocations (some orjson releases take 8 MB on first use) first."""
+    jsonio.loads(b'{"warm": [1, "up"]}', "anything")
     tracemalloc.start()
     try:
         f()
