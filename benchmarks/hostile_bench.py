@@ -64,8 +64,9 @@ def probes() -> Dict[str, Tuple[str, bytes, Dict[str, str]]]:
 
 
 def request(port: int, path: str, body: bytes, headers: Dict[str, str],
-            timeout: float = 120) -> Tuple[int, float]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+            timeout: float = 120, source: str = "127.0.0.1") -> Tuple[int, float]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout,
+                                      source_address=(source, 0))
     t0 = time.perf_counter()
     try:
         conn.request("POST", path, body=body, headers={"Authorization": TOKEN, **headers})
@@ -79,7 +80,8 @@ def request(port: int, path: str, body: bytes, headers: Dict[str, str],
 
 
 def valid(port: int) -> Tuple[int, float]:
-    return request(port, "/v1/models/mnist:predict", VALID, {}, timeout=60)
+    """An honest client's request, from an address of its own (the abusers share another)."""
+    return request(port, "/v1/models/mnist:predict", VALID, {}, timeout=60, source="127.0.0.2")
 
 
 def worker_pid(port: int) -> int:

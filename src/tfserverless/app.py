@@ -58,8 +58,9 @@ def backend_for(path: str) -> Tuple[str, Callable[[str, Config], Servable]]:
 
 
 #: the runtime a processor's models need, imported while the model downloads
-RUNTIME_MODULES = {"litert_cpu": ("ai_edge_litert.interpreter", "tflite_runtime.interpreter")}
-TENSORFLOW = ("tensorflow",)
+RUNTIME_MODULES: Dict[str, Tuple[str, Tuple[str, ...]]] = {
+    "litert_cpu": ("LiteRT", ("ai_edge_litert.interpreter", "tflite_runtime.interpreter"))}
+TENSORFLOW: Tuple[str, Tuple[str, ...]] = ("TensorFlow", ("tensorflow",))
 
 
 class Preimport:
@@ -69,7 +70,7 @@ class Preimport:
 
     def __init__(self, config: Config) -> None:
         self.seconds = 0.0
-        self._modules = RUNTIME_MODULES.get(config.processor, TENSORFLOW)
+        self.runtime, self._modules = RUNTIME_MODULES.get(config.processor, TENSORFLOW)
         self._thread = threading.Thread(target=self._run, name="preimport", daemon=True)
         self._thread.start()
 
@@ -83,10 +84,13 @@ class Preimport:
                 continue
         self.seconds = time.monotonic() - t0
 
-    def wait(self) -> float:
-        """Seconds the import took (0 while it still runs)."""
-        self._thread.join(0.5)
-        return self.seconds
+    def hidden(self, runtime: str, waited: float) -> float:
+        """Seconds of ``runtime``'s import the fetch hid (the backend then ``waited`` for the
+        rest); none when the model turned out to need another runtime."""
+        if runtime != self.runtime:
+            return 0.0
+        self._thread.join(0.5)  # it ended when the backend's own import returned
+        return max(0.0, self.seconds - waited)
 
 
 def load_model(config: Config, phases: Optional[Dict[str, float]] = None) -> Servable:
@@ -102,7 +106,7 @@ def load_model(config: Config, phases: Optional[Dict[str, float]] = None) -> Ser
     runtime, load = backend_for(fetched.path)
     model = load(fetched.path, config)
     seconds = model.import_seconds, model.load_seconds
-    hidden = max(0.0, pre.wait() - seconds[0]) if pre is not None else 0.0
+    hidden = pre.hidden(runtime, seconds[0]) if pre is not None else 0.0
     if phases is not None:
         phases.update(fetch=fetched.seconds, tf_import=seconds[0], load=seconds[1],
                       fetch_bytes=fetched.nbytes, fetch_connections=fetched.connections,

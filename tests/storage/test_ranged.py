@@ -211,3 +211,39 @@ def test_hostile_archives_are_refused_over_ranged_reads_too(files: FileServer, t
     with pytest.raises(ModelUnavailable):
         storage.fetch_model(cfg(tmp_path, files.url + "/h.tar.gz", RANGED))
     assert cached_versions(tmp_path) == [] and files.ranged_gets.get("/h.tar.gz", 0) > 0
+
+
+def test_a_prefix_of_more_objects_than_open_files_allowed(moto: MotoServer, bucket: str,
+                                                          tmp_path: Any, model_dir_small: str,
+                                                          ) -> None:
+    import resource
+
+    want = archives.tree(model_dir_small)
+    want.update({f"assets/f{i}": b"%d" % i for i in range(400)})
+    for rel, data in want.items():
+        put(moto, bucket, "many/" + rel, data)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    in_use = len(os.listdir("/proc/self/fd"))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (in_use + 150, hard))  # far fewer than objects
+    try:
+        got = storage.fetch_model(cfg(tmp_path, f"s3://{bucket}/many/", {**moto.env(), **RANGED}))
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert archives.tree(got.path) == want
+
+
+def test_two_keys_for_one_file_are_refused(moto: MotoServer, bucket: str, tmp_path: Any,
+                                           model_dir_small: str) -> None:
+    for rel, data in archives.tree(model_dir_small).items():
+        put(moto, bucket, "dup/" + rel, data)
+    put(moto, bucket, "dup/variables//v", b"A" * 300)
+    put(moto, bucket, "dup/variables/v", b"B" * 200)
+    with pytest.raises(ModelUnavailable) as e:
+        storage.fetch_model(cfg(tmp_path, f"s3://{bucket}/dup/", {**moto.env(), **RANGED}))
+    assert "are both the file" in e.value.message
+    assert cached_versions(tmp_path) == []
+
+
+@pytest.fixture(scope="module")
+def model_dir_small(models: Dict[str, str]) -> str:
+    return models["multi"]

@@ -149,8 +149,8 @@ class _Guarded:
     def read(self, n: int = -1) -> bytes:
         try:
             return bytes(self._raw.read(n) if n >= 0 else self._raw.read())
-        except Exception as e:
-            if self._store._fail(e) is None:
+        except Exception as e:  # connection errors mid-body (OSError: requests' too) included
+            if self._store._fail(e) is None and not isinstance(e, OSError):
                 raise
             raise unavailable(self._store.url, f"download interrupted ({type(e).__name__})") from None
 

@@ -9,10 +9,11 @@ import os
 import queue
 import shutil
 import threading
-from typing import IO, Any, Optional
+from typing import IO, Any, Callable, Dict, Optional
 
 from ..config import Config
 from .archive import (
+    ArchiveRefused,
     Limits,
     Peekable,
     _check_disk,
@@ -21,7 +22,17 @@ from .archive import (
     extract_zip,
     kind_of,
 )
-from .base import CHUNK, ObjectInfo, Progress, RangeIgnored, Source, changed, redact, unavailable
+from .base import (
+    CHUNK,
+    ObjectChanged,
+    ObjectInfo,
+    Progress,
+    RangeIgnored,
+    Source,
+    changed,
+    redact,
+    unavailable,
+)
 from .ranges import Ordered, Settings, Stats, to_files
 
 log = logging.getLogger("tfserverless.storage")
@@ -89,6 +100,39 @@ def _verify_unchanged(source: Source, info: ObjectInfo) -> None:
         raise changed(source.url)
 
 
+def _empty(dest: str) -> None:
+    for name in os.listdir(dest):
+        path = os.path.join(dest, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
+
+
+def _ranged(source: Source, info: ObjectInfo, dest: str, fetch: Callable[[], int]) -> Optional[int]:
+    """``fetch()`` over ranged reads, then the version checked again; None when the store
+    cannot serve them after all (it ignores Range, or its servers disagree on the ETag: a
+    load-balanced web server whose ETags include the inode), and ``dest`` is emptied for one
+    stream."""
+    try:
+        n = fetch()
+        _verify_unchanged(source, info)
+        return n
+    except RangeIgnored:
+        why = "answers ranges with whole objects"
+    except ObjectChanged:
+        if source.stat().version != info.version:
+            raise
+        why = "gives parts other versions than the object (its ETags differ between servers)"
+    except ArchiveRefused:
+        if source.stat().version != info.version:  # a mix of two versions, not a bad archive
+            raise changed(source.url) from None
+        raise
+    log.info("%s %s: reading it as one stream", redact(source.url), why)
+    _empty(dest)
+    return None
+
+
 def download_object(source: Source, info: ObjectInfo, dest: str, config: Config,
                     stats: Optional[Stats] = None) -> int:
     """One object (an archive) into ``dest``: over parallel ranged reads where the store
@@ -97,15 +141,10 @@ def download_object(source: Source, info: ObjectInfo, dest: str, config: Config,
     stats = stats or Stats()
     if source.supports_ranges() and settings.connections > 1 \
             and info.size >= 2 * settings.part_bytes:
-        try:
-            n = _download_object(source, info, dest, config, settings, stats)
-            _verify_unchanged(source, info)
+        n = _ranged(source, info, dest,
+                    lambda: _download_object(source, info, dest, config, settings, stats))
+        if n is not None:
             return n
-        except RangeIgnored:
-            log.info("%s answers ranges with the whole object: reading it as one stream",
-                     redact(source.url))
-            for name in os.listdir(dest):
-                shutil.rmtree(os.path.join(dest, name), ignore_errors=True)
     stats.connections = 1
     return _download_object(source, info, dest, config, None, stats)
 
@@ -168,20 +207,27 @@ def download_prefix(source: Source, info: ObjectInfo, dest: str, config: Config,
     stats = stats or Stats()
     progress = Progress(f"download {redact(url)}", info.size)
     entries = []
+    paths: Dict[str, str] = {}
     for rel, size in info.entries:
-        path = os.path.join(dest, _safe_relpath(url, rel))
+        safe = _safe_relpath(url, rel)
+        if safe in paths:  # "a//b" and "a/b": which one is the model's?
+            raise unavailable(url, f"objects {paths[safe]!r} and {rel!r} are both the file "
+                                   f"{safe!r}; expected one object per file", retry_after=60)
+        paths[safe] = rel
+        path = os.path.join(dest, safe)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         entries.append((rel, size, path))
     settings = settings_for(config)
     if source.supports_ranges() and settings.connections > 1:
-        try:
+        def fetch() -> int:
             to_files(source, entries, settings, stats, progress.add)  # type: ignore[arg-type]
-            _verify_unchanged(source, info)
             return progress.done
-        except RangeIgnored:
-            log.info("%s answers ranges with whole objects: reading them one by one",
-                     redact(url))
-            progress = Progress(f"download {redact(url)}", info.size)
+
+        if _ranged(source, info, dest, fetch) is not None:
+            return progress.done
+        progress = Progress(f"download {redact(url)}", info.size)
+        for _, _, path in entries:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
     stats.connections = 1
     for rel, size, path in entries:
         stream = source.open(rel)

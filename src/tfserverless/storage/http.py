@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import http.client
-import socket
 import urllib.error
 import urllib.request
 from typing import IO, Any, Dict, Optional
@@ -27,7 +26,7 @@ class _Counted:
     def read(self, n: int = -1) -> bytes:
         try:
             data = bytes(self._resp.read(n))
-        except (http.client.IncompleteRead, ConnectionError, socket.timeout) as e:
+        except (http.client.IncompleteRead, OSError) as e:  # resets, timeouts, TLS errors
             raise unavailable(self._url, f"download interrupted after {self._got} bytes "
                                          f"({type(e).__name__})") from None
         self._got += len(data)

@@ -19,9 +19,9 @@ and the caller falls back to one stream.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
-import time
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from typing import IO, Callable, Dict, List, NamedTuple, Optional, Tuple
 
@@ -67,81 +67,136 @@ def split(size: int, part: int) -> List[Tuple[int, int]]:
     return [(s, min(s + part, size)) for s in range(0, size, part)]
 
 
+class Stop:
+    """Cancels a fetch's parts at once: set, and every stream being read is closed, so a part
+    blocked on a slow connection ends now, not when its next chunk arrives."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._lock = threading.Lock()
+        self._open: List[IO[bytes]] = []
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def wait(self, seconds: float) -> bool:
+        return self._event.wait(seconds)
+
+    def set(self) -> None:
+        self._event.set()
+        with self._lock:
+            streams, self._open = self._open, []
+        for stream in streams:
+            with contextlib.suppress(Exception):
+                stream.close()
+
+    def track(self, stream: IO[bytes]) -> None:
+        with self._lock:
+            self._open.append(stream)
+        if self._event.is_set():
+            self.set()
+
+    def untrack(self, stream: IO[bytes]) -> None:
+        with self._lock, contextlib.suppress(ValueError):
+            self._open.remove(stream)
+
+
 def read_part(source: Ranged, relative: str, start: int, end: int,
               write: Callable[[int, bytes], None], settings: Settings, stats: Stats,
-              stop: threading.Event) -> None:
+              stop: Stop) -> None:
     """Read ``[start, end)`` into ``write(offset, data)``, retrying from where a failure left
-    off."""
+    off.  A response that ends early but cleanly (a server capping its ranges) is followed by
+    a request for the rest, not counted as a failure; only a request that brings nothing new
+    is."""
     pos = start
     error: Optional[ModelUnavailable] = None
-    for attempt in range(settings.retries + 1):
-        if attempt:
-            stats.add(retried=1)
-            time.sleep(settings.backoff * (1 << (attempt - 1)))
+    failures = shorts = 0
+    while pos < end:
         if stop.is_set():
             return
+        before = pos
         try:
             stream = source.read_range(relative, pos, end)
+            stop.track(stream)
             try:
-                while pos < end and not stop.is_set():
+                while pos < end:
                     chunk = stream.read(min(CHUNK, end - pos))
                     if not chunk:
                         break
                     write(pos, chunk)
                     pos += len(chunk)
             finally:
-                stream.close()
+                stop.untrack(stream)
+                with contextlib.suppress(Exception):
+                    stream.close()
         except (ObjectChanged, RangeIgnored):
             raise
-        except ModelUnavailable as e:  # the store's own words for a failed request
+        except Exception as e:  # the store's one-line 503, or a stream we closed to stop
+            if stop.is_set():
+                return
+            if not isinstance(e, ModelUnavailable):
+                raise
             error = e
-            continue
+        else:
+            error = unavailable(source.url, f"part {start}-{end} of {relative or 'the object'} "
+                                            f"ended after {pos - start} bytes")
         if pos >= end or stop.is_set():
-            stats.add(parts=1)
-            return
-        error = unavailable(source.url, f"part {start}-{end} of {relative or 'the object'} "
-                                        f"ended after {pos - start} bytes")
-    assert error is not None
-    raise error
+            break
+        if pos > before and "ended after" in error.message and shorts < 1000:
+            shorts += 1
+            continue  # a short but clean answer: ask for the rest
+        failures += 1
+        if failures > settings.retries:
+            raise error
+        stats.add(retried=1)
+        stop.wait(settings.backoff * (1 << (failures - 1)))
+    if not stop.is_set():
+        stats.add(parts=1)
 
 
 def to_files(source: Ranged, entries: List[Tuple[str, int, str]], settings: Settings,
              stats: Stats, progress: Callable[[int], None]) -> None:
     """Every ``(relative, size, path)`` object into its file, all parts at once over
-    ``settings.connections`` connections (a prefix's small objects go together)."""
-    fds: Dict[str, int] = {}
-    stop = threading.Event()
+    ``settings.connections`` connections (a prefix's small objects go together).  A file is
+    open only while one of its parts is being read (a prefix may hold 100,000 objects)."""
+    stop = Stop()
     lock = threading.Lock()
-    try:
-        tasks = []
-        for rel, size, path in entries:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            fds[path] = fd
+    tasks = []
+    for rel, size, path in entries:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
             os.ftruncate(fd, size)
-            tasks += [(rel, start, end, fd) for start, end in split(size, settings.part_bytes)]
+        finally:
+            os.close(fd)
+        tasks += [(rel, start, end, path) for start, end in split(size, settings.part_bytes)]
 
-        def write_to(fd: int) -> Callable[[int, bytes], None]:
+    def part(rel: str, start: int, end: int, path: str) -> None:
+        fd = os.open(path, os.O_WRONLY)
+        try:
             def write(offset: int, data: bytes) -> None:
                 os.pwrite(fd, data, offset)
                 with lock:
                     progress(len(data))
-            return write
+            read_part(source, rel, start, end, write, settings, stats, stop)
+        finally:
+            os.close(fd)
 
-        stats.connections = min(settings.connections, len(tasks)) or 1
-        with ThreadPoolExecutor(stats.connections, "model-fetch") as pool:
-            futures = [pool.submit(read_part, source, rel, start, end, write_to(fd), settings,
-                                   stats, stop) for rel, start, end, fd in tasks]
-            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+    stats.connections = min(settings.connections, len(tasks)) or 1
+    pool = ThreadPoolExecutor(stats.connections, "model-fetch")
+    futures = []
+    try:
+        futures = [pool.submit(part, *task) for task in tasks]
+        pending = set(futures)
+        while pending:  # in slices, so an interrupt is seen between them
+            done, pending = wait(pending, timeout=0.5, return_when=FIRST_EXCEPTION)
             failed = [f for f in done if f.exception() is not None]
             if failed:
-                stop.set()
-                for f in futures:
-                    f.cancel()
                 raise failed[0].exception()  # type: ignore[misc]
-    finally:
+    finally:  # an error, or an interrupt: queued parts never start, running ones stop now
         stop.set()
-        for fd in fds.values():
-            os.close(fd)
+        for f in futures:
+            f.cancel()
+        pool.shutdown(wait=True)
 
 
 class Ordered:
@@ -152,10 +207,11 @@ class Ordered:
                  stats: Stats) -> None:
         self._source, self._relative, self._settings, self._stats = source, relative, settings, stats
         self._parts = split(size, settings.part_bytes)
-        self._stop = threading.Event()
+        self._stop = Stop()
         stats.connections = min(settings.connections, len(self._parts)) or 1
         self._pool = ThreadPoolExecutor(stats.connections, "model-fetch")
-        self._window = stats.connections + 2
+        # parts held: the one being handed on and ``_window`` more read or being read
+        self._window = stats.connections + 1
         self._futures: Dict[int, Future[bytearray]] = {}
         self._next = 0  # the part read() hands on next
         self._buf = bytearray()  # the part being handed on, from ``_pos``
@@ -198,4 +254,4 @@ class Ordered:
         self._pool.shutdown(wait=True)
 
 
-__all__ = ["Ordered", "Ranged", "Settings", "Stats", "read_part", "split", "to_files"]
+__all__ = ["Ordered", "Ranged", "Settings", "Stats", "Stop", "read_part", "split", "to_files"]

@@ -34,7 +34,8 @@ class S3Source(ObjectStore):
             endpoint_url=config.s3_endpoint_url or None,
             region_name=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
             config=BotoConfig(retries={"max_attempts": 3, "mode": "standard"},
-                              connect_timeout=10, read_timeout=60),
+                              connect_timeout=10, read_timeout=60,
+                              max_pool_connections=max(10, config.fetch_connections)),
         )
 
     def _fail(self, e: Exception) -> Optional[Exception]:
