@@ -444,3 +444,19 @@ def refused_raw(body: bytes) -> str:
         tfs_raw(body)
     assert "\n" not in e.value.message and e.value.status == 400
     return e.value.message
+
+
+def test_string_inputs_hold_at_most_max_strings_elements() -> None:
+    from tfserverless.protocol.dtypes import MAX_STRINGS
+
+    n = MAX_STRINGS + 1
+    blob = (struct.pack("<I", 0)) * n  # n empty elements: 4 bytes each, all present
+    peak = peak_bytes(lambda: V2().decode(*v2_body(bytes_input([n], len(blob)), blob), Sigs(),
+                                          CALL))
+    assert peak < 2 * len(blob), peak  # the body's own bytes; no element object is made
+    assert f"{n} string elements" in v2_refused(bytes_input([n], len(blob)), blob)
+    sig = Signature("s", {"s": TensorSpec("s", 7, (-1,))}, {"y": TensorSpec("y", 7, (-1,))})
+    from tfserverless.protocol.tfserving import to_array
+
+    with pytest.raises(BadRequest, match="string elements"):
+        to_array([""] * n, sig.inputs["s"], "s")

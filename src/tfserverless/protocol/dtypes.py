@@ -66,6 +66,10 @@ SUPPORTED_NAMES = ", ".join(d.name for d in DTYPES.values())
 MAX_RANK = 32
 MAX_DIM = 1 << 40  # no tensor that fits in a request body has a larger dimension
 MAX_ELEMENTS = 1 << 40  # nor more elements (zero dimensions aside)
+#: string elements one input may hold: each is its own Python object (~50 bytes and ~0.5 us
+#: apiece, measured: 12.6M one-byte elements in a 92 KB gzip took 6.5 s and +734 MB); no
+#: string tensor served in one request needs more
+MAX_STRINGS = 1 << 20
 
 
 def check_dims(name: str, dims: Sequence[int]) -> int:
@@ -86,6 +90,13 @@ def check_dims(name: str, dims: Sequence[int]) -> int:
         raise BadRequest(f"input '{name}' has shape {list(dims)}, over {MAX_ELEMENTS} elements; "
                          "expected a shape that fits in a request")
     return count
+
+
+def check_strings(name: str, count: int) -> None:
+    """A 400 for a string input of more than ``MAX_STRINGS`` elements, before they are made."""
+    if count > MAX_STRINGS:
+        raise BadRequest(f"input '{name}' has {count} string elements; expected at most "
+                         f"{MAX_STRINGS} in one request")
 
 
 def dtype_name(code: int) -> str:

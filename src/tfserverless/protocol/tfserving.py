@@ -16,7 +16,7 @@ import numpy as np
 from ..errors import BadRequest
 from . import jsonfast
 from .base import Call, Decoded, Signatures
-from .dtypes import DTYPES, dtype_name
+from .dtypes import DTYPES, check_strings, dtype_name
 from .examples import serialize_examples
 from .jsonio import bool_words, dumps, loads
 from .signature import Given, Signature, TensorSpec, check_names, feeds_for_signature
@@ -86,6 +86,7 @@ def to_array(value: Any, spec: TensorSpec, name: str,
             shaped = np.array(value, dtype=object)
         except (ValueError, RecursionError):
             raise BadRequest(f"input '{name}' is ragged; expected lists of equal lengths") from None
+        check_strings(name, shaped.size)
         out = np.empty(shaped.shape, dtype=object)
         out.reshape(-1)[:] = [_one_string(v, name) for v in shaped.reshape(-1)]
         return out

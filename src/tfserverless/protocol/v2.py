@@ -18,7 +18,15 @@ import numpy as np
 from ..errors import BadRequest
 from . import jsonfast
 from .base import Call, Decoded, Signatures
-from .dtypes import BY_V2, MAX_DIM, MAX_RANK, V2_NAMES, check_dims, dtype_for_numpy
+from .dtypes import (
+    BY_V2,
+    MAX_DIM,
+    MAX_RANK,
+    V2_NAMES,
+    check_dims,
+    check_strings,
+    dtype_for_numpy,
+)
 from .jsonio import bool_words, dumps, loads
 from .signature import Given, TensorSpec, check_names, feeds_for_signature, output_names
 from .text import quote
@@ -133,6 +141,7 @@ def _input(t: Dict[str, Any], raw: memoryview, pos: int, sig_spec: TensorSpec,
                 raise BadRequest(f"input '{name}' has {size} bytes of binary data; shape "
                                  f"{list(shape)} of BYTES needs at least {count * LENGTH_PREFIX} "
                                  f"(a {LENGTH_PREFIX}-byte length per element)")
+            check_strings(name, count)
             arr = _bytes_elements(chunk, count, name)
         else:
             item = np.dtype(dt.numpy).newbyteorder("<")
