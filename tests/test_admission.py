@@ -174,3 +174,26 @@ def test_admission_defaults() -> None:
     lim = Config.from_environ({"MAX_BODY_BYTES": "8MiB"}).admission_limits()
     assert (lim.workers, lim.queue_size, lim.keepalive, lim.rate_limit) == (5, 64, 60.0, 0.0)
     assert lim.inflight_bytes == 32 << 20
+
+
+def test_one_client_address_may_hold_at_most_its_requests() -> None:
+    adm = Admission(Limits(workers=1, queue_size=8, keepalive=10, peer_requests=2))
+    adm.acquire(adm.deadline(), "10.0.0.1")  # running
+    waiter = threading.Thread(target=adm.acquire, args=(adm.deadline(), "10.0.0.1"))
+    waiter.start()  # queued
+    deadline = time.monotonic() + 5
+    while adm.waiting < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    with pytest.raises(QueueFull, match="MAX_REQUESTS_PER_CLIENT=2"):
+        adm.acquire(adm.deadline(), "10.0.0.1")  # a third from the same address
+    other = threading.Thread(target=adm.acquire, args=(adm.deadline(), "10.0.0.2"))
+    other.start()  # another address still queues
+    while adm.waiting < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert adm.waiting == 2
+    adm.release("10.0.0.1")  # the first ends: the queued one of 10.0.0.1 runs
+    waiter.join(5)
+    adm.release("10.0.0.1")
+    other.join(5)
+    adm.release("10.0.0.2")
+    assert adm.running == 0 and not adm._peer_requests  # everything given back

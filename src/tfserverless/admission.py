@@ -28,12 +28,13 @@ Watch = Callable[[], "asyncio.Future[Any]"]
 
 
 class Limits:
-    __slots__ = ("inflight_bytes", "keepalive", "peer_inflight_bytes", "queue_size", "rate_limit",
-                 "workers")
+    __slots__ = ("inflight_bytes", "keepalive", "peer_inflight_bytes", "peer_requests",
+                 "queue_size", "rate_limit", "workers")
 
     def __init__(self, *, workers: int = 5, queue_size: int = 64, keepalive: float = 60.0,
                  rate_limit: float = 0.0, inflight_bytes: int = 256 << 20,
-                 peer_inflight_bytes: Optional[int] = None) -> None:
+                 peer_inflight_bytes: Optional[int] = None,
+                 peer_requests: Optional[int] = None) -> None:
         self.workers = max(1, workers)
         self.queue_size = max(0, queue_size)
         self.keepalive = keepalive  # seconds; 0 = unbounded
@@ -42,6 +43,8 @@ class Limits:
         # what one client address may hold of it (default: half)
         self.peer_inflight_bytes = inflight_bytes // 2 if peer_inflight_bytes is None \
             else peer_inflight_bytes
+        # requests one client address may have running or queued at once (0: no bound)
+        self.peer_requests = 0 if peer_requests is None else peer_requests
 
 
 class Held:
@@ -78,6 +81,7 @@ class Admission:
         self.running = 0
         self.inflight = 0
         self._peers: Dict[str, int] = {}  # client address -> bytes it holds (none: absent)
+        self._peer_requests: Dict[str, int] = {}  # client address -> requests running or queued
         self._tokens = float(max(1.0, limits.rate_limit))
         self._refilled = clock()
         self.shed = {450: 0, 408: 0, 429: 0}
@@ -137,9 +141,35 @@ class Admission:
 
     # slots -----------------------------------------------------------------------------------
 
-    def _enter(self, wake: Callable[[], Callable[[], None]]) -> Optional[_Ticket]:
+    def _enter(self, wake: Callable[[], Callable[[], None]], peer: str = "") -> Optional[_Ticket]:
         """Under the lock: None when a slot was taken at once (the common case, which makes
-        nothing), else the ticket queued with ``wake()``'s callback."""
+        nothing), else the ticket queued with ``wake()``'s callback.  ``peer``: the client's
+        address, which may have at most ``limits.peer_requests`` running or queued."""
+        lim = self.limits
+        if peer and lim.peer_requests:
+            mine = self._peer_requests.get(peer, 0)
+            if mine >= lim.peer_requests:
+                self.shed[450] += 1
+                raise QueueFull(f"{mine} requests of this client running or queued "
+                                f"(MAX_REQUESTS_PER_CLIENT={lim.peer_requests}); wait for those "
+                                "or retry later", headers={"Retry-After": "1"})
+            self._peer_requests[peer] = mine + 1
+        try:
+            return self._take(wake)
+        except BaseException:
+            self._leave(peer)
+            raise
+
+    def _leave(self, peer: str) -> None:
+        """Under the lock: one request of ``peer`` no longer runs or waits."""
+        if peer and self.limits.peer_requests:
+            left = self._peer_requests.get(peer, 0) - 1
+            if left > 0:
+                self._peer_requests[peer] = left
+            else:
+                self._peer_requests.pop(peer, None)
+
+    def _take(self, wake: Callable[[], Callable[[], None]]) -> Optional[_Ticket]:
         lim = self.limits
         if lim.rate_limit > 0:
             now = self._clock()
@@ -164,9 +194,11 @@ class Admission:
         self._waiting.append(ticket)
         return ticket
 
-    def release(self) -> None:
-        """A slot is free: hand it to the oldest live waiter, else give it back."""
+    def release(self, peer: str = "") -> None:
+        """A slot is free: hand it to the oldest live waiter, else give it back.  ``peer``:
+        the address of the client whose request held it."""
         with self._lock:
+            self._leave(peer)
             while self._waiting:
                 t = self._waiting.popleft()
                 if t.state == "waiting":
@@ -175,12 +207,13 @@ class Admission:
                     return
             self.running -= 1
 
-    def _abandon(self, ticket: _Ticket) -> bool:
+    def _abandon(self, ticket: _Ticket, peer: str = "") -> bool:
         """Leave the queue; False when the slot was granted meanwhile (then release it)."""
         with self._lock:
             if ticket.state == "granted":
                 return False
             ticket.state = "abandoned"
+            self._leave(peer)
             with contextlib.suppress(ValueError):
                 self._waiting.remove(ticket)
             return True
@@ -197,7 +230,7 @@ class Admission:
         if self._clock() >= deadline:
             raise self.timeout_error()
 
-    def acquire(self, deadline: float) -> None:
+    def acquire(self, deadline: float, peer: str = "") -> None:
         """Take a slot, waiting in the queue until ``deadline`` (sync servers)."""
         events: List[threading.Event] = []
 
@@ -206,16 +239,17 @@ class Admission:
             return events[0].set
 
         with self._lock:
-            ticket = self._enter(wake)
+            ticket = self._enter(wake, peer)
         if ticket is None:
             return
         remaining = deadline - self._clock()
         granted = events[0].wait(None if remaining == float("inf") else max(0.0, remaining))
-        if not granted and self._abandon(ticket):
+        if not granted and self._abandon(ticket, peer):
             raise self.timeout_error()
-        self._granted(deadline)
+        self._granted(deadline, peer)
 
-    async def acquire_async(self, deadline: float, watch: Optional[Watch] = None) -> None:
+    async def acquire_async(self, deadline: float, watch: Optional[Watch] = None,
+                            peer: str = "") -> None:
         """Take a slot, awaiting in the queue until ``deadline`` or until the client leaves:
         ``watch()`` gives a future that completes on its disconnect, asked for only when the
         request has to queue (most never do).  Holds no thread meanwhile."""
@@ -231,7 +265,7 @@ class Admission:
             return set_it
 
         with self._lock:
-            ticket = self._enter(wake)
+            ticket = self._enter(wake, peer)
         if ticket is None:
             return
         fut = futs[0]
@@ -240,18 +274,18 @@ class Admission:
         waits = {fut} if gone is None else {fut, gone}
         await asyncio.wait(waits, timeout=None if remaining == float("inf") else max(0.0, remaining),
                            return_when=asyncio.FIRST_COMPLETED)
-        if ticket.state != "granted" and self._abandon(ticket):
+        if ticket.state != "granted" and self._abandon(ticket, peer):
             if gone is not None and gone.done():
                 raise ClientGone("client disconnected while queued")
             raise self.timeout_error()
-        self._granted(deadline)
+        self._granted(deadline, peer)
         if gone is not None and gone.done():
-            self.release()
+            self.release(peer)
             raise ClientGone("client disconnected while queued")
 
-    def _granted(self, deadline: float) -> None:
+    def _granted(self, deadline: float, peer: str = "") -> None:
         if self._clock() >= deadline:  # got the slot too late: it goes to the next waiter
-            self.release()
+            self.release(peer)
             raise self.timeout_error()
 
 

@@ -194,6 +194,7 @@ class Config:
         rpc_rate_limit: float = 0.0,
         max_inflight_bytes: Optional[int] = None,
         max_inflight_bytes_per_client: Optional[int] = None,
+        max_requests_per_client: Optional[int] = None,
         signature_max_skew: float = 0.0,
         body_read_timeout: float = 30.0,
         rpc_batching: bool = False,
@@ -245,6 +246,9 @@ class Config:
         if max_inflight_bytes_per_client is None:
             self.max_inflight_bytes_per_client = self.max_inflight_bytes // 2 \
                 if platform == "local" else self.max_inflight_bytes
+        # and of the requests admitted or queued (0, the default: no bound; a benchmark, a
+        # batch job or a front end legitimately sends everything from one address)
+        self.max_requests_per_client = max_requests_per_client or 0
         self.signature_max_skew = signature_max_skew  # seconds; 0 = no freshness check
         self.body_read_timeout = body_read_timeout  # seconds a body may take to arrive
         # adaptive batching (metadata.rpc.batching, max_batch_size, max_batch_timeout)
@@ -263,7 +267,8 @@ class Config:
                       queue_size=self.rpc_max_queue_size,
                       keepalive=self.rpc_keepalive_ms / 1000.0, rate_limit=self.rpc_rate_limit,
                       inflight_bytes=self.max_inflight_bytes,
-                      peer_inflight_bytes=self.max_inflight_bytes_per_client)
+                      peer_inflight_bytes=self.max_inflight_bytes_per_client,
+                      peer_requests=self.max_requests_per_client)
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str], **overrides: Any) -> Config:
@@ -330,6 +335,7 @@ class Config:
             rpc_rate_limit=get("RPC_RATE_LIMIT", _seconds, 0.0),
             max_inflight_bytes=get("MAX_INFLIGHT_BYTES", parse_size, None),
             max_inflight_bytes_per_client=get("MAX_INFLIGHT_BYTES_PER_CLIENT", parse_size, None),
+            max_requests_per_client=get("MAX_REQUESTS_PER_CLIENT", _positive_int, None),
             signature_max_skew=get("SIGNATURE_MAX_SKEW", _seconds, 0.0),
             body_read_timeout=get("BODY_READ_TIMEOUT", _seconds, 30.0),
             rpc_batching=get("RPC_BATCHING", _flag, False),

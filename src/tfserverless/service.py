@@ -208,7 +208,7 @@ class Service:
         if job.check is not None:
             job.check(self.holder.get(wait=self._load_wait(deadline)))
         t0 = time.perf_counter()
-        adm.acquire(deadline)
+        adm.acquire(deadline, held.peer)
         try:
             self._prepare(req, job, held)
             model = self.holder.get(wait=self._load_wait(deadline))
@@ -216,7 +216,7 @@ class Service:
             ctx.queued = time.perf_counter() - t0
             resp = job.run(model, ctx)
         finally:
-            adm.release()
+            adm.release(held.peer)
         # a sync server cannot answer while the model runs; past RPC_KEEPALIVE the answer is
         # the 408 an ASGI server would have sent at the deadline
         adm.check_deadline(deadline)
@@ -235,7 +235,7 @@ class Service:
             return job.run(model, ctx)
         if job.check is not None:
             job.check(model)
-        await adm.acquire_async(deadline, watch)
+        await adm.acquire_async(deadline, watch, held.peer)
         pred = self.predictor
         try:
             if job.prepare is not None and is_encoded(req):
@@ -245,7 +245,7 @@ class Service:
             else:
                 self._prepare(req, job, held)
         except BaseException:
-            adm.release()
+            adm.release(held.peer)
             raise
         ctx.queued = time.perf_counter() - t0
         if pred.abatcher is not None:
@@ -253,7 +253,7 @@ class Service:
                 codec = job.codec or self.eas
                 return await pred.predict_batched(req, model, ctx, watch, codec, job.call)
             finally:
-                adm.release()
+                adm.release(held.peer)
         handed_off = False
         try:
             if pred.runs_inline(req):
@@ -268,11 +268,11 @@ class Service:
             if done:
                 return work.result()
             handed_off = True  # the model call cannot be stopped: its slot frees when it ends
-            work.add_done_callback(lambda _: adm.release())
+            work.add_done_callback(lambda _: adm.release(held.peer))
             raise adm.timeout_error()
         finally:
             if not handed_off:
-                adm.release()
+                adm.release(held.peer)
 
     # routing ---------------------------------------------------------------------------------
 
