@@ -54,7 +54,7 @@ def batch_key(sig: Signature, feeds: Dict[str, np.ndarray],
     return tuple(parts), rows
 
 
-def take_group(pending: Deque[_Item], max_rows: int) -> Tuple[List[_Item], bool]:
+def take_group(pending: Deque[Item], max_rows: int) -> Tuple[List[Item], bool]:
     """The oldest request's group (it is taken first, whatever its size) and whether it is
     full."""
     first = pending[0]
@@ -68,8 +68,8 @@ def take_group(pending: Deque[_Item], max_rows: int) -> Tuple[List[_Item], bool]
     return group, rows >= max_rows
 
 
-def ready_group(pending: Deque[_Item], max_rows: int, calls: int, max_wait: float,
-                now: float) -> Tuple[Optional[List[_Item]], float]:
+def ready_group(pending: Deque[Item], max_rows: int, calls: int, max_wait: float,
+                now: float) -> Tuple[Optional[List[Item]], float]:
     """The launch policy both batchers share: the oldest group, if it may start now (no call
     runs, it is full, or its oldest waited ``max_wait``), else None and the seconds until it
     may."""
@@ -80,8 +80,8 @@ def ready_group(pending: Deque[_Item], max_rows: int, calls: int, max_wait: floa
     return None, max_wait - waited
 
 
-def admit_group(pending: Deque[_Item], group: List[_Item],
-                now: float) -> Tuple[List[_Item], List[_Item]]:
+def admit_group(pending: Deque[Item], group: List[Item],
+                now: float) -> Tuple[List[Item], List[Item]]:
     """Takes ``group`` out of ``pending``: ``(members that run, members past their
     deadline)``, the former marked as members with their wait recorded."""
     live, late = [], []
@@ -96,7 +96,7 @@ def admit_group(pending: Deque[_Item], group: List[_Item],
     return live, late
 
 
-class _Item:
+class Item:
     __slots__ = ("arrived", "deadline", "error", "event", "feeds", "future", "group", "key",
                  "outputs", "result", "rows", "sig", "state", "waited")
 
@@ -105,7 +105,7 @@ class _Item:
         self.key, self.rows, self.sig, self.feeds, self.outputs = key, rows, sig, feeds, outputs
         self.arrived, self.deadline = arrived, deadline
         self.state = "pending"  # -> "lead" (runs .group), "done", "dropped"
-        self.group: List[_Item] = []
+        self.group: List[Item] = []
         self.result: Optional[Outputs] = None
         self.error: Optional[BaseException] = None
         self.event: Any = None  # a threading.Event for ``Batcher`` waiters
@@ -125,7 +125,7 @@ class Batcher:
         self._observe = observe
         self._clock = clock
         self._lock = threading.Lock()
-        self._pending: Deque[_Item] = collections.deque()
+        self._pending: Deque[Item] = collections.deque()
         self.calls = 0
         self.unbatchable: Set[Tuple[str, Tuple[str, ...]]] = set()
 
@@ -141,7 +141,7 @@ class Batcher:
         if keyed is None or (sig.name, tuple(outputs)) in self.unbatchable:
             return self._call(run, sig, feeds, outputs, 0), 0.0
         key, rows = keyed
-        item = _Item(key, rows, sig, feeds, outputs, self._clock(), deadline)
+        item = Item(key, rows, sig, feeds, outputs, self._clock(), deadline)
         item.event = threading.Event()
         with self._lock:
             self._pending.append(item)
@@ -168,12 +168,12 @@ class Batcher:
 
     # under the lock --------------------------------------------------------------------------
 
-    def _drop(self, item: _Item, error: BaseException) -> None:
+    def _drop(self, item: Item, error: BaseException) -> None:
         item.state, item.error = "dropped", error
         self._pending.remove(item)
         item.event.set()
 
-    def _launch(self, me: Optional[_Item]) -> None:
+    def _launch(self, me: Optional[Item]) -> None:
         """Start every group that may start now (``ready_group``), within ``max_calls``."""
         while self._pending and self.calls < self.max_calls:
             group, _ = ready_group(self._pending, self.max_batch_size, self.calls,
@@ -182,7 +182,7 @@ class Batcher:
                 return
             self._start(group, me)
 
-    def _start(self, group: List[_Item], me: Optional[_Item]) -> None:
+    def _start(self, group: List[Item], me: Optional[Item]) -> None:
         live, late = admit_group(self._pending, group, self._clock())
         for it in late:
             it.error = self._timeout_error()
@@ -213,7 +213,7 @@ class Batcher:
             self._observe(rows, time.perf_counter() - t0)
         return out
 
-    def _execute(self, run: Run, group: List[_Item]) -> None:
+    def _execute(self, run: Run, group: List[Item]) -> None:
         try:
             if len(group) == 1:
                 self._alone(run, group[0])
@@ -226,13 +226,13 @@ class Batcher:
                     it.state = "done"
                     it.event.set()
 
-    def _alone(self, run: Run, it: _Item) -> None:
+    def _alone(self, run: Run, it: Item) -> None:
         try:
             it.result = self._call(run, it.sig, it.feeds, it.outputs, it.rows)
         except Exception as e:  # handed to the request's own thread, raised there
             it.error = e
 
-    def _together(self, run: Run, group: List[_Item]) -> None:
+    def _together(self, run: Run, group: List[Item]) -> None:
         first = group[0]
         feeds = {n: np.concatenate([it.feeds[n] for it in group]) for n in first.feeds}
         total = sum(it.rows for it in group)
@@ -258,4 +258,4 @@ class Batcher:
             start += it.rows
 
 
-__all__ = ["Batcher", "batch_key", "take_group"]
+__all__ = ["Batcher", "Item", "batch_key", "take_group"]

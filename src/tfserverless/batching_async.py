@@ -19,7 +19,7 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .batching import Batcher, Outputs, Run, _Item, admit_group, batch_key, ready_group
+from .batching import Batcher, Item, Outputs, Run, admit_group, batch_key, ready_group
 from .errors import ClientGone
 from .protocol.signature import Signature
 
@@ -41,7 +41,7 @@ class AsyncBatcher:
         self.alone_inline = alone_inline
         self._alone = 0  # lone calls in a row
         self._skipped = 0
-        self._pending: Deque[_Item] = collections.deque()
+        self._pending: Deque[Item] = collections.deque()
         self.calls = 0
         self._scheduled = False
         self._timer: Optional[asyncio.TimerHandle] = None
@@ -69,7 +69,7 @@ class AsyncBatcher:
         if keyed is None or (sig.name, tuple(outputs)) in core.unbatchable:
             keyed = (object(), 0)  # a group of its own
         loop = asyncio.get_running_loop()
-        item = _Item(keyed[0], keyed[1], sig, feeds, outputs, core._clock(), deadline)
+        item = Item(keyed[0], keyed[1], sig, feeds, outputs, core._clock(), deadline)
         item.future = loop.create_future()
         self._pending.append(item)
         if not self._scheduled:
@@ -99,7 +99,7 @@ class AsyncBatcher:
         self._skipped += 1
         return self._skipped % PROBE_EVERY != 0
 
-    def _drop(self, item: _Item, error: Optional[BaseException]) -> None:
+    def _drop(self, item: Item, error: Optional[BaseException]) -> None:
         """Answer ``error`` now; a waiting request leaves the queue, a running one's result
         is dropped when its call ends (the call itself cannot be stopped)."""
         if item.state == "pending":
@@ -131,7 +131,7 @@ class AsyncBatcher:
                 self.executor.submit(self._execute, live).add_done_callback(
                     self._finisher(asyncio.get_running_loop(), live))
 
-    def _finisher(self, loop: asyncio.AbstractEventLoop, group: List[_Item]) -> Callable[[Any], object]:
+    def _finisher(self, loop: asyncio.AbstractEventLoop, group: List[Item]) -> Callable[[Any], object]:
         return lambda _: loop.call_soon_threadsafe(self._done, group)
 
     def _arm(self, delay: float) -> None:
@@ -144,7 +144,7 @@ class AsyncBatcher:
         self._timer = None
         self._launch()
 
-    def _execute(self, group: List[_Item]) -> None:
+    def _execute(self, group: List[Item]) -> None:
         assert self._run is not None
         t0 = time.perf_counter()
         if len(group) == 1:
@@ -153,7 +153,7 @@ class AsyncBatcher:
             self.core._together(self._run, group)
         self._recent.append(time.perf_counter() - t0)
 
-    def _done(self, group: List[_Item]) -> None:
+    def _done(self, group: List[Item]) -> None:
         self.calls -= 1
         for it in group:
             if it.future.done():  # its waiter gave up meanwhile

@@ -94,15 +94,15 @@ async def read_body_async(receive: Receive, declared: int, limit: int, *, timeou
 
 
 #: set in the request's task when its client left mid-response (see ``Reply``)
-_CLIENT_LEFT: contextvars.ContextVar[bool] = contextvars.ContextVar("client_left", default=False)
+CLIENT_LEFT: contextvars.ContextVar[bool] = contextvars.ContextVar("client_left", default=False)
 
 
-class _QuietWhenClientLeft(logging.Filter):
+class QuietWhenClientLeft(logging.Filter):
     """Drops uvicorn's log records about a request whose client left mid-response (uvicorn
     logs them from that request's own task, so it sees the flag); every other record stays."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not _CLIENT_LEFT.get()
+        return not CLIENT_LEFT.get()
 
 
 async def _disconnect(receive: Receive) -> None:
@@ -161,7 +161,7 @@ async def answer(service: Service, scope: Dict[str, Any], receive: Receive) -> O
 
 def make_app(service: Service) -> App:
     """The bare ASGI application (``main:app``)."""
-    logging.getLogger("uvicorn.error").addFilter(_QuietWhenClientLeft())
+    logging.getLogger("uvicorn.error").addFilter(QuietWhenClientLeft())
 
     async def app(scope: Dict[str, Any], receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -188,9 +188,10 @@ def make_app(service: Service) -> App:
         except (ConnectionError, RuntimeError) as e:  # the client reset meanwhile: it left
             if isinstance(e, RuntimeError) and "closed" not in str(e):
                 raise
-            _CLIENT_LEFT.set(True)  # uvicorn's "returned without completing" is this
+            CLIENT_LEFT.set(True)  # uvicorn's "returned without completing" is this
 
     return app
 
 
-__all__ = ["App", "answer", "make_app", "peer", "read_body_async", "request_head"]
+__all__ = ["CLIENT_LEFT", "App", "QuietWhenClientLeft", "answer", "make_app", "peer",
+           "read_body_async", "request_head"]

@@ -17,7 +17,7 @@ from typing import Any, Awaitable, Callable, Optional, Tuple, cast
 from ..messages import Request
 from ..service import Service
 from . import handle_sync
-from .asgi import _CLIENT_LEFT, _QuietWhenClientLeft, answer
+from .asgi import CLIENT_LEFT, QuietWhenClientLeft, answer
 
 FlaskHandler = Callable[[Any], Any]
 AsgiHandler = Callable[[Any], Awaitable[Any]]
@@ -92,9 +92,9 @@ def make_asgi_handler(service: Service) -> Optional[AsgiHandler]:
             except (ConnectionError, RuntimeError) as e:
                 if isinstance(e, RuntimeError) and "closed" not in str(e):
                     raise
-                _CLIENT_LEFT.set(True)  # uvicorn's "returned without completing" is this
+                CLIENT_LEFT.set(True)  # uvicorn's "returned without completing" is this
 
-    logging.getLogger("uvicorn.error").addFilter(_QuietWhenClientLeft())
+    logging.getLogger("uvicorn.error").addFilter(QuietWhenClientLeft())
 
     async def predict(request: Any) -> Any:
         resp = await answer(service, request.scope, request.receive)

@@ -112,7 +112,7 @@ def kind_of(name: str, head: bytes) -> str:
     return ""
 
 
-def _safe_relpath(url: str, name: str) -> str:
+def safe_relpath(url: str, name: str) -> str:
     """Normalise a member name, refusing anything that could land outside the root."""
     raw = name.replace("\\", "/")
     if raw.startswith("/") or (len(raw) > 1 and raw[1] == ":"):
@@ -123,7 +123,7 @@ def _safe_relpath(url: str, name: str) -> str:
     return "/".join(parts)
 
 
-def _check_disk(url: str, directory: str, need: int) -> None:
+def check_disk(url: str, directory: str, need: int) -> None:
     free = shutil.disk_usage(directory).free
     if need + DISK_MARGIN > free:
         raise unavailable(
@@ -159,7 +159,7 @@ class _Budget:
                                         "(MAX_EXTRACT_BYTES); refused as a possible bomb")
         if self.written - self._checked_at >= 64 << 20:
             self._checked_at = self.written
-            _check_disk(self.url, self.dest, 0)
+            check_disk(self.url, self.dest, 0)
 
 
 def _copy(src: IO[bytes], path: str, budget: _Budget) -> None:
@@ -209,7 +209,7 @@ def extract_tar(url: str, stream: IO[bytes], dest: str, limits: Limits) -> int:
         with tarfile.open(fileobj=src or stream, mode=mode) as tar:  # type: ignore[call-overload]
             for m in tar:
                 budget.member()
-                rel = _safe_relpath(url, m.name)
+                rel = safe_relpath(url, m.name)
                 if not rel:
                     continue
                 if m.isdir():
@@ -262,10 +262,10 @@ def extract_zip(url: str, path: str, dest: str, limits: Limits) -> int:
             if declared > limits.max_bytes:
                 raise refused(url, f"archive declares {declared} bytes, over "
                                        f"{limits.max_bytes} (MAX_EXTRACT_BYTES); refused")
-            _check_disk(url, dest, declared)  # a full disk is not the archive's fault
+            check_disk(url, dest, declared)  # a full disk is not the archive's fault
             for info in infos:
                 budget.member()
-                rel = _safe_relpath(url, info.filename)
+                rel = safe_relpath(url, info.filename)
                 mode = info.external_attr >> 16
                 if info.flag_bits & 0x1:
                     raise refused(url, f"archive member {info.filename!r} is encrypted")

@@ -16,11 +16,11 @@ from .archive import (
     ArchiveRefused,
     Limits,
     Peekable,
-    _check_disk,
-    _safe_relpath,
+    check_disk,
     extract_tar,
     extract_zip,
     kind_of,
+    safe_relpath,
 )
 from .base import (
     CHUNK,
@@ -164,12 +164,12 @@ def _download_object(source: Source, info: ObjectInfo, dest: str, config: Config
         stream = Peekable(reader, progress)
         kind = kind_of(url, stream.peek(512))
         if kind == "tar":
-            _check_disk(url, dest, info.size)
+            check_disk(url, dest, info.size)
             extract_tar(url, stream, dest, limits)  # type: ignore[arg-type]
             while stream.read(CHUNK):  # drain the tail (tar padding): truncation still shows
                 pass
         elif kind == "zip":
-            _check_disk(url, dest, 2 * info.size)
+            check_disk(url, dest, 2 * info.size)
             spool = os.path.join(os.path.dirname(dest), "archive.zip")
             with open(spool, "wb") as out:
                 while True:
@@ -203,13 +203,13 @@ def download_prefix(source: Source, info: ObjectInfo, dest: str, config: Config,
     if info.size > config.max_extract_bytes:
         raise unavailable(url, f"prefix holds {info.size} bytes, over {config.max_extract_bytes} "
                                "(MAX_EXTRACT_BYTES)")
-    _check_disk(url, dest, info.size)
+    check_disk(url, dest, info.size)
     stats = stats or Stats()
     progress = Progress(f"download {redact(url)}", info.size)
     entries = []
     paths: Dict[str, str] = {}
     for rel, size in info.entries:
-        safe = _safe_relpath(url, rel)
+        safe = safe_relpath(url, rel)
         if safe in paths:  # "a//b" and "a/b": which one is the model's?
             raise unavailable(url, f"objects {paths[safe]!r} and {rel!r} are both the file "
                                    f"{safe!r}; expected one object per file", retry_after=60)
