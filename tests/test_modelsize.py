@@ -9,7 +9,7 @@ import re
 import shutil
 import tarfile
 import zipfile
-from typing import Any, NamedTuple
+from typing import Any, Dict, NamedTuple, Optional
 
 import pytest
 
@@ -107,7 +107,8 @@ class Usage(NamedTuple):
     free: int
 
 
-def _fetch_on_a_disk_of(monkeypatch: Any, tmp_path: Any, url: str, capacity: int) -> None:
+def _fetch_on_a_disk_of(monkeypatch: Any, tmp_path: Any, url: str, capacity: int,
+                        env: Optional[Dict[str, str]] = None) -> None:
     """Fetch ``url`` into a cache whose disk holds ``capacity`` bytes: free is what the cache
     does not use yet, as check_disk reads it."""
     cache = tmp_path / f"cache-{capacity}"
@@ -118,7 +119,7 @@ def _fetch_on_a_disk_of(monkeypatch: Any, tmp_path: Any, url: str, capacity: int
         return Usage(capacity, used, capacity - used)
 
     monkeypatch.setattr(shutil, "disk_usage", disk_usage)
-    storage.fetch(url, Config.from_environ({"MODEL_CACHE_DIR": str(cache)}))
+    storage.fetch(url, Config.from_environ({**(env or {}), "MODEL_CACHE_DIR": str(cache)}))
 
 
 @pytest.mark.parametrize("kind", ["tar.gz", "tar", "zip"])

@@ -147,6 +147,14 @@ def main(argv: Optional[List[str]] = None) -> int:
                         "manifest)")
     render.add_argument("--json", action="store_true",
                         help="print everything as JSON (default: text)")
+    render.add_argument("--model-size", metavar="SIZE|auto",
+                        help="size the platform's disk (Lambda EphemeralStorageSize, FC "
+                        "DISK_SIZE, Cloud Run --memory, Kubernetes ephemeral-storage) to the "
+                        "model: SIZE is the SavedModel's bytes once extracted (800MB, 1.5GiB, "
+                        "2G: units of 1024); auto reads it from the store (one HEAD or listing; "
+                        "an archive's extracted size is estimated as 2x its own); a model that "
+                        "cannot fit is refused. Default: a local model_path is read here, a "
+                        "remote one leaves the platform's disk as before (Lambda and FC 10240 MB)")
     conv = sub.add_parser("convert", help="convert a SavedModel to LiteRT (the litert_cpu "
                           "processor), verified against TensorFlow; needs TensorFlow here")
     conv.add_argument("saved_model", help="the SavedModel: a directory, archive or URL, as "
@@ -174,7 +182,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         svc = _load(args.config) if args.config else None
         if args.command == "render":
             assert svc is not None
-            out = renderers.render(svc, args.platform)
+            from .modelsize import measure
+
+            disk = measure(svc.model_path, args.model_size, os.environ)
+            out = renderers.render(svc, args.platform, disk)
             if args.json:
                 print(json.dumps(out, indent=1))
             elif "manifest" in out:  # Kubernetes: the manifest itself (kubectl reads JSON)
@@ -182,6 +193,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             else:
                 image = f"image {out['image']}" if out["image"] else "no image (code + layer)"
                 print(f"# {out['platform']}: {out['name']}, {image}")
+                if disk is not None:
+                    print(f"# disk: {out['disk']['line']}")
                 for k, v in out["parameters"].items():
                     print(f"{k}={v}")
                 print(out["command"])

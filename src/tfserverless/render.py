@@ -10,10 +10,12 @@ instances, Knative min-scale / max-scale, KServe minReplicas / maxReplicas.
 from __future__ import annotations
 
 import shlex
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Optional
 
+from .config import Config
 from .deploy import Service, environment
 from .errors import ConfigError
+from .modelsize import Disk
 
 FC_MAX_CONCURRENCY = 200  # FC 3.0's cap on instance concurrency
 CLOUD_RUN_MAX_CONCURRENCY = 1000
@@ -25,6 +27,22 @@ REGISTRIES = {"aws": "<account>.dkr.ecr.<region>.amazonaws.com",
               "fc": "registry.<region>.aliyuncs.com/<namespace>",
               "knative": "<registry>/<repository>", "kserve": "<registry>/<repository>"}
 PORT = 8080
+# The disk a model needs (modelsize.Disk), per platform:
+# - Lambda: EphemeralStorage (/tmp) is any whole number of MB in 512..10240 (AWS Lambda API
+#   reference, EphemeralStorage);
+# - FC 3.0: diskSize is 512 or 10240 MB, nothing between (FC API 2023-03-30, CreateFunctionInput);
+# - Cloud Run: the container's filesystem is in memory, so writing to it uses the instance's
+#   memory (Cloud Run container runtime contract, "Filesystem access"): the model's disk is
+#   added to --memory, at most 32 GiB, which needs 2/4/6/8 vCPUs above 4/8/16/24 GiB (Cloud
+#   Run "Configure memory limits");
+# - Knative / KServe: the writable layer is node-local ephemeral storage, requested and limited
+#   as `ephemeral-storage`, and the container's logs count against the limit too (kubernetes.io
+#   "Local ephemeral storage"): room for the kubelet's default rotation, 5 files of 10 Mi.
+LAMBDA_DISK_MB = (512, 10240)
+FC_DISK_SIZES_MB = (512, 10240)
+CLOUD_RUN_MAX_MEMORY_MIB = 32768
+CLOUD_RUN_MIN_CPU = ((24576, 8), (16384, 6), (8192, 4), (4096, 2))  # above MiB: at least vCPUs
+K8S_LOG_ROOM_MIB = 50
 
 
 LITERT = "litert_cpu"  # our processor: a converted model, no TensorFlow
@@ -63,7 +81,31 @@ def _max_instances(svc: Service) -> int:
     return svc.max_instances or max(1, svc.instance)
 
 
-def _aws(svc: Service) -> Dict[str, Any]:
+def _lambda_disk(disk: Disk) -> str:
+    lo, hi = LAMBDA_DISK_MB
+    if disk.need_mib > hi:
+        raise disk.refused(f"AWS Lambda's ephemeral storage is at most {hi} MB",
+                           "use --platform cloudrun, knative or kserve, or a smaller model")
+    return str(max(lo, disk.need_mib))
+
+
+def _fc_disk(disk: Disk) -> str:
+    for size in FC_DISK_SIZES_MB:
+        if disk.need_mib <= size:
+            return str(size)
+    raise disk.refused(f"Function Compute's disk is {' or '.join(map(str, FC_DISK_SIZES_MB))} "
+                       "MB", "use --platform cloudrun, knative or kserve, or a smaller model")
+
+
+def _disk_env(disk: Optional[Disk]) -> Dict[str, str]:
+    """A model past the fetch's bound on extracted bytes (MAX_EXTRACT_BYTES, there against zip
+    bombs) raises the bound to the model's size; only Cloud Run and Kubernetes hold one."""
+    if disk is not None and disk.need_bytes and disk.model_bytes > Config().max_extract_bytes:
+        return {"MAX_EXTRACT_BYTES": str(disk.model_bytes)}
+    return {}
+
+
+def _aws(svc: Service, disk: Optional[Disk]) -> Dict[str, Any]:
     if svc.gpu:
         raise ConfigError(f"metadata.gpu={svc.gpu}: AWS Lambda has no GPUs; expected "
                           "--platform fc, cloudrun, knative or kserve for a GPU processor")
@@ -77,6 +119,8 @@ def _aws(svc: Service) -> Dict[str, Any]:
         "ProvisionedConcurrency": str(svc.min_instances if svc.max_instances else svc.instance),
         "ReservedConcurrency": str(svc.max_instances or -1),
     }
+    if disk is not None:  # else the template's default, 10240 (Lambda's most)
+        params["EphemeralStorageSize"] = _lambda_disk(disk)
     # Lambda runs one request per instance: no queue to size; keepalive is the Timeout
     overrides = " ".join(f"{k}={shlex.quote(v)}" for k, v in params.items())
     if svc.token:
@@ -93,7 +137,7 @@ def _aws(svc: Service) -> Dict[str, Any]:
             "command": deploy}
 
 
-def _fc(svc: Service) -> Dict[str, Any]:
+def _fc(svc: Service, disk: Optional[Disk]) -> Dict[str, Any]:
     if svc.gpu:
         raise ConfigError(f"metadata.gpu={svc.gpu}: s.yaml deploys the CPU runtime; use the GPU "
                           f"container image {image_tag(svc.processor, 'fc')} with runtime "
@@ -107,6 +151,8 @@ def _fc(svc: Service) -> Dict[str, Any]:
              # FC sends an instance at most this many requests at once: EAS's queue
              "INSTANCE_CONCURRENCY": str(min(FC_MAX_CONCURRENCY, svc.concurrency)),
              "MIN_INSTANCES": str(svc.min_instances)}
+    if disk is not None:  # else s.yaml's default, 10240
+        vars_["DISK_SIZE"] = _fc_disk(disk)
     vars_.update({k: v for k, v in environment(svc).items()
                   if k.startswith("RPC_") or k == "WORKERS"})
     # s.yaml runs the built-in Python runtime with TensorFlow from a layer and reads the model
@@ -122,16 +168,33 @@ def _fc(svc: Service) -> Dict[str, Any]:
             "command": f"{env_line} s deploy -t s.yaml"}
 
 
-def _cloudrun(svc: Service) -> Dict[str, Any]:
+def _cloudrun_memory(svc: Service, disk: Optional[Disk]) -> int:
+    """metadata.memory, plus the model's disk: Cloud Run's filesystem is its memory."""
+    memory = max(512, svc.memory_mb)
+    if disk is not None and disk.need_bytes:
+        memory += disk.need_mib
+        if memory > CLOUD_RUN_MAX_MEMORY_MIB:
+            raise disk.refused(
+                f"Cloud Run's filesystem is in memory, so --memory={memory}Mi with "
+                f"metadata.memory={svc.memory_mb}, over its {CLOUD_RUN_MAX_MEMORY_MIB}Mi maximum",
+                "use --platform knative or kserve, less metadata.memory, or a smaller model")
+    return memory
+
+
+def _cloudrun(svc: Service, disk: Optional[Disk]) -> Dict[str, Any]:
     image = image_ref(svc.processor, "cloudrun")
-    flags = [f"--image={image}", f"--memory={max(512, svc.memory_mb)}Mi",
+    memory = _cloudrun_memory(svc, disk)
+    cpu = max([max(1, int(svc.cpu + 0.999))] + [n for above, n in CLOUD_RUN_MIN_CPU
+                                                 if memory > above])
+    flags = [f"--image={image}", f"--memory={memory}Mi",
              f"--concurrency={min(CLOUD_RUN_MAX_CONCURRENCY, svc.concurrency)}",
-             f"--cpu={max(1, int(svc.cpu + 0.999))}", f"--timeout={min(3600, _timeout(svc))}",
+             f"--cpu={cpu}", f"--timeout={min(3600, _timeout(svc))}",
              f"--max-instances={_max_instances(svc)}", f"--min-instances={svc.min_instances}",
              f"--port={PORT}"]
     if svc.gpu:
         flags += [f"--gpu={svc.gpu}", "--gpu-type=nvidia-l4", "--no-cpu-throttling"]
     env = {k: v for k, v in environment(svc).items() if k != "SERVICE_TOKEN"}
+    env.update(_disk_env(disk))
     flags.append("--set-env-vars=" + ",".join(f"{k}={v}" for k, v in env.items()))
     if svc.token:
         flags.append("--set-secrets=SERVICE_TOKEN=<secret name>:latest")
@@ -140,9 +203,10 @@ def _cloudrun(svc: Service) -> Dict[str, Any]:
             "command": f"gcloud run deploy {service} " + " ".join(shlex.quote(f) for f in flags)}
 
 
-def _container(svc: Service, platform: str) -> Dict[str, Any]:
+def _container(svc: Service, platform: str, disk: Optional[Disk]) -> Dict[str, Any]:
     """The container both Kubernetes renderers run: the Cloud Run image, our probes."""
-    env: List[Dict[str, Any]] = [{"name": k, "value": v} for k, v in environment(svc).items()
+    env: List[Dict[str, Any]] = [{"name": k, "value": v} for k, v in
+                                 {**environment(svc), **_disk_env(disk)}.items()
                                  if k != "SERVICE_TOKEN"]
     if svc.token:
         env.append({"name": "SERVICE_TOKEN", "valueFrom": {"secretKeyRef": {
@@ -152,6 +216,9 @@ def _container(svc: Service, platform: str) -> Dict[str, Any]:
         "limits": {"cpu": f"{svc.cpu:g}", "memory": f"{svc.memory_mb}Mi"}}
     if svc.gpu:
         resources["limits"]["nvidia.com/gpu"] = str(svc.gpu)
+    if disk is not None and disk.need_bytes:  # the model cache, in the writable layer, and the logs
+        for part in resources.values():
+            part["ephemeral-storage"] = f"{disk.need_mib + K8S_LOG_ROOM_MIB}Mi"
     return {"image": image_ref(svc.processor, platform), "env": env,
             "ports": [{"containerPort": PORT, "protocol": "TCP"}], "resources": resources,
             # readiness waits for the load and warm-up; liveness only for the process
@@ -160,7 +227,7 @@ def _container(svc: Service, platform: str) -> Dict[str, Any]:
                               "periodSeconds": 10}}
 
 
-def _knative(svc: Service) -> Dict[str, Any]:
+def _knative(svc: Service, disk: Optional[Disk]) -> Dict[str, Any]:
     name = platform_name(svc.name, "knative")
     manifest = {
         "apiVersion": "serving.knative.dev/v1", "kind": "Service",
@@ -171,18 +238,18 @@ def _knative(svc: Service) -> Dict[str, Any]:
                 "autoscaling.knative.dev/max-scale": str(_max_instances(svc))}},
             "spec": {"containerConcurrency": svc.concurrency,
                      "timeoutSeconds": min(3600, _timeout(svc)),
-                     "containers": [_container(svc, "knative")]}}}}
+                     "containers": [_container(svc, "knative", disk)]}}}}
     return {"image": image_ref(svc.processor, "knative"), "name": name, "manifest": manifest,
             "parameters": {}, "command": "kubectl apply -f <this manifest>"}
 
 
-def _kserve(svc: Service) -> Dict[str, Any]:
+def _kserve(svc: Service, disk: Optional[Disk]) -> Dict[str, Any]:
     """A custom predictor.  MODEL_PATH rather than ``storageUri``: KServe's storage
     initializer copies the model into every new pod before it starts; our fetch streams it
     once per pod too, but checks the version (ETag) into MODEL_CACHE_DIR, speaks oss:// and
     reports progress on /healthz while the pod is up."""
     name = platform_name(svc.name, "kserve")
-    container = dict(_container(svc, "kserve"), name="kserve-container")
+    container = dict(_container(svc, "kserve", disk), name="kserve-container")
     manifest = {
         "apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
         "metadata": {"name": name},
@@ -195,17 +262,21 @@ def _kserve(svc: Service) -> Dict[str, Any]:
             "command": "kubectl apply -f <this manifest>"}
 
 
-RENDERERS: Dict[str, Callable[[Service], Dict[str, Any]]] = {
+RENDERERS: Dict[str, Callable[[Service, Optional[Disk]], Dict[str, Any]]] = {
     "aws": _aws, "fc": _fc, "cloudrun": _cloudrun, "knative": _knative, "kserve": _kserve}
 PLATFORMS = tuple(RENDERERS)
 
 
-def render(svc: Service, platform: str) -> Dict[str, Any]:
-    """Deploy parameters for one platform, as data (the CLI prints them)."""
+def render(svc: Service, platform: str, disk: Optional[Disk] = None) -> Dict[str, Any]:
+    """Deploy parameters for one platform, as data (the CLI prints them); with ``disk`` (the
+    model's, ``modelsize.measure``) the platform's disk is sized to it, else left as before."""
     renderer = RENDERERS.get(platform)
     if renderer is None:
         raise ConfigError(f"--platform {platform!r}; expected one of {', '.join(PLATFORMS)}")
-    return dict(renderer(svc), platform=platform)
+    out = dict(renderer(svc, disk), platform=platform)
+    if disk is not None:
+        out["disk"] = dict(disk._asdict(), need_mib=disk.need_mib, line=disk.line())
+    return out
 
 
 __all__ = ["PLATFORMS", "RENDERERS", "image_ref", "image_tag", "platform_name", "render"]
