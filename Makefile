@@ -11,7 +11,7 @@ PORT ?= 8080
 MODEL_PATH ?= samples/mnist
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help venv serve-venv eas-venv kserve-venv triton-venv sample serve client test lint typecheck pytest bench clean compat images-e2e
+.PHONY: help venv serve-venv eas-venv kserve-venv triton-venv sample serve client test lint typecheck pytest bench bench-stores clean compat images-e2e
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z0-9-]+):.*## (.*)$$/\1|\2/' | awk -F'|' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -72,7 +72,14 @@ pytest: venv eas-venv triton-venv  ## the fast lane, then the real-model, real-s
 
 test: lint typecheck pytest  ## lint, typecheck and every test (what CI runs first)
 
-bench: venv eas-venv kserve-venv sample  ## the benchmarks; reports under benchmarks/results/
+# the stores coldstart_bench reads from: nginx (Debian's) and s3rver (npm; it serves real ranges)
+bench-stores:  ## nginx and s3rver for benchmarks/coldstart_bench.py
+	command -v nginx >/dev/null || test -x /usr/sbin/nginx || \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx-light
+	test -x build/bench-node/node_modules/.bin/s3rver || \
+	  npm install --silent --prefix build/bench-node s3rver@3.7.1
+
+bench: venv eas-venv kserve-venv sample bench-stores  ## the benchmarks; reports under benchmarks/results/
 	$(BIN)/python benchmarks/serve_bench.py
 	$(BIN)/python benchmarks/protocols_bench.py
 	$(BIN)/python benchmarks/litert_bench.py
@@ -83,6 +90,7 @@ bench: venv eas-venv kserve-venv sample  ## the benchmarks; reports under benchm
 	$(BIN)/python benchmarks/e2e_bench.py
 	$(BIN)/python benchmarks/overload_bench.py
 	$(BIN)/python benchmarks/fetch_bench.py
+	$(BIN)/python benchmarks/coldstart_bench.py --sizes 1024 --plot 100,512,2048
 	$(BIN)/python benchmarks/warmup_bench.py
 
 # --- compatibility matrix: the engine's tests on other processors' Python and TensorFlow ---

@@ -32,9 +32,18 @@ class Throttle:
         return self
 
     def stop(self) -> None:
+        """Close every connection, then the loop (quietly: no task left pending)."""
         if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
+            asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop)
         self._thread.join(5)
+
+    async def _shutdown(self) -> None:
+        me = asyncio.current_task()
+        tasks = [t for t in asyncio.all_tasks() if t is not me]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        asyncio.get_running_loop().stop()
 
     def _run(self) -> None:
         self._loop = asyncio.new_event_loop()
@@ -71,7 +80,7 @@ class Throttle:
                     ahead = sent / rate - (time.monotonic() - t0)
                     if ahead > 0:
                         await asyncio.sleep(ahead)
-        except (ConnectionError, OSError):
+        except (ConnectionError, OSError, asyncio.CancelledError):
             pass
         finally:
             dst.close()
