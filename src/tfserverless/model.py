@@ -71,7 +71,13 @@ def _read_tag_sets(path: str) -> List[List[str]]:
     with tf.io.gfile.GFile(pb, "rb") if hasattr(tf, "io") and hasattr(tf.io, "gfile") else open(
         pb, "rb"
     ) as f:
-        sm.ParseFromString(f.read())
+        data = f.read()
+    try:
+        sm.ParseFromString(data)
+    except Exception as e:  # protobuf's DecodeError (its module moved between releases)
+        raise ModelUnavailable(f"{pb} is not a SavedModel ({type(e).__name__}: the file does "
+                               "not parse); expected a saved_model.pb that TensorFlow wrote",
+                               retry_after=60) from None
     return [list(m.meta_info_def.tags) for m in sm.meta_graphs]
 
 

@@ -154,3 +154,31 @@ def test_corrupt_archive_is_503_naming_it_over_http(start_server: Any, files: Fi
     assert r.status_code == 503 and "refused before" in r.text, r.text
     assert files.gets["/m.tar.gz"] == 1
     assert "serving the cached copy" not in s.log()
+
+
+def test_model_that_cannot_load_after_overlapped_fetch_is_one_503_line(
+        start_server: Any, files: FileServer, models: Dict[str, str], tmp_path: Any) -> None:
+    """A SavedModel whose graph is garbage, fetched in parts while TensorFlow imports in a
+    thread: the load fails as one 503 line (on predictions and /healthz), never a 500."""
+    src = tmp_path / "bad"
+    for rel, data in archives.tree(models["tf1_mnist"]).items():
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_bytes(b"\x08\xff not a MetaGraphDef" if rel == "saved_model.pb" else data)
+    files.files["/bad.tar.gz"] = archives.tar_of(str(src))
+    s = start_server({"MODEL_PATH": files.url + "/bad.tar.gz", "MODEL_CACHE_DIR": str(tmp_path / "c"),
+                      "FETCH_PART_BYTES": "64KiB", "FETCH_CONNECTIONS": "4"}, wait_ready=False)
+    s.wait_ready(status=503)
+    deadline = time.monotonic() + 60
+    while True:
+        r = requests.post(s.url + "/", data=b"\x0a\x00")
+        health = requests.get(s.url + "/healthz").json()
+        if health.get("status") == "failed" or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    r = requests.post(s.url + "/", data=b"\x0a\x00")
+    assert r.status_code == 503 and "\n" not in r.text.strip(), r.text
+    assert "saved_model.pb is not a SavedModel" in r.text, r.text
+    assert int(r.headers["Retry-After"]) >= 1
+    log = s.log()
+    assert "Traceback" not in log, log[-3000:]
+    assert files.gets["/bad.tar.gz"] >= 1
