@@ -114,7 +114,7 @@ def read_part(source: Ranged, relative: str, start: int, end: int,
     while pos < end:
         if stop.is_set():
             return
-        before = pos
+        before, clean = pos, False
         try:
             stream = source.read_range(relative, pos, end)
             stop.track(stream)
@@ -138,11 +138,12 @@ def read_part(source: Ranged, relative: str, start: int, end: int,
                 raise
             error = e
         else:
+            clean = True  # the response ended without an error, short of ``end``
             error = unavailable(source.url, f"part {start}-{end} of {relative or 'the object'} "
                                             f"ended after {pos - start} bytes")
         if pos >= end or stop.is_set():
             break
-        if pos > before and "ended after" in error.message and shorts < 1000:
+        if clean and pos > before and shorts < 1000:
             shorts += 1
             continue  # a short but clean answer: ask for the rest
         failures += 1
