@@ -23,7 +23,7 @@ import time
 from typing import Dict, List, Optional, Tuple
 from urllib.parse import quote
 
-from _common import ROOT, free_port
+from _common import ROOT, free_port, in_threads
 from throttle import Throttle
 
 BUCKET = "bench"
@@ -206,15 +206,10 @@ def limit(stores: Stores, name: str, objects: List[Tuple[str, int]], n: int) -> 
                 errors.append(ex)
                 return
 
-    t0 = time.perf_counter()
-    threads = [threading.Thread(target=run) for _ in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    seconds = in_threads(run, n)
     if errors:
         raise errors[0]
-    return time.perf_counter() - t0
+    return seconds
 
 
 def objects_of(path: str) -> List[Tuple[str, int]]:
