@@ -19,12 +19,13 @@ from tfserverless.errors import ConfigError
 ])
 def test_cpu_quota_bounds_the_default_workers(tmp_path: Any, files: Dict[str, str],
                                                expected: int) -> None:
-    from tfserverless.config import _cgroup_cpus, default_workers
+    from tfserverless.cgroup import cpu_quota
+    from tfserverless.config import default_workers
 
     for name, text in files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text)
-    assert _cgroup_cpus(str(tmp_path)) == expected
+    assert cpu_quota(str(tmp_path)) == expected
     assert 1 <= default_workers(str(tmp_path)) <= max(1, expected or 1024)
 
 
