@@ -153,14 +153,17 @@ def test_workers_logs_one_line_and_stats_only_when_it_can_change_anything(
     store.append(FakeSource(ObjectInfo("prefix", "v", 2 * GiB)))
     assert sizing.workers(unset(2), root) == 1  # a large model: one worker
     (tmp_path / "memory.max").write_text(str(8 * GiB))
+    store.append(FakeSource(AssertionError("no stat: one worker is never lowered or refused")))
+    assert sizing.workers(Config(model_path="s3://b/m/", workers=1, workers_set=True), root) == 1
     store.append(FakeSource(ObjectInfo("prefix", "v", 50 * MB)))
     assert sizing.workers(Config(model_path="s3://b/m/", workers=2, workers_set=True), root) == 2
-    assert [s.stats for s in store] == [0, 1, 1]
+    assert [s.stats for s in store] == [0, 1, 0, 1]
     assert lines == [
         "INFO workers: 2 (WORKERS=2; memory limit unknown)",
         "INFO workers: 1 (1 core; memory limit unknown)",
         "INFO workers: 1 (2 cores; model 2.15 GB, ~2.96 GB a worker; one worker serves a model "
         "over 100 MB as fast as more; memory limit unknown)",
+        "INFO workers: 1 (WORKERS=1; memory limit 8.0 GiB)",
         "INFO workers: 2 (WORKERS=2; model 50 MB, ~655 MB a worker; memory limit 8.0 GiB)"]
 
 
@@ -195,15 +198,20 @@ def test_serve_starts_the_workers_that_fit_and_refuses_workers_that_cannot(
         expected = max(1, min(cores, sizing.fitting(config, limit, size.nbytes)))
         if limit == mb << 20:  # 1 GiB holds one MNIST worker, 4 GiB two
             assert expected == min(cores, 1 if mb == 1024 else 2)
-        s = start_server({"MODEL_PATH": sample_model, "WORKERS": "",
-                          "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(mb)})
-        assert len(worker_pids(s.proc.pid)) == expected
-        line = f"workers: {expected} ({cores} core{'s' * (cores != 1)}; model {sizing.gb(size.nbytes)}"
-        assert line in s.log(), s.log()[-2000:]
-    s = start_server({"MODEL_PATH": sample_model, "WORKERS": "2",
-                      "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1024"}, wait_ready=False)
-    assert s.proc.wait(120) == 2
-    out = s.log().strip().splitlines()
-    assert out == [f"tfserverless: configuration error: WORKERS=2: 2 copies of a "
-                   f"{sizing.gb(size.nbytes)} model need ~1.33 GB; the memory limit is 1.0 GiB; "
-                   "expected WORKERS<=1 or more memory"], out
+        # tfserverless serve; functions-framework, which reads the WORKERS we set
+        for target in ("app", "predict") if mb == 1024 else ("app",):
+            s = start_server({"MODEL_PATH": sample_model, "WORKERS": "",
+                              "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(mb)}, target=target)
+            assert len(worker_pids(s.proc.pid)) == expected
+            line = (f"workers: {expected} ({cores} core{'s' * (cores != 1)}; model "
+                    f"{sizing.gb(size.nbytes)}")
+            assert line in s.log(), s.log()[-2000:]
+    for target in ("app", "predict"):
+        s = start_server({"MODEL_PATH": sample_model, "WORKERS": "2",
+                          "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1024"}, wait_ready=False,
+                         target=target)
+        assert s.proc.wait(120) == 2
+        out = s.log().strip().splitlines()
+        assert out == [f"tfserverless: configuration error: WORKERS=2: 2 copies of a "
+                       f"{sizing.gb(size.nbytes)} model need ~1.33 GB; the memory limit "
+                       "is 1.0 GiB; expected WORKERS<=1 or more memory"], out

@@ -55,15 +55,11 @@ def run(host: str, port: int) -> None:
                "predict", "--host", host, "--port", str(port)]
         os.execv(cmd[0], cmd)
     from . import entrypoints  # builds the service (a bad setting exits with one line)
-    from .errors import ConfigError
-    from .sizing import workers
+    from .sizing import workers_or_exit
 
     config = entrypoints.service.config
-    try:  # as many model copies as fit the memory limit (the model's size: no TensorFlow)
-        config.workers = workers(config)
-    except ConfigError as e:
-        print(f"tfserverless: configuration error: {e.message}", file=sys.stderr)
-        raise SystemExit(2) from None
+    # as many model copies as fit the memory limit (the model's size: no TensorFlow)
+    config.workers = workers_or_exit(config)
     opts = options(host, port, config.workers, worker)
 
     class Application(gunicorn.app.base.BaseApplication):  # type: ignore[misc]

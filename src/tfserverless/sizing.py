@@ -2,12 +2,16 @@
 model after gunicorn forks, so ``WORKERS`` copies must fit the memory limit; decided in the
 master, before the fork, from the model's size on disk (no TensorFlow: a local walk, or one
 HEAD / LIST of the store).
+
+An archive's size is its compressed size, taken as the model's: a floor, but a close one,
+as float32 weights compress little (gzip: 0.93x on both benchmark models' variables).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
 from contextlib import suppress
 from typing import NamedTuple, Optional
 
@@ -25,9 +29,12 @@ BASE = 600 * 10**6
 PER_BYTE = 1.1
 #: gunicorn's master (47 MB measured), beside the largest request body (``MAX_BODY_BYTES``)
 MASTER = 64 * 10**6
-#: a model this large gets one worker by default: one served it as fast as two (measured on
-#: 2 cores: 0.7-1.1x at 128 MB to 1 GiB, against 1.6-1.75x on the 0.8 MB MNIST), so a second
-#: copy only costs memory
+#: a model this large gets one worker by default: on 2 cores two workers served 0.89-1.09x of
+#: one's requests on 128 MB (batch 1) to 1 GiB (batch 32) models, whose TensorFlow work already
+#: runs on every core, against 1.56-1.66x on the 0.8 MB MNIST (Python-bound) at 16-64 clients
+#: (benchmarks/results/workers.md), so a second copy of a large model costs memory for nothing.
+#: Size stands in for work per request: right for dense models, not for a large embedding
+#: table looked up cheaply (set WORKERS there)
 ONE_WORKER_BYTES = 100 * 10**6
 
 
@@ -137,7 +144,10 @@ def workers(config: Config, cgroup_root: str = cgroup.ROOT) -> int:
     limit = memory_limit(config, cgroup_root)
     size: Optional[ModelSize] = None
     unknown = ""
-    if limit or (not config.workers_set and config.workers > 1):
+    # looked up only where it can change the count: WORKERS unset on several cores or under a
+    # limit; WORKERS above one under a limit
+    many = config.workers > 1
+    if (bool(limit) and many) if config.workers_set else (bool(limit) or many):
         try:
             size = model_bytes(config.require_model_path(), config)
         except TFServerlessError as e:
@@ -149,5 +159,15 @@ def workers(config: Config, cgroup_root: str = cgroup.ROOT) -> int:
     return choice.workers
 
 
+def workers_or_exit(config: Config) -> int:
+    """``workers`` for a server about to fork them: a refusal stops the start in one line,
+    exit 2, as every configuration error does."""
+    try:
+        return workers(config)
+    except ConfigError as e:
+        print(f"tfserverless: configuration error: {e.message}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 __all__ = ["Choice", "ModelSize", "choose", "memory_limit", "model_bytes", "per_worker",
-           "workers"]
+           "workers", "workers_or_exit"]
