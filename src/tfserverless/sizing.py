@@ -111,7 +111,7 @@ def choose(config: Config, cores: int, limit: int, size: Optional[ModelSize],
     """``WORKERS`` for this instance and the one line saying why.  Unset: ``cores``; one
     for a model of ``ONE_WORKER_BYTES`` or more; no more than fit ``limit``, and at least 1.
     Set: as set, unless that many copies cannot fit (a ConfigError).  ``unknown``: why the
-    model's size is not known (``size`` None and "": not looked up)."""
+    model's size could not be learned ("" when it was, or was not needed)."""
     n = config.workers if config.workers_set else cores
     why = [f"WORKERS={n}" if config.workers_set else f"{cores} core{'s' * (cores != 1)}"]
     if unknown:
