@@ -1,11 +1,14 @@
-"""A SavedModel of a chosen size: four dense ``w x w`` float32 layers (``x: [None, w]``),
-``w`` picked so the variables come to about ``size`` bytes (1 GiB: w = 8192), as an
-embedding table or a BERT-class encoder weighs.  Random weights (incompressible, as trained
-weights nearly are).
+"""Build a large compute-bound SavedModel of about ``SIZE_MB`` megabytes (MiB) of weights.
+
+Four ``tf.Variable`` layers of ``width x width`` float32 in a ``tf.Module``, ``width`` derived
+from the size (4 layers x width^2 x 4 bytes: 1024 MB -> 8192, 512 -> 5792, 128 -> 2896).
+Signature ``serving_default``: input ``x`` [None, width] float32 -> output ``y`` [None,
+width], a chain of four matmuls (each followed by a ReLU; weights scaled by 1/sqrt(width) so
+activations stay finite).  What the workers and cold-start benchmarks serve.
 
     python benchmarks/big_model.py SIZE_MB OUT_DIR
-
-or ``build(out_dir, size_bytes) -> w`` (imports TensorFlow).
+    from big_model import build; width = build(out_dir, size_bytes)
+    from big_model import model; root, width, forms = model(size_mb)  # cached, with archives
 """
 
 from __future__ import annotations
@@ -20,37 +23,44 @@ import tarfile
 from typing import Dict, Tuple
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MODELS = os.path.join(ROOT, "build", "bench-models")
+MODELS = os.path.join(ROOT, "build", "bench-models")  # coldstart_bench's, kept between runs
 
 LAYERS = 4
 
 
-def width(size_bytes: int) -> int:
+def width_for(size_bytes: int) -> int:
+    """The layer width whose four float32 square layers take about ``size_bytes``."""
     return max(8, int(math.sqrt(size_bytes / (LAYERS * 4))))
 
 
-def build(out_dir: str, size_bytes: int) -> int:
-    import numpy as np
-    import tensorflow as tf
+def build(out_dir: str, size_bytes: int, *, seed: int = 0) -> int:
+    """Write the SavedModel to ``out_dir`` (replaced); returns the layer width."""
+    import tensorflow as tf  # deferred: only building needs TensorFlow
 
-    w = width(size_bytes)
-    rng = np.random.default_rng(0)
+    width = width_for(size_bytes)
+    tf.random.set_seed(seed)
+    scale = 1.0 / math.sqrt(width)
 
     class Big(tf.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.layers = [tf.Variable(rng.standard_normal((w, w), np.float32) / np.float32(np.sqrt(w)))
-                           for _ in range(LAYERS)]
+            self.layers = [tf.Variable(tf.random.normal([width, width], stddev=scale),
+                                       name=f"w{i}") for i in range(LAYERS)]
 
-        @tf.function(input_signature=[tf.TensorSpec([None, w], tf.float32, name="x")])
-        def serve(self, x: tf.Tensor) -> dict:
-            for layer in self.layers:
-                x = tf.nn.relu(tf.matmul(x, layer))
-            return {"y": tf.reduce_sum(x, axis=1)}
+        @tf.function(input_signature=[tf.TensorSpec([None, width], tf.float32, name="x")])
+        def serve(self, x):  # type: ignore[no-untyped-def]
+            h = x
+            for w in self.layers:
+                h = tf.nn.relu(tf.matmul(h, w))
+            return {"y": h}
 
-    model = Big()
-    tf.saved_model.save(model, out_dir, signatures={"serving_default": model.serve})
-    return w
+    m = Big()
+    tmp = out_dir.rstrip("/") + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tf.saved_model.save(m, tmp, signatures={"serving_default": m.serve})
+    shutil.rmtree(out_dir, ignore_errors=True)
+    os.replace(tmp, out_dir)
+    return width
 
 
 def model(size_mb: int) -> Tuple[str, int, Dict[str, str]]:
@@ -78,4 +88,6 @@ def model(size_mb: int) -> Tuple[str, int, Dict[str, str]]:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        sys.exit("usage: big_model.py SIZE_MB OUT_DIR")
     print(build(sys.argv[2], int(float(sys.argv[1]) * (1 << 20))))

@@ -10,21 +10,22 @@ from tfserverless.config import Config
 from tfserverless.errors import ConfigError
 
 
-@pytest.mark.parametrize("files, expected", [
+@pytest.mark.parametrize("control, expected", [
     ({"cpu.max": "150000 100000\n"}, 2),  # 1.5 CPUs: two workers
     ({"cpu.max": "max 100000\n"}, 0),
     ({"cpu/cpu.cfs_quota_us": "100000", "cpu/cpu.cfs_period_us": "100000"}, 1),
     ({"cpu/cpu.cfs_quota_us": "-1", "cpu/cpu.cfs_period_us": "100000"}, 0),
     ({}, 0),
 ])
-def test_cpu_quota_bounds_the_default_workers(tmp_path: Any, files: Dict[str, str],
+def test_cpu_quota_bounds_the_default_workers(tmp_path: Any, control: Dict[str, str],
                                                expected: int) -> None:
-    from tfserverless.config import _cgroup_cpus, default_workers
+    from tfserverless.cgroup import cpu_quota
+    from tfserverless.config import default_workers
 
-    for name, text in files.items():
+    for name, text in control.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text)
-    assert _cgroup_cpus(str(tmp_path)) == expected
+    assert cpu_quota(str(tmp_path)) == expected
     assert 1 <= default_workers(str(tmp_path)) <= max(1, expected or 1024)
 
 

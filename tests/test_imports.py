@@ -10,7 +10,7 @@ CHECK = """
 import sys, os, runpy
 import tfserverless, tfserverless.protocol, tfserverless.service, tfserverless.config
 import tfserverless.protocol.tfserving, tfserverless.protocol.v2
-import tfserverless.storage, tfserverless.platforms.gcf, tfserverless.app
+import tfserverless.storage, tfserverless.platforms.gcf, tfserverless.app, tfserverless.sizing
 os.environ.setdefault("MODEL_PATH", "s3://bucket/never-fetched.tar.gz")  # remote: lazy
 runpy.run_path("handler/main.py")
 heavy = [m for m in ("tensorflow", "boto3", "botocore", "oss2", "google.protobuf")

@@ -12,6 +12,7 @@ import re
 import tempfile
 from typing import Any, Callable, Dict, Mapping, Optional
 
+from . import cgroup
 from .admission import Limits, in_service
 from .errors import ConfigError
 
@@ -125,34 +126,29 @@ def _flag(key: str, value: str) -> bool:
     raise ConfigError(f"{key}={value!r} is not a switch; expected true or false")
 
 
-def default_workers(cgroup_root: str = "/sys/fs/cgroup") -> int:
-    """Worker processes per instance when ``WORKERS`` is unset: one per core the process may
-    use (see the README's measurements), each with its own copy of the model.  A container's
-    CPU quota counts (a 1-vCPU container on a 32-core host sees 32 cores but gets one)."""
+def default_workers(cgroup_root: str = cgroup.ROOT) -> int:
+    """Worker processes per instance when ``WORKERS`` is unset, before ``sizing`` weighs the
+    model against the memory limit: one per core the process may use, each with its own copy
+    of the model.  A container's CPU quota counts (a 1-vCPU container on a 32-core host sees
+    32 cores but gets one)."""
     affinity = getattr(os, "sched_getaffinity", None)
     cores = len(affinity(0)) if affinity is not None else (os.cpu_count() or 1)
-    quota = _cgroup_cpus(cgroup_root)
+    quota = cgroup.cpu_quota(cgroup_root)
     return max(1, min(cores, quota) if quota else cores)
 
 
-def _cgroup_cpus(root: str) -> int:
-    """The CPU quota in whole CPUs (rounded up), 0 when unlimited or unknown."""
-    def read(*parts: str) -> str:
-        with open(os.path.join(root, *parts)) as f:
-            return f.read().strip()
+#: where a platform says how much memory the function has, in MB (MiB, 2^20 bytes): Lambda
+#: (docs.aws.amazon.com/lambda/latest/dg/configuration-envvars.html) and Function Compute
+#: (alibabacloud.com/help/en/functioncompute/fc/environment-variables: "the memory size
+#: configured for the function (MB)")
+MEMORY_SIZE_KEYS = ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "FC_FUNCTION_MEMORY_SIZE")
 
-    try:  # cgroup v2: "quota period" or "max period"
-        quota, period = read("cpu.max").split()[:2]
-    except (OSError, ValueError):
-        try:  # cgroup v1
-            quota, period = read("cpu", "cpu.cfs_quota_us"), read("cpu", "cpu.cfs_period_us")
-        except OSError:
-            return 0
-    try:
-        q, p = int(quota), int(period)
-    except ValueError:  # "max": unlimited
-        return 0
-    return max(1, -(-q // p)) if q > 0 and p > 0 else 0
+
+def platform_memory(environ: Mapping[str, str]) -> int:
+    """The memory a platform gives the function, in bytes; 0 when no platform says."""
+    said = [_positive_int(k, environ[k]) << 20 for k in MEMORY_SIZE_KEYS
+            if environ.get(k, "").strip()]
+    return min([n for n in said if n] or [0])
 
 
 def default_cache_dir(environ: Mapping[str, str]) -> str:
@@ -202,6 +198,8 @@ class Config:
         rpc_max_batch_timeout_ms: int = 50,
         server_timing: bool = True,
         workers: int = 1,
+        workers_set: bool = False,
+        platform_memory: int = 0,
         environ: Optional[Mapping[str, str]] = None,
     ) -> None:
         self.model_path = model_path
@@ -257,6 +255,8 @@ class Config:
         self.rpc_max_batch_timeout_ms = rpc_max_batch_timeout_ms
         self.server_timing = server_timing  # Server-Timing header on predictions
         self.workers = workers  # worker processes per instance (functions-framework's WORKERS)
+        self.workers_set = workers_set  # WORKERS was given; else ``sizing`` may lower it
+        self.platform_memory = platform_memory  # bytes the platform says we have; 0: not said
         # Credentials and other platform settings stay in the mapping the config came from,
         # so storage backends read them through the config, never from os.environ directly.
         self.environ: Dict[str, str] = dict(environ or {})
@@ -306,6 +306,7 @@ class Config:
         def token(key: str, value: str) -> str:
             return value.strip()
 
+        workers = get("WORKERS", _workers, None)
         kwargs: Dict[str, Any] = dict(
             model_path=get("MODEL_PATH", text, ""),
             service_name=get("SERVICE_NAME", service_name, ""),
@@ -342,7 +343,9 @@ class Config:
             rpc_max_batch_size=get("RPC_MAX_BATCH_SIZE", _batch_rows, 16),
             rpc_max_batch_timeout_ms=get("RPC_MAX_BATCH_TIMEOUT", _positive_int, 50),
             server_timing=get("SERVER_TIMING", _flag, True),
-            workers=get("WORKERS", _workers, None) or default_workers(),
+            workers=workers or default_workers(),
+            workers_set=workers is not None,
+            platform_memory=platform_memory(environ),
             environ=environ,
         )
         kwargs.update(overrides)

@@ -2,7 +2,8 @@
 uvicorn workers, the same server functions-framework runs, without its framework in between
 (measured on the sample MNIST, one worker: ~1.16x the requests a second at one client, ~1.3x
 at 16).  ``WORKERS`` processes, each forked before anything imports TensorFlow; each loads
-its own model copy after the fork.
+its own model copy after the fork, so when ``WORKERS`` is unset ``sizing`` weighs the model's
+size against the memory limit first.
 
 Where gunicorn or a uvicorn worker is missing (an old processor's Python), it hands over to
 functions-framework's ``--target predict`` instead, which serves the same service.
@@ -54,8 +55,12 @@ def run(host: str, port: int) -> None:
                "predict", "--host", host, "--port", str(port)]
         os.execv(cmd[0], cmd)
     from . import entrypoints  # builds the service (a bad setting exits with one line)
+    from .sizing import workers_or_exit
 
-    opts = options(host, port, entrypoints.service.config.workers, worker)
+    config = entrypoints.service.config
+    # as many model copies as fit the memory limit (the model's size: no TensorFlow)
+    config.workers = workers_or_exit(config)
+    opts = options(host, port, config.workers, worker)
 
     class Application(gunicorn.app.base.BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:

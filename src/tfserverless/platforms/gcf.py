@@ -45,8 +45,12 @@ def make_handlers(service: Service) -> Tuple[Any, FlaskHandler]:
         cfg = service.config
         os.environ.setdefault("THREADS", str(service.admission.limits.workers
                                              + cfg.rpc_max_queue_size + 4))
-        # and WORKERS, the processes per instance (each loads its own model copy)
-        os.environ.setdefault("WORKERS", str(cfg.workers))
+        # and WORKERS, the processes per instance (each loads its own model copy: as many as
+        # fit the memory limit, as ``tfserverless serve`` starts)
+        from ..sizing import workers_or_exit
+
+        cfg.workers = workers_or_exit(cfg)  # WORKERS as set, else this (an empty one too)
+        os.environ["WORKERS"] = str(cfg.workers)
     flask_handler = make_flask_handler(service)
     return make_asgi_handler(service) or flask_handler, flask_handler
 
