@@ -105,8 +105,10 @@ def test_a_model_served_in_place_needs_the_least() -> None:
     assert render.render(SVC, "aws", in_place)["parameters"]["EphemeralStorageSize"] == "512"
     assert render.render(SVC, "fc", in_place)["parameters"]["DISK_SIZE"] == "512"
     said = render.render(SVC, "aws", in_place)["disk"]
+    one = SVC._replace(sized_workers=1)  # a 3 GiB model: one worker (its size, not its disk)
     for platform in ("cloudrun", "knative", "kserve"):  # nothing fetched: nothing added
-        assert render.render(SVC, platform, in_place) == dict(render.render(SVC, platform), disk=said)
+        got = render.render(SVC, platform, in_place)
+        assert got == dict(render.render(one, platform), disk=said, workers=got["workers"])
 
 
 def test_no_size_leaves_every_platform_as_before() -> None:
@@ -150,3 +152,25 @@ def test_cli_without_the_flag_reads_only_a_local_model(tmp_path: Any, capsys: An
     lines = cli(tmp_path, capsys, local, "--platform", "aws")
     assert "# disk: model of 3.0 MiB (a local directory) is served in place: no disk" in lines
     assert "EphemeralStorageSize=512" in lines
+
+
+@pytest.mark.parametrize("model_mb,memory_mb,workers", [
+    (50, 4000, "2"),     # small: one per vCPU, as metadata.cpu says
+    (1024, 4000, "1"),   # large: one worker serves it as fast (benchmarks/results/workers.md)
+    (50, 1024, "1"),     # two copies of even a small model do not fit 1 GB
+])
+def test_workers_follow_the_model_size_and_memory(model_mb: int, memory_mb: int,
+                                                  workers: str) -> None:
+    svc = SVC._replace(memory_mb=memory_mb)
+    assert svc.workers == 2
+    got = render.render(svc, "knative", Disk(model_mb * MIB, model_mb * MIB, "--model-size"))
+    env = {e["name"]: e.get("value") for e in
+           got["manifest"]["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["WORKERS"] == workers
+    assert got["workers"].startswith(f"workers: {workers} (")
+    assert render.render(svc, "fc", Disk(model_mb * MIB, model_mb * MIB, "x"))[
+        "parameters"]["WORKERS"] == workers
+
+
+def test_workers_unchanged_without_a_model_size() -> None:
+    assert render.render(SVC, "fc")["parameters"]["WORKERS"] == "2"

@@ -195,6 +195,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 print(f"# {out['platform']}: {out['name']}, {image}")
                 if disk is not None:
                     print(f"# disk: {out['disk']['line']}")
+                    print(f"# {out['workers']}")
                 for k, v in out["parameters"].items():
                     print(f"{k}={v}")
                 print(out["command"])

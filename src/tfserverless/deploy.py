@@ -48,11 +48,13 @@ class Service(NamedTuple):
     max_batch_timeout_ms: int = 50
     min_instances: int = 0  # EAS autoscaler.min (else none kept warm)
     max_instances: int = 0  # EAS autoscaler.max (else metadata.instance)
+    sized_workers: int = 0  # WORKERS chosen for the model's size (render); 0: from the vCPUs
 
     @property
     def workers(self) -> int:
-        """Worker processes per instance: one per whole vCPU (each loads its own model)."""
-        return max(1, int(self.cpu))
+        """Worker processes per instance: one per whole vCPU (each loads its own model), or
+        what ``render`` chose for the model's size and the memory."""
+        return self.sized_workers or max(1, int(self.cpu))
 
     @property
     def concurrency(self) -> int:

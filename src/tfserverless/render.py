@@ -10,7 +10,7 @@ instances, Knative min-scale / max-scale, KServe minReplicas / maxReplicas.
 from __future__ import annotations
 
 import shlex
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .config import Config
 from .deploy import Service, environment
@@ -273,10 +273,26 @@ def render(svc: Service, platform: str, disk: Optional[Disk] = None) -> Dict[str
     renderer = RENDERERS.get(platform)
     if renderer is None:
         raise ConfigError(f"--platform {platform!r}; expected one of {', '.join(PLATFORMS)}")
+    workers = ""
+    if disk is not None:
+        svc, workers = _workers(svc, disk)
     out = dict(renderer(svc, disk), platform=platform)
     if disk is not None:
         out["disk"] = dict(disk._asdict(), need_mib=disk.need_mib, line=disk.line())
+        out["workers"] = workers
     return out
+
+
+def _workers(svc: Service, disk: Disk) -> Tuple[Service, str]:
+    """WORKERS as ``serve`` would choose it for this model in the config's memory (``sizing``):
+    one for a large model, never more copies than fit; metadata.cpu alone said one per vCPU,
+    which a 2 GB instance with a 1 GB model cannot hold."""
+    from .config import Config
+    from .sizing import ModelSize, choose
+
+    choice = choose(Config(workers=svc.workers), svc.workers, svc.memory_mb << 20,
+                    ModelSize(disk.model_bytes, ""))
+    return svc._replace(sized_workers=choice.workers), choice.line
 
 
 __all__ = ["PLATFORMS", "RENDERERS", "image_ref", "image_tag", "platform_name", "render"]
