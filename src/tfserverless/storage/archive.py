@@ -8,6 +8,7 @@ archives are extracted while they stream in; zip needs random access, so it is s
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import stat
@@ -18,6 +19,8 @@ from typing import IO, Optional, Union
 
 from ..errors import ModelUnavailable
 from .base import CHUNK, Progress, redact, unavailable
+from .streams import TAIL_LIMIT, Counted, Inflate
+from .writer import WriteBehind
 
 GZIP_MAGIC = b"\x1f\x8b"
 ZIP_MAGIC = b"PK\x03\x04"
@@ -31,63 +34,6 @@ class ArchiveRefused(ModelUnavailable):
 
 def refused(url: str, what: str) -> ArchiveRefused:
     return ArchiveRefused(f"cannot fetch {redact(url)}: {what}", retry_after=60)
-
-
-TAIL_LIMIT = 1 << 20  # bytes allowed after a tar's end-of-archive marker (record padding)
-
-
-class _Inflate:
-    """A gzip stream inflated as it is read, each member's CRC-32 and length verified (zlib
-    checks the trailer); a stream that ends before its trailer is truncated.  Output per call
-    is bounded by what the reader asks for, so a bomb never inflates in memory."""
-
-    def __init__(self, raw: IO[bytes]) -> None:
-        self._raw = raw
-        self._d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        self._in = b""
-        self._ended = False
-        self._padding = 0
-        self.total = 0
-
-    def read(self, n: int = -1) -> bytes:
-        n = CHUNK if n is None or n < 0 else n
-        while True:
-            if not self._in and not self._ended:
-                self._in = self._raw.read(CHUNK)
-                if not self._in:
-                    self._ended = True
-            if self._d.eof:
-                rest = self._d.unused_data + self._in
-                if not rest.strip(b"\0") and self._ended:
-                    return b""  # the last member's trailer checked out (zero padding allowed)
-                if rest.strip(b"\0"):  # another gzip member follows
-                    self._d, self._in = zlib.decompressobj(16 + zlib.MAX_WBITS), rest.lstrip(b"\0")
-                else:
-                    self._padding += len(self._in)
-                    if self._padding > TAIL_LIMIT:
-                        raise zlib.error("data past the end of the gzip stream")
-                    self._in = b""
-                continue
-            if not self._in:
-                raise zlib.error("gzip stream ended before its trailer (truncated)")
-            out = self._d.decompress(self._in, n)
-            self._in = self._d.unconsumed_tail
-            if out:
-                self.total += len(out)
-                return out
-
-
-class _Counted:
-    """A plain tar stream, counting what it hands on."""
-
-    def __init__(self, raw: IO[bytes]) -> None:
-        self._raw = raw
-        self.total = 0
-
-    def read(self, n: int = -1) -> bytes:
-        data = self._raw.read(n)
-        self.total += len(data)
-        return data
 
 
 class Limits:
@@ -162,14 +108,18 @@ class _Budget:
             check_disk(self.url, self.dest, 0)
 
 
-def _copy(src: IO[bytes], path: str, budget: _Budget) -> None:
-    with open(path, "wb") as out:
+def _copy(src: IO[bytes], path: str, budget: _Budget, writer: WriteBehind) -> None:
+    """``src`` into a new file at ``path``, written behind by ``writer`` (which closes it)."""
+    out = open(path, "wb")  # noqa: SIM115  (closed by the writer after its last chunk)
+    try:
         while True:
             chunk = src.read(CHUNK)
             if not chunk:
                 break
             budget.add(len(chunk))
-            out.write(chunk)
+            writer.write(out, chunk)
+    finally:
+        writer.close(out)
 
 
 def _target(url: str, dest: str, rel: str) -> str:
@@ -198,13 +148,14 @@ def extract_tar(url: str, stream: IO[bytes], dest: str, limits: Limits) -> int:
     and the tar's end-of-archive marker (a truncated tar otherwise just looks shorter)."""
     budget = _Budget(url, limits, dest)
     head = stream.peek(2) if hasattr(stream, "peek") else b""
-    src: Optional[Union[_Inflate, _Counted]] = None
+    src: Optional[Union[Inflate, Counted]] = None
     if head.startswith(GZIP_MAGIC):
-        src, mode = _Inflate(stream), "r|"
+        src, mode = Inflate(stream), "r|"
     elif head[:1] not in (b"B", b"\xfd"):  # bzip2 and xz check themselves inside tarfile
-        src, mode = _Counted(stream), "r|"
+        src, mode = Counted(stream), "r|"
     else:
         mode = "r|*"
+    writer = WriteBehind()
     try:
         with tarfile.open(fileobj=src or stream, mode=mode) as tar:  # type: ignore[call-overload]
             for m in tar:
@@ -219,7 +170,7 @@ def extract_tar(url: str, stream: IO[bytes], dest: str, limits: Limits) -> int:
                     member = tar.extractfile(m)
                     if member is None:
                         raise refused(url, f"archive member {m.name!r} cannot be read")
-                    _copy(member, _target(url, dest, rel), budget)
+                    _copy(member, _target(url, dest, rel), budget, writer)
                 elif m.issym() or m.islnk():
                     # links are materialised as copies of files already extracted inside the
                     # root; anything pointing outside is refused
@@ -228,6 +179,7 @@ def extract_tar(url: str, stream: IO[bytes], dest: str, limits: Limits) -> int:
                     if not os.path.isfile(src_path):
                         raise refused(url, f"archive link {m.name!r} -> {m.linkname!r} does "
                                            "not name a file extracted before it; refused")
+                    writer.drain()  # the file it names is on disk
                     budget.add(os.path.getsize(src_path))
                     shutil.copyfile(src_path, _target(url, dest, rel))
                 else:
@@ -240,6 +192,7 @@ def extract_tar(url: str, stream: IO[bytes], dest: str, limits: Limits) -> int:
                     raise refused(url, "corrupt archive: data past the tar's end")
             if src.total < end + 2 * tarfile.BLOCKSIZE:
                 raise EOFError("truncated: no tar end-of-archive marker")
+        writer.finish()  # every member on disk (a write's ENOSPC raised here)
     except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
         if isinstance(e, OSError) and e.errno == 28:  # ENOSPC
             raise unavailable(url, "disk full while extracting", retry_after=60) from None
@@ -247,11 +200,15 @@ def extract_tar(url: str, stream: IO[bytes], dest: str, limits: Limits) -> int:
         early = isinstance(e, EOFError) or any(w in str(e) for w in ("truncat", "end of data"))
         what = f"{'truncated' if early else 'corrupt'} archive ({type(e).__name__}: {str(e)[:120]})"
         raise (unavailable(url, what) if early else refused(url, what)) from None
+    finally:
+        with contextlib.suppress(Exception):  # ended either way; an error is already raised
+            writer.finish()
     return budget.written
 
 
 def extract_zip(url: str, path: str, dest: str, limits: Limits) -> int:
     budget = _Budget(url, limits, dest)
+    writer = WriteBehind()
     try:
         with zipfile.ZipFile(path) as zf:
             infos = zf.infolist()
@@ -281,11 +238,15 @@ def extract_zip(url: str, path: str, dest: str, limits: Limits) -> int:
                     os.makedirs(_target(url, dest, rel + "/x")[:-2], exist_ok=True)
                     continue
                 with zf.open(info) as src:
-                    _copy(src, _target(url, dest, rel), budget)
+                    _copy(src, _target(url, dest, rel), budget, writer)
+        writer.finish()
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error,
             NotImplementedError) as e:
         # a zip was spooled whole first: whatever is wrong with it is its content
         raise refused(url, f"corrupt archive ({type(e).__name__}: {str(e)[:120]})") from None
+    finally:
+        with contextlib.suppress(Exception):  # ended either way; an error is already raised
+            writer.finish()
     return budget.written
 
 
