@@ -318,3 +318,16 @@ def test_bomb_refused_by_declared_size_before_writing(files: FileServer, tmp_pat
         storage.fetch_model(cfg(tmp_path, files.url + "/bomb.tgz", {"MAX_EXTRACT_BYTES": "4MiB"}))
     assert not any(p.is_file() and p.stat().st_size > 0
                    for p in (tmp_path / "cache").rglob("*") if "refused-" not in p.name)
+
+
+def test_opened_is_called_once_the_source_is_open_before_any_download(
+        files: FileServer, tmp_path: Any, model_dir: str) -> None:
+    """The engine's import starts here (app.load_model): after the store's SDK is open (an
+    import at once held both up on the GIL) and before the model downloads."""
+    files.files["/o.tar.gz"] = archives.tar_of(model_dir)
+    seen = []
+    got = storage.fetch(files.url + "/o.tar.gz", cfg(tmp_path, files.url + "/o.tar.gz"),
+                        lambda: seen.append(files.gets.get("/o.tar.gz", 0)))
+    assert seen == [0]  # called once, before the first GET
+    assert files.gets["/o.tar.gz"] >= 1
+    same_tree(got.path, model_dir)

@@ -21,7 +21,7 @@ import os
 import shutil
 import tempfile
 import time
-from typing import NamedTuple
+from typing import Callable, NamedTuple, Optional
 
 from ..config import Config
 from ..errors import ModelUnavailable, TFServerlessError
@@ -46,9 +46,13 @@ class Fetched(NamedTuple):
     retried: int = 0  # parts read again after a failure
 
 
-def fetch(url: str, config: Config) -> Fetched:
-    """Make the model at ``url`` available on local disk; returns its SavedModel root."""
+def fetch(url: str, config: Config, opened: Optional[Callable[[], None]] = None) -> Fetched:
+    """Make the model at ``url`` available on local disk; returns its SavedModel root.
+    ``opened`` is called once the store's SDK is imported and its client made (the caller
+    starts importing the engine then: imported at once, each held the other up on the GIL)."""
     source = open_source(url, config)
+    if opened is not None:
+        opened()
     local = source.local_dir()
     if local is not None:
         return Fetched(find_saved_model_root(local), True, 0.0, 0)
@@ -115,8 +119,8 @@ def fetch(url: str, config: Config) -> Fetched:
                    stats.retried)
 
 
-def fetch_model(config: Config) -> Fetched:
-    return fetch(config.require_model_path(), config)
+def fetch_model(config: Config, opened: Optional[Callable[[], None]] = None) -> Fetched:
+    return fetch(config.require_model_path(), config, opened)
 
 
 def read_bytes(url: str, config: Config, *, limit: int = 256 << 20) -> bytes:
