@@ -15,11 +15,11 @@ import stat
 import tarfile
 import zipfile
 import zlib
-from typing import IO, Optional, Union
+from typing import IO, Optional, Tuple, Type, Union
 
 from ..errors import ModelUnavailable
 from .base import CHUNK, Progress, redact, unavailable
-from .streams import TAIL_LIMIT, Counted, Inflate
+from .streams import INFLATE_ERRORS, TAIL_LIMIT, Counted, Inflate
 from .writer import WriteBehind
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -34,6 +34,9 @@ class ArchiveRefused(ModelUnavailable):
 
 def refused(url: str, what: str) -> ArchiveRefused:
     return ArchiveRefused(f"cannot fetch {redact(url)}: {what}", retry_after=60)
+
+#: what extracting a tar may raise: its format, a short stream, the disk, a corrupt gzip
+TAR_ERRORS: Tuple[Type[BaseException], ...] = (tarfile.TarError, EOFError, OSError, *INFLATE_ERRORS)
 
 
 class Limits:
@@ -193,7 +196,7 @@ def extract_tar(url: str, stream: IO[bytes], dest: str, limits: Limits) -> int:
             if src.total < end + 2 * tarfile.BLOCKSIZE:
                 raise EOFError("truncated: no tar end-of-archive marker")
         writer.finish()  # every member on disk (a write's ENOSPC raised here)
-    except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
+    except TAR_ERRORS as e:
         if isinstance(e, OSError) and e.errno == 28:  # ENOSPC
             raise unavailable(url, "disk full while extracting", retry_after=60) from None
         # a stream that merely ended early may be the network's doing: retried, not remembered

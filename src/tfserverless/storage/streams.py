@@ -4,11 +4,27 @@ trailer), and a plain tar counted as it is read (the end-of-archive check needs 
 from __future__ import annotations
 
 import zlib
-from typing import IO
+from types import ModuleType
+from typing import IO, List, Tuple, Type
 
 from .base import CHUNK
 
 TAIL_LIMIT = 1 << 20  # bytes allowed after a tar's end-of-archive marker (record padding)
+
+
+def inflaters() -> List[ModuleType]:
+    """The zlib-compatible modules here, fastest first: ISA-L's (``isal``, optional, Python
+    3.9+) inflated a 1 GiB model's gzip in 3.65 s against zlib's 5.24 s."""
+    try:
+        from isal import isal_zlib
+    except ImportError:
+        return [zlib]
+    return [isal_zlib, zlib]
+
+
+INFLATE: ModuleType = inflaters()[0]
+#: what a corrupt gzip raises, from whichever module inflates it
+INFLATE_ERRORS: Tuple[Type[Exception], ...] = tuple({zlib.error, INFLATE.error})
 
 
 class Inflate:
@@ -18,9 +34,10 @@ class Inflate:
     reader asks: tarfile asks 10 KiB at a time, and inflating only that much per call cost
     zlib 22% more (6.4 s against 5.2 s for a 1 GiB model)."""
 
-    def __init__(self, raw: IO[bytes]) -> None:
+    def __init__(self, raw: IO[bytes], impl: ModuleType = INFLATE) -> None:
         self._raw = raw
-        self._d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self._impl = impl
+        self._d = impl.decompressobj(16 + zlib.MAX_WBITS)
         self._in = b""
         self._out = b""  # inflated, handed out from ``_pos``
         self._pos = 0
@@ -42,12 +59,13 @@ class Inflate:
                 self._in = self._raw.read(CHUNK)
                 if not self._in:
                     self._ended = True
-            if self._d.eof:
-                rest = self._d.unused_data + self._in
+            if self._d.eof:  # ``_in``: what followed the member's trailer, and any more read
+                rest = self._in
                 if not rest.strip(b"\0") and self._ended:
                     return b""  # the last member's trailer checked out (zero padding allowed)
                 if rest.strip(b"\0"):  # another gzip member follows
-                    self._d, self._in = zlib.decompressobj(16 + zlib.MAX_WBITS), rest.lstrip(b"\0")
+                    self._d = self._impl.decompressobj(16 + zlib.MAX_WBITS)
+                    self._in = rest.lstrip(b"\0")
                 else:
                     self._padding += len(self._in)
                     if self._padding > TAIL_LIMIT:
@@ -56,8 +74,10 @@ class Inflate:
                 continue
             if not self._in:
                 raise zlib.error("gzip stream ended before its trailer (truncated)")
-            out = self._d.decompress(self._in, CHUNK)
-            self._in = self._d.unconsumed_tail
+            out: bytes = self._d.decompress(self._in, CHUNK)
+            # at a member's end what is left is in unused_data (CPython's zlib may leave the
+            # same bytes in unconsumed_tail too: taken from both, they were inflated twice)
+            self._in = self._d.unused_data if self._d.eof else self._d.unconsumed_tail
             if out:
                 self.total += len(out)
                 return out
@@ -76,4 +96,4 @@ class Counted:
         return data
 
 
-__all__ = ["TAIL_LIMIT", "Counted", "Inflate"]
+__all__ = ["INFLATE", "INFLATE_ERRORS", "TAIL_LIMIT", "Counted", "Inflate", "inflaters"]
