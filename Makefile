@@ -90,7 +90,7 @@ bench: venv eas-venv kserve-venv sample bench-stores  ## the benchmarks; reports
 	$(BIN)/python benchmarks/e2e_bench.py
 	$(BIN)/python benchmarks/overload_bench.py
 	$(BIN)/python benchmarks/fetch_bench.py
-	$(BIN)/python benchmarks/coldstart_bench.py --sizes 1024 --plot 100,512,2048
+	$(BIN)/python benchmarks/coldstart_bench.py --sizes 1024 --plot 100,512,2048 --sweep
 	$(BIN)/python benchmarks/warmup_bench.py
 
 # --- compatibility matrix: the engine's tests on other processors' Python and TensorFlow ---

@@ -114,7 +114,9 @@ class Stores:
         from google.auth.credentials import AnonymousCredentials
         from google.cloud import storage
 
-        os.environ["STORAGE_EMULATOR_HOST"] = f"http://127.0.0.1:{self.ports['gcs']}"
+        # through the throttle: the emulator writes the uploading Host into mediaLink, which
+        # clients that list (KServe) then download from
+        os.environ["STORAGE_EMULATOR_HOST"] = f"http://127.0.0.1:{self.throttles['gcs'].port}"
         return storage.Client(project="bench", credentials=AnonymousCredentials())
 
     def put(self, name: str, key: str, path: str) -> None:
