@@ -9,6 +9,7 @@ archives are extracted while they stream in; zip needs random access, so it is s
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import stat
@@ -72,6 +73,21 @@ def safe_relpath(url: str, name: str) -> str:
     return "/".join(parts)
 
 
+#: writing a member failed for its name: the archive's doing (remembered, not retried)
+NAME_ERRNOS = frozenset({errno.ENAMETOOLONG, errno.EISDIR, errno.ENOTDIR, errno.EEXIST,
+                         errno.ELOOP})
+
+
+def local_error(url: str, e: OSError) -> ModelUnavailable:
+    """An OSError while extracting, by its cause: a full disk or quota (retried later), a
+    member's name this filesystem cannot hold (refused), else this machine's I/O (retried)."""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return unavailable(url, "disk full while extracting", retry_after=60)
+    if e.errno in NAME_ERRNOS:
+        return refused(url, f"archive member cannot be written here ({e.strerror})")
+    return unavailable(url, f"local I/O error while extracting ({e.strerror or type(e).__name__})")
+
+
 def check_disk(url: str, directory: str, need: int) -> None:
     free = shutil.disk_usage(directory).free
     if need + DISK_MARGIN > free:
@@ -112,17 +128,17 @@ class _Budget:
 
 
 def _copy(src: IO[bytes], path: str, budget: _Budget, writer: WriteBehind) -> None:
-    """``src`` into a new file at ``path``, written behind by ``writer`` (which closes it)."""
-    out = open(path, "wb")  # noqa: SIM115  (closed by the writer after its last chunk)
+    """``src`` into a new file at ``path``, opened, written and closed behind by ``writer``."""
+    writer.begin(path)
     try:
         while True:
             chunk = src.read(CHUNK)
             if not chunk:
                 break
             budget.add(len(chunk))
-            writer.write(out, chunk)
+            writer.write(chunk)
     finally:
-        writer.close(out)
+        writer.end()
 
 
 def _target(url: str, dest: str, rel: str) -> str:
@@ -179,10 +195,10 @@ def extract_tar(url: str, stream: IO[bytes], dest: str, limits: Limits) -> int:
                     # root; anything pointing outside is refused
                     target = _link_target(url, rel, m.linkname, symlink=m.issym())
                     src_path = os.path.join(dest, target)
+                    writer.drain()  # every file before it is on disk (opened there too)
                     if not os.path.isfile(src_path):
                         raise refused(url, f"archive link {m.name!r} -> {m.linkname!r} does "
                                            "not name a file extracted before it; refused")
-                    writer.drain()  # the file it names is on disk
                     budget.add(os.path.getsize(src_path))
                     shutil.copyfile(src_path, _target(url, dest, rel))
                 else:
@@ -197,8 +213,8 @@ def extract_tar(url: str, stream: IO[bytes], dest: str, limits: Limits) -> int:
                 raise EOFError("truncated: no tar end-of-archive marker")
         writer.finish()  # every member on disk (a write's ENOSPC raised here)
     except TAR_ERRORS as e:
-        if isinstance(e, OSError) and e.errno == 28:  # ENOSPC
-            raise unavailable(url, "disk full while extracting", retry_after=60) from None
+        if isinstance(e, OSError):
+            raise local_error(url, e) from None
         # a stream that merely ended early may be the network's doing: retried, not remembered
         early = isinstance(e, EOFError) or any(w in str(e) for w in ("truncat", "end of data"))
         what = f"{'truncated' if early else 'corrupt'} archive ({type(e).__name__}: {str(e)[:120]})"
@@ -243,6 +259,8 @@ def extract_zip(url: str, path: str, dest: str, limits: Limits) -> int:
                 with zf.open(info) as src:
                     _copy(src, _target(url, dest, rel), budget, writer)
         writer.finish()
+    except OSError as e:  # BadZipFile is not one
+        raise local_error(url, e) from None
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error,
             NotImplementedError) as e:
         # a zip was spooled whole first: whatever is wrong with it is its content
