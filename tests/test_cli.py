@@ -113,11 +113,11 @@ def test_render_maps_batching_and_workers_from_metadata(tmp_path: Any) -> None:
                                                         "max_batch_timeout": 20}})
     fc = render("fc", cfg, tmp_path)["parameters"]
     assert fc["RPC_BATCHING"] == "true" and fc["RPC_MAX_BATCH_SIZE"] == "32"
-    assert fc["RPC_MAX_BATCH_TIMEOUT"] == "20" and fc["WORKERS"] == "2"
+    assert fc["RPC_MAX_BATCH_TIMEOUT"] == "20" and "WORKERS" not in fc  # serve chooses
     # two workers, each 5 calls of up to 32 requests running and 64 queued
     assert fc["INSTANCE_CONCURRENCY"] == "200"  # FC's cap (2 * (160 + 64) = 448)
     run = render("cloudrun", cfg, tmp_path)["command"]
-    assert "--concurrency=448" in run and "RPC_BATCHING=true" in run and "WORKERS=2" in run
+    assert "--concurrency=448" in run and "RPC_BATCHING=true" in run and "WORKERS" not in run
     bad = dict(EAS_EXAMPLE, metadata={"rpc": {"batching": "yes"}})
     proc = cli(["render", "--platform", "fc"], bad, tmp_path)
     assert proc.returncode == 2 and "metadata.rpc.batching='yes' is not a boolean" in proc.stderr

@@ -172,5 +172,8 @@ def test_workers_follow_the_model_size_and_memory(model_mb: int, memory_mb: int,
         "parameters"]["WORKERS"] == workers
 
 
-def test_workers_unchanged_without_a_model_size() -> None:
-    assert render.render(SVC, "fc")["parameters"]["WORKERS"] == "2"
+def test_no_workers_without_a_model_size() -> None:
+    """serve then chooses them itself (a WORKERS from metadata.cpu alone, which serve takes
+    as the user's, was refused at start when two copies of a large model could not fit)."""
+    assert "WORKERS" not in render.render(SVC, "fc")["parameters"]
+    assert "WORKERS" not in render.render(SVC, "cloudrun")["command"]

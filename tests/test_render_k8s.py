@@ -78,7 +78,7 @@ def test_knative_maps_eas_settings() -> None:
     assert c["readinessProbe"]["httpGet"]["path"] == "/healthz"
     assert c["livenessProbe"]["httpGet"]["path"] == "/healthz/live"
     env = {e["name"]: e for e in c["env"]}
-    assert env["MODEL_PATH"]["value"] == CONFIG["model_path"] and env["WORKERS"]["value"] == "2"
+    assert env["MODEL_PATH"]["value"] == CONFIG["model_path"] and "WORKERS" not in env
     assert "value" not in env["SERVICE_TOKEN"]  # a secret reference, never the token itself
     assert "t0k" not in json.dumps(m)
     assert c["resources"]["limits"] == {"cpu": "2", "memory": "4000Mi"}

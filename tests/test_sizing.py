@@ -215,3 +215,22 @@ def test_serve_starts_the_workers_that_fit_and_refuses_workers_that_cannot(
         assert out == [f"tfserverless: configuration error: WORKERS=2: 2 copies of a "
                        f"{sizing.gb(size.nbytes)} model need ~1.33 GB; the memory limit "
                        "is 1.0 GiB; expected WORKERS<=1 or more memory"], out
+
+
+def test_a_tree_is_sized_as_a_load_reads_it(tmp_path: Any) -> None:
+    """Links followed (a snapshot of links to blobs), each file once, a dangling link nothing;
+    render's local walk is the same one and no longer fails on it."""
+    from tfserverless import modelsize
+
+    blob = tmp_path / "blobs" / "b1"
+    blob.parent.mkdir()
+    blob.write_bytes(b"x" * 5000)
+    snap = tmp_path / "snap"
+    (snap / "variables").mkdir(parents=True)
+    (snap / "saved_model.pb").write_bytes(b"y" * 100)
+    (snap / "variables" / "v.data").symlink_to(blob)
+    (snap / "variables" / "again").symlink_to(blob)
+    (snap / "variables" / "gone").symlink_to(tmp_path / "missing")
+    assert sizing.tree_bytes(str(snap)) == sizing.ModelSize(5100, "")
+    disk = modelsize.measure(str(snap), None, {})
+    assert disk is not None and disk.model_bytes == 5100

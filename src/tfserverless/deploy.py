@@ -199,5 +199,9 @@ def environment(svc: Service) -> Dict[str, str]:
         env["RPC_BATCHING"] = "true"
         env["RPC_MAX_BATCH_SIZE"] = str(svc.max_batch_size)
         env["RPC_MAX_BATCH_TIMEOUT"] = str(svc.max_batch_timeout_ms)
-    env["WORKERS"] = str(svc.workers)  # from metadata.cpu
+    # WORKERS only where render knows the model's size (then as serve would choose it);
+    # otherwise serve chooses from the instance's CPU quota, memory and the model, since a
+    # WORKERS it is given that cannot fit the memory is refused at start
+    if svc.sized_workers:
+        env["WORKERS"] = str(svc.sized_workers)
     return env

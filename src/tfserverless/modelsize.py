@@ -94,8 +94,9 @@ def _kind_by_name(url: str) -> str:
 
 
 def _walk(path: str) -> int:
-    return sum(os.path.getsize(os.path.join(root, f))
-               for root, _dirs, files in os.walk(path) for f in files)
+    from .sizing import tree_bytes  # one walk for both: links followed, bounded, unreadable skipped
+
+    return tree_bytes(path).nbytes
 
 
 def _extracted(path: str, kind: str) -> int:

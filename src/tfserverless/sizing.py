@@ -56,16 +56,27 @@ def model_bytes(url: str, config: Optional[Config] = None) -> ModelSize:
         return ModelSize(info.size, "compressed" if info.kind == "object" else "")
     with suppress(TFServerlessError):  # not a model: the load will say so
         local = find_saved_model_root(local, quiet=True)
+    return tree_bytes(local)
+
+
+def tree_bytes(top: str) -> ModelSize:
+    """The bytes of the files under ``top`` as a load reads them: links followed (a
+    Hugging Face snapshot or a Kubernetes volume is links to blobs), each file once, at most
+    ``MAX_ENTRIES`` of them; a file that cannot be read (a dangling link) counts nothing."""
     total = files = 0
-    for root, _, names in os.walk(local):
+    seen = set()
+    for root, _, names in os.walk(top):
         for name in names:
             files += 1
             if files > MAX_ENTRIES:
                 return ModelSize(total, f"first {MAX_ENTRIES:,} files")
             try:
-                total += os.lstat(os.path.join(root, name)).st_size
+                st = os.stat(os.path.join(root, name))
             except OSError:
                 continue
+            if (st.st_dev, st.st_ino) not in seen:
+                seen.add((st.st_dev, st.st_ino))
+                total += st.st_size
     return ModelSize(total, "")
 
 
@@ -170,4 +181,4 @@ def workers_or_exit(config: Config) -> int:
 
 
 __all__ = ["Choice", "ModelSize", "choose", "memory_limit", "model_bytes", "per_worker",
-           "workers", "workers_or_exit"]
+           "tree_bytes", "workers", "workers_or_exit"]
