@@ -56,3 +56,12 @@ def test_a_bomb_inflates_at_most_a_chunk_at_a_time(impl: ModuleType) -> None:
     src = Inflate(io.BytesIO(bomb), impl)  # type: ignore[arg-type]
     assert len(src.read(1 << 30)) <= CHUNK
     assert src.total <= CHUNK
+
+
+@pytest.mark.parametrize("tail", [b"garbage!", b"x" * 100, b"\0\0junk"])
+def test_junk_after_the_last_member_is_corrupt_not_truncated(impl: ModuleType, tail: bytes) -> None:
+    """Corrupt (remembered) rather than truncated (downloaded again at every cold start), with
+    either module (ISA-L said truncated for a short tail, zlib corrupt)."""
+    with pytest.raises(INFLATE_ERRORS) as e:
+        inflate(gzip.compress(DATA) + tail, impl)
+    assert "past the end" in str(e.value)

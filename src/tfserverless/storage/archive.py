@@ -20,10 +20,9 @@ from typing import IO, Optional, Tuple, Type, Union
 
 from ..errors import ModelUnavailable
 from .base import CHUNK, Progress, redact, unavailable
-from .streams import INFLATE_ERRORS, TAIL_LIMIT, Counted, Inflate
+from .streams import GZIP_MAGIC, INFLATE_ERRORS, TAIL_LIMIT, Counted, Inflate
 from .writer import WriteBehind
 
-GZIP_MAGIC = b"\x1f\x8b"
 ZIP_MAGIC = b"PK\x03\x04"
 DISK_MARGIN = 16 << 20  # keep this much free beyond what we write
 

@@ -10,6 +10,7 @@ from typing import IO, List, Tuple, Type
 from .base import CHUNK
 
 TAIL_LIMIT = 1 << 20  # bytes allowed after a tar's end-of-archive marker (record padding)
+GZIP_MAGIC = b"\x1f\x8b"
 
 
 def inflaters() -> List[ModuleType]:
@@ -63,9 +64,12 @@ class Inflate:
                 rest = self._in
                 if not rest.strip(b"\0") and self._ended:
                     return b""  # the last member's trailer checked out (zero padding allowed)
-                if rest.strip(b"\0"):  # another gzip member follows
+                if rest.strip(b"\0"):  # another gzip member follows, or junk
+                    body = rest.lstrip(b"\0")
+                    if body[:2] != GZIP_MAGIC[:len(body[:2])]:  # corrupt, not truncated
+                        raise zlib.error("data past the end of the gzip stream")
                     self._d = self._impl.decompressobj(16 + zlib.MAX_WBITS)
-                    self._in = rest.lstrip(b"\0")
+                    self._in = body
                 else:
                     self._padding += len(self._in)
                     if self._padding > TAIL_LIMIT:
@@ -96,4 +100,4 @@ class Counted:
         return data
 
 
-__all__ = ["INFLATE", "INFLATE_ERRORS", "TAIL_LIMIT", "Counted", "Inflate", "inflaters"]
+__all__ = ["GZIP_MAGIC", "INFLATE", "INFLATE_ERRORS", "TAIL_LIMIT", "Counted", "Inflate", "inflaters"]
