@@ -21,9 +21,9 @@ import numpy as np
 from _common import ROOT, best_of, load, predict_pb2, wait_ok
 
 from tfserverless import protocol
-from tfserverless.app import create_service
 from tfserverless.config import Config
 from tfserverless.messages import Request
+from tfserverless.serving.app import create_service
 
 MODEL = os.environ.get("MODEL_PATH") or os.path.join(ROOT, "samples", "mnist")
 SECONDS = float(os.environ.get("BENCH_SECONDS", "3"))

@@ -104,7 +104,7 @@ def main() -> None:
             tar.add(sample, arcname="mnist/1")
         s3.put_object(Bucket="bench", Key="mnist.tar.gz", Body=buf.getvalue())
         logging.basicConfig(level=logging.INFO, format="  %(message)s", stream=sys.stdout)
-        from tfserverless.app import create_service
+        from tfserverless.serving.app import create_service
 
         svc = create_service({}, config=Config.from_environ(dict(
             env, MODEL_PATH="s3://bench/mnist.tar.gz", MODEL_CACHE_DIR=os.path.join(work, "s"))))

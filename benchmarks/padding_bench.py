@@ -14,7 +14,7 @@ import tempfile
 import numpy as np
 from _common import ROOT, best_of
 
-from tfserverless.model import Model
+from tfserverless.backends.tensorflow import Model
 
 ALLOWED = (1, 2, 4, 8, 16)
 

@@ -401,7 +401,7 @@ def gcs() -> Iterator[GcsEmulator]:
 SLOW_FIXTURES = {"models", "sample_model", "start_server", "moto", "files", "predict_pb2",
                  "mnist_service", "multi_service", "gcs"}
 #: modules whose every test runs a subprocess or a server
-SLOW_MODULES = {"test_cli", "test_imports", "test_layers", "test_packaging", "test_model",
+SLOW_MODULES = {"test_cli", "test_imports", "test_layers", "test_packaging", "test_tensorflow",
                 "test_service", "test_service_http", "test_protocols_http", "test_batching_http",
                 "test_overload", "test_cross_version", "test_init", "test_cold_start",
                 "test_images_e2e", "test_adapters", "test_warmup", "test_litert"}

@@ -85,7 +85,7 @@ def test_render_fc_and_cloudrun(tmp_path: Any) -> None:
     ("x" * 80, "x" * 80, "x" * 63, "x" * 64),
 ])
 def test_names_each_platform_accepts(name: str, aws: str, cloudrun: str, fc: str) -> None:
-    from tfserverless.render import platform_name
+    from tfserverless.tools.render import platform_name
 
     got = (platform_name(name, "aws"), platform_name(name, "cloudrun"), platform_name(name, "fc"))
     assert got == (aws, cloudrun, fc)

@@ -8,6 +8,7 @@ import pytest
 
 from tfserverless.config import Config
 from tfserverless.errors import ConfigError
+from tfserverless.serving.admission import limits_for
 
 
 @pytest.mark.parametrize("control, expected", [
@@ -34,7 +35,7 @@ def test_batching_and_workers_settings() -> None:
                                "RPC_MAX_BATCH_TIMEOUT": "20", "WORKERS": "3",
                                "RPC_WORKER_THREADS": "2"})
     assert cfg.rpc_batching and cfg.rpc_max_batch_size == 8 and cfg.workers == 3
-    assert cfg.admission_limits().workers == 16  # 2 calls of up to 8 requests
+    assert limits_for(cfg).workers == 16  # 2 calls of up to 8 requests
     for key, value in (("RPC_BATCHING", "maybe"), ("WORKERS", "0"), ("RPC_MAX_BATCH_SIZE", "x"),
                        ("SERVER_TIMING", "2"), ("RPC_MAX_BATCH_SIZE", "100000"),
                        ("RPC_WORKER_THREADS", "5000"), ("WORKERS", "100000")):

@@ -8,9 +8,9 @@ from .conftest import PYTHON, ROOT
 
 CHECK = """
 import sys, os, runpy
-import tfserverless, tfserverless.protocol, tfserverless.service, tfserverless.config
+import tfserverless, tfserverless.protocol, tfserverless.serving.service, tfserverless.config
 import tfserverless.protocol.tfserving, tfserverless.protocol.v2
-import tfserverless.storage, tfserverless.platforms.gcf, tfserverless.app, tfserverless.sizing
+import tfserverless.storage, tfserverless.platforms.gcf, tfserverless.serving.app, tfserverless.sizing
 os.environ.setdefault("MODEL_PATH", "s3://bucket/never-fetched.tar.gz")  # remote: lazy
 runpy.run_path("handler/main.py")
 heavy = [m for m in ("tensorflow", "boto3", "botocore", "oss2", "google.protobuf")

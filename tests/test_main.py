@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tfserverless import deploy
 from tfserverless.__main__ import installed_tensorflow, processor_note, unloadable
+from tfserverless.tools import deploy
 
 
 def test_a_processor_with_another_tensorflow_is_named_in_one_line() -> None:
@@ -28,7 +28,7 @@ def test_installed_tensorflow_is_read_without_importing_it() -> None:
 
 
 def test_unknown_ops_and_attrs_set_off_their_default_are_what_an_old_tensorflow_lacks() -> None:
-    from tfserverless.graph_ops import missing
+    from tfserverless.tools.graph_ops import missing
 
     ops = {"MatMul": ["T", "transpose_a", "transpose_b"], "Const": ["dtype", "value"]}
     used = {"MatMul": {"T": {b"0\x01"}, "grad_a": {b"(\x00"}},  # new attr, left at its default

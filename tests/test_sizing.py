@@ -220,8 +220,7 @@ def test_serve_starts_the_workers_that_fit_and_refuses_workers_that_cannot(
 def test_a_tree_is_sized_as_a_load_reads_it(tmp_path: Any) -> None:
     """Links followed (a snapshot of links to blobs), each file once, a dangling link nothing;
     render's local walk is the same one and no longer fails on it."""
-    from tfserverless import modelsize
-
+    from tfserverless.tools import modelsize
     blob = tmp_path / "blobs" / "b1"
     blob.parent.mkdir()
     blob.write_bytes(b"x" * 5000)

@@ -11,9 +11,9 @@ import os
 import sys
 from typing import Any, Dict, List, Optional, Tuple
 
-from . import deploy
-from . import render as renderers
 from .errors import ConfigError
+from .tools import deploy
+from .tools import render as renderers
 
 
 def _load(path: str) -> deploy.Service:
@@ -64,8 +64,8 @@ def unloadable(svc: deploy.Service, table: Dict[str, Any]) -> str:
     path = svc.model_path
     if "://" in path or not os.path.isdir(path):
         return ""  # remote or an archive: only the load itself can tell
-    from .graph_ops import cannot_load
     from .storage import find_saved_model_root
+    from .tools.graph_ops import cannot_load
 
     try:
         root = find_saved_model_root(path, quiet=True)
@@ -110,8 +110,8 @@ def _batch_sizes(text: str) -> Tuple[int, ...]:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from .convert import Refused, convert, summary  # TensorFlow: only when converting
     from .errors import TFServerlessError
+    from .tools.convert import Refused, convert, summary  # TensorFlow: only when converting
 
     try:
         manifest = convert(args.saved_model, args.out, quantize=args.quantize, atol=args.atol,
@@ -182,7 +182,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         svc = _load(args.config) if args.config else None
         if args.command == "render":
             assert svc is not None
-            from .modelsize import measure
+            from .tools.modelsize import measure
 
             disk = measure(svc.model_path, args.model_size, os.environ)
             out = renderers.render(svc, args.platform, disk)

@@ -13,7 +13,6 @@ import tempfile
 from typing import Any, Callable, Dict, Mapping, Optional
 
 from . import cgroup
-from .admission import Limits, in_service
 from .errors import ConfigError
 
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
@@ -156,6 +155,12 @@ def default_cache_dir(environ: Mapping[str, str]) -> str:
     return os.path.join(environ.get("TMPDIR") or tempfile.gettempdir(), "tfserverless-cache")
 
 
+def in_service(batching: bool, worker_threads: int, max_batch_size: int) -> int:
+    """Requests admitted at once: with batching, each of the ``worker_threads`` model calls
+    may carry ``max_batch_size`` requests (see ``batching``)."""
+    return worker_threads * max(1, max_batch_size) if batching else worker_threads
+
+
 class Config:
     """Settings of one function instance.  Build it with ``from_environ``."""
 
@@ -261,15 +266,6 @@ class Config:
         # so storage backends read them through the config, never from os.environ directly.
         self.environ: Dict[str, str] = dict(environ or {})
 
-    def admission_limits(self) -> Limits:
-        return Limits(workers=in_service(self.rpc_batching, self.rpc_worker_threads,
-                                             self.rpc_max_batch_size),
-                      queue_size=self.rpc_max_queue_size,
-                      keepalive=self.rpc_keepalive_ms / 1000.0, rate_limit=self.rpc_rate_limit,
-                      inflight_bytes=self.max_inflight_bytes,
-                      peer_inflight_bytes=self.max_inflight_bytes_per_client,
-                      peer_requests=self.max_requests_per_client)
-
     @classmethod
     def from_environ(cls, environ: Mapping[str, str], **overrides: Any) -> Config:
         def get(key: str, parse: Callable[[str, str], Any], default: Any) -> Any:
@@ -360,4 +356,4 @@ class Config:
         return self.model_path
 
 
-__all__ = ["Config", "detect_platform", "parse_size"]
+__all__ = ["Config", "detect_platform", "in_service", "parse_size"]

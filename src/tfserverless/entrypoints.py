@@ -16,8 +16,8 @@ Absolute imports: functions-framework loads this file by path, outside its packa
 
 import os
 
-from tfserverless.app import create_service_or_exit
 from tfserverless.platforms import asgi, aws_lambda, fc, gcf
+from tfserverless.serving.app import create_service_or_exit
 
 service = create_service_or_exit(os.environ)
 predict, predict_flask = gcf.make_handlers(service)

@@ -117,6 +117,6 @@ def test_image_is_non_root_without_build_secrets(container: Dict[str, Any]) -> N
     assert "ca-bundle" not in found and "tools" not in found, found
     # bytecode compiled at build time: the image cannot write it, cold starts would compile
     cached = docker("exec", container["id"], "/opt/venv/bin/python", "-c",
-                    "import os, numpy, tfserverless.app as a; print(os.path.isfile(a.__cached__), "
+                    "import os, numpy, tfserverless.serving.app as a; print(os.path.isfile(a.__cached__), "
                     "os.path.isfile(numpy.__cached__))")
     assert cached == "True True", cached

@@ -12,11 +12,11 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import pytest
 
-from tfserverless.app import create_service
-from tfserverless.auth import eas_signature
 from tfserverless.config import Config
 from tfserverless.platforms import aws_lambda, fc, wsgi
-from tfserverless.service import Service
+from tfserverless.serving.app import create_service
+from tfserverless.serving.auth import eas_signature
+from tfserverless.serving.service import Service
 
 from ..conftest import DATA
 

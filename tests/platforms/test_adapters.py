@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from tfserverless import protocol
-from tfserverless.service import Service
+from tfserverless.serving.service import Service
 
 from ..conftest import Server
 from ..models import mnist_weights

@@ -18,10 +18,10 @@ from typing import Any, Dict, Iterator, List, Sequence, Tuple
 import numpy as np
 import pytest
 
+from tfserverless.backends.holder import ModelHolder
 from tfserverless.config import Config
-from tfserverless.loader import ModelHolder
 from tfserverless.protocol import Signature, TensorSpec, encode_request
-from tfserverless.service import Service
+from tfserverless.serving.service import Service
 
 from ..conftest import DATA
 from .conftest import PLATFORMS, SERVICE, TOKEN, caller_for

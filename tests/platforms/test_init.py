@@ -13,7 +13,7 @@ from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import numpy as np
 
-from tfserverless.service import Service
+from tfserverless.serving.service import Service
 
 from ..conftest import DATA, PYTHON, ROOT, FileServer, MotoServer, eas_call
 from ..storage import archives
@@ -87,9 +87,9 @@ def test_fc_initializer_uses_context_credentials(files: FileServer, models: Dict
         original(handler)
 
     files.httpd.RequestHandlerClass.do_GET = recording_get  # type: ignore[attr-defined]
-    from tfserverless.app import create_service
     from tfserverless.config import Config
     from tfserverless.platforms import fc
+    from tfserverless.serving.app import create_service
 
     service = create_service({}, config=Config.from_environ({
         "MODEL_PATH": "oss://bucket/m.tgz", "OSS_ENDPOINT": files.url,
@@ -147,9 +147,9 @@ def test_fc_custom_container_initialize_then_traffic(models: Dict[str, str], tmp
     x-fc-* headers), then sends traffic.  Here the WSGI app behind a real HTTP server."""
     import requests
 
-    from tfserverless.app import create_service
     from tfserverless.config import Config
     from tfserverless.platforms import fc
+    from tfserverless.serving.app import create_service
 
     service = create_service({}, config=Config.from_environ({
         "MODEL_PATH": models["tf1_mnist"], "FC_FUNCTION_NAME": "f", "LOG_LEVEL": "WARNING"}))

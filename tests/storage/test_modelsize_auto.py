@@ -9,11 +9,11 @@ from typing import Any, Dict
 import pytest
 
 from tfserverless.errors import ConfigError, ModelUnavailable
-from tfserverless.modelsize import ARCHIVE_FACTOR, measure
 from tfserverless.storage.archive import DISK_MARGIN
+from tfserverless.tools.modelsize import ARCHIVE_FACTOR, measure
 
 from ..conftest import FileServer, MotoServer
-from ..test_modelsize import _fetch_on_a_disk_of
+from ..tools.test_modelsize import _fetch_on_a_disk_of
 from . import archives
 
 

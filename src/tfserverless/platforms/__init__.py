@@ -12,7 +12,7 @@ from typing import Any, Callable, List, Optional
 
 from ..errors import BadRequest, RequestTimeout, TFServerlessError
 from ..messages import Request, Response
-from ..service import Service
+from ..serving.service import Service
 
 log = logging.getLogger("tfserverless")
 

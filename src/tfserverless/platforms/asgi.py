@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl
 
 from ..errors import ClientGone, HeadersTooLarge, RequestTimeout, TFServerlessError
 from ..messages import Request, Response
-from ..service import Service
+from ..serving.service import Service
 from . import declared_length
 
 Receive = Callable[[], Awaitable[Dict[str, Any]]]

@@ -14,7 +14,7 @@ from urllib.parse import unquote_plus
 
 from ..errors import BadRequest
 from ..messages import PayloadLimit, Request, Response, error_response
-from ..service import Service
+from ..serving.service import Service
 from . import load_in_init
 
 # Lambda's synchronous invocation payload cap (request and response, after base64)

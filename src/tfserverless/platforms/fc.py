@@ -16,7 +16,7 @@ from typing import Any, Callable, Dict
 
 from ..errors import BadRequest
 from ..messages import PayloadLimit, Request, Response, error_response
-from ..service import Service
+from ..serving.service import Service
 from . import load_in_init
 from .wsgi import is_wsgi_call, make_app
 

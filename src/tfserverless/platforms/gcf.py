@@ -15,7 +15,7 @@ import sys
 from typing import Any, Awaitable, Callable, Optional, Tuple, cast
 
 from ..messages import Request
-from ..service import Service
+from ..serving.service import Service
 from . import handle_sync
 from .asgi import CLIENT_LEFT, QuietWhenClientLeft, answer
 

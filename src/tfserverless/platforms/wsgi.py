@@ -9,7 +9,7 @@ from typing import Any, Callable, Dict, Iterable, List, Tuple
 from urllib.parse import parse_qsl
 
 from ..messages import PayloadLimit, Request
-from ..service import Service
+from ..serving.service import Service
 from . import declared_length, handle_sync
 
 StartResponse = Callable[[str, List[Tuple[str, str]]], Any]

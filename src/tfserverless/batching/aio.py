@@ -1,0 +1,175 @@
+"""Adaptive batching for ASGI servers: the ``batching.Batcher`` policy, awaited on the event
+loop, so a request waiting for its batch holds a future, not a thread.
+
+A request that finds no call running starts one on the next turn of the loop (requests
+parsed in the same turn join it).  While calls run, arrivals gather; when a call ends, the
+oldest group goes next; a full group, or one whose oldest request waited
+``max_batch_timeout``, may go beside running calls up to ``max_calls``.  A model call runs in
+a thread so the loop keeps reading and answering meanwhile, or on the loop itself when recent
+calls took under ``INLINE_CALL_SECONDS`` (less than the hand-off to a thread would cost).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+from concurrent.futures import Executor
+from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..errors import ClientGone
+from ..protocol.signature import Signature
+from .threaded import Batcher, Item, Outputs, Run, admit_group, batch_key, ready_group
+
+#: calls quicker than this run on the loop: a thread hand-off costs ~0.1 ms (measured)
+INLINE_CALL_SECONDS = 0.0005
+#: after this many lone calls in a row, requests run at once, as without batching (no extra
+#: turn of the loop, and on the loop if calls take under ``alone_inline`` seconds); one in
+#: ``PROBE_EVERY`` still takes the turn, which is how load coming back is noticed
+ALONE_LIMIT = 8
+PROBE_EVERY = 16
+
+Gone = Callable[[], "asyncio.Future[Any]"]
+
+
+class AsyncBatcher:
+    def __init__(self, core: Batcher, executor: Executor, *, alone_inline: float = 0.002) -> None:
+        self.core = core  # settings, the unbatchable set, the call and split logic
+        self.executor = executor
+        self.alone_inline = alone_inline
+        self._alone = 0  # lone calls in a row
+        self._skipped = 0
+        self._pending: Deque[Item] = collections.deque()
+        self.calls = 0
+        self._scheduled = False
+        self._timer: Optional[asyncio.TimerHandle] = None
+        self._recent: Deque[float] = collections.deque(maxlen=8)  # seconds of recent calls
+        self._run: Optional[Run] = None  # the model's run (one model per service)
+
+    @property
+    def waiting(self) -> int:
+        return len(self._pending)
+
+    async def run(self, run: Run, sig: Signature, feeds: Dict[str, np.ndarray],
+                  outputs: Sequence[str], *, deadline: float = float("inf"),
+                  gone: Optional[Gone] = None) -> Tuple[Outputs, float]:
+        """``run(sig, feeds, outputs)`` batched with concurrent requests where possible:
+        ``(outputs, seconds waited before the call)``.  ``gone()`` gives a future that
+        completes when the client leaves; it is asked for only if the request must wait."""
+        core = self.core
+        self._run = run
+        if self._at_once() and self._recent and min(self._recent) < self.alone_inline:
+            t0 = time.perf_counter()  # no load: what the unbatched path does, at its cost
+            out = core._call(run, sig, feeds, outputs, _rows(feeds))
+            self._recent.append(time.perf_counter() - t0)
+            return out, 0.0
+        keyed = batch_key(sig, feeds, outputs)
+        if keyed is None or (sig.name, tuple(outputs)) in core.unbatchable:
+            keyed = (object(), 0)  # a group of its own
+        loop = asyncio.get_running_loop()
+        item = Item(keyed[0], keyed[1], sig, feeds, outputs, core._clock(), deadline)
+        item.future = loop.create_future()
+        self._pending.append(item)
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._launch)
+        if self.calls and gone is not None:  # it will wait: drop it if its client leaves
+            gone().add_done_callback(lambda _: self._drop(item, ClientGone(
+                "client disconnected while waiting for a batch")))
+        timer = None
+        if deadline != float("inf"):  # past it: 408 now, whether it waits or runs
+            timer = loop.call_later(max(0.0, deadline - core._clock()),
+                                    lambda: self._drop(item, core._timeout_error()))
+        try:
+            return await item.future  # type: ignore[no-any-return]
+        except asyncio.CancelledError:
+            self._drop(item, None)
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    def _at_once(self) -> bool:
+        """Whether a request should run at once: nothing runs or waits, recent calls were
+        lone ones, and this is not a probe."""
+        if self.calls or self._pending or self._alone < ALONE_LIMIT:
+            return False
+        self._skipped += 1
+        return self._skipped % PROBE_EVERY != 0
+
+    def _drop(self, item: Item, error: Optional[BaseException]) -> None:
+        """Answer ``error`` now; a waiting request leaves the queue, a running one's result
+        is dropped when its call ends (the call itself cannot be stopped)."""
+        if item.state == "pending":
+            item.state = "dropped"
+            self._pending.remove(item)
+        if error is not None and not item.future.done():
+            item.future.set_exception(error)
+
+    def _launch(self) -> None:
+        self._scheduled = False
+        core = self.core
+        while self._pending and self.calls < core.max_calls:
+            group, wait = ready_group(self._pending, core.max_batch_size, self.calls,
+                                      core.max_batch_timeout, core._clock())
+            if group is None:
+                self._arm(wait)
+                return
+            live, late = admit_group(self._pending, group, core._clock())
+            for it in late:
+                it.future.set_exception(core._timeout_error())
+            if not live:
+                continue
+            self._alone = self._alone + 1 if len(live) == 1 else 0
+            self.calls += 1
+            if self._recent and min(self._recent) < INLINE_CALL_SECONDS:
+                self._execute(live)
+                self._done(live)
+            else:
+                self.executor.submit(self._execute, live).add_done_callback(
+                    self._finisher(asyncio.get_running_loop(), live))
+
+    def _finisher(self, loop: asyncio.AbstractEventLoop, group: List[Item]) -> Callable[[Any], object]:
+        return lambda _: loop.call_soon_threadsafe(self._done, group)
+
+    def _arm(self, delay: float) -> None:
+        if self._timer is None or self._timer.when() > asyncio.get_running_loop().time() + delay:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = asyncio.get_running_loop().call_later(max(0.0, delay), self._timed_out)
+
+    def _timed_out(self) -> None:
+        self._timer = None
+        self._launch()
+
+    def _execute(self, group: List[Item]) -> None:
+        assert self._run is not None
+        t0 = time.perf_counter()
+        if len(group) == 1:
+            self.core._alone(self._run, group[0])
+        else:
+            self.core._together(self._run, group)
+        self._recent.append(time.perf_counter() - t0)
+
+    def _done(self, group: List[Item]) -> None:
+        self.calls -= 1
+        for it in group:
+            if it.future.done():  # its waiter gave up meanwhile
+                continue
+            if it.error is not None:
+                it.future.set_exception(it.error)
+            else:
+                it.future.set_result((it.result, it.waited))
+        if self._pending:
+            self._launch()
+
+
+def _rows(feeds: Dict[str, np.ndarray]) -> int:
+    for a in feeds.values():
+        return int(a.shape[0]) if a.ndim else 1
+    return 1
+
+
+__all__ = ["INLINE_CALL_SECONDS", "AsyncBatcher"]
