@@ -18,7 +18,7 @@ from .test_threaded import SIG, Model, batcher, rows
 
 def make(seconds: float = 0.05, **kw: Any) -> tuple:  # type: ignore[type-arg]
     m = Model(seconds)
-    return m, AsyncBatcher(batcher(**kw), ThreadPoolExecutor(4))
+    return m, AsyncBatcher(batcher(**kw).policy, ThreadPoolExecutor(4))
 
 
 async def call(b: AsyncBatcher, m: Model, x: np.ndarray, **kw: Any) -> Any:

@@ -9,7 +9,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import pytest
 
-from tfserverless.batching.threaded import Batcher, batch_key
+from tfserverless.batching.policy import Policy, batch_key
+from tfserverless.batching.threaded import Batcher
 from tfserverless.errors import BadRequest, RequestTimeout
 from tfserverless.protocol import Signature, TensorSpec
 
@@ -41,7 +42,7 @@ def batcher(**kw: Any) -> Batcher:
     kw.setdefault("max_batch_size", 16)
     kw.setdefault("max_batch_timeout", 5.0)
     kw.setdefault("max_calls", 1)
-    return Batcher(timeout_error=lambda: RequestTimeout("too late"), **kw)
+    return Batcher(Policy(timeout_error=lambda: RequestTimeout("too late"), **kw))
 
 
 def burst(b: Batcher, model: Model, xs: List[np.ndarray], *, first_alone: bool = True,
@@ -130,7 +131,7 @@ def test_outputs_without_the_batch_dim_run_alone_and_are_remembered(caplog: Any)
     out = burst(b, m, xs)
     for x, (y, err) in zip(xs, out):
         assert err is None and np.allclose(y, x.sum())
-    assert ("s", ("y",)) in b.unbatchable
+    assert ("s", ("y",)) in b.policy.unbatchable
     assert sum("do not keep the batch dimension" in r.message for r in caplog.records) == 1
     m.calls.clear()
     burst(b, m, xs)

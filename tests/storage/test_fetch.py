@@ -322,7 +322,7 @@ def test_bomb_refused_by_declared_size_before_writing(files: FileServer, tmp_pat
 
 def test_opened_is_called_once_the_source_is_open_before_any_download(
         files: FileServer, tmp_path: Any, model_dir: str) -> None:
-    """The engine's import starts here (app.load_model): after the store's SDK is open (an
+    """The engine's import starts here (registry.load_model): after the store's SDK is open (an
     import at once held both up on the GIL) and before the model downloads."""
     files.files["/o.tar.gz"] = archives.tar_of(model_dir)
     seen = []

@@ -13,9 +13,10 @@ import pytest
 
 from tfserverless.__main__ import _batch_sizes, _tolerance
 from tfserverless.backends import litert as model_litert
+from tfserverless.backends import litert_manifest
+from tfserverless.backends import registry
 from tfserverless.errors import ModelUnavailable
 from tfserverless.protocol.signature import Signature, TensorSpec
-from tfserverless.serving import app
 from tfserverless.storage import find_saved_model_root
 from tfserverless.tools import convert, verify
 
@@ -125,8 +126,15 @@ def write_manifest(tmp: Any, **over: Any) -> str:
     return str(tmp)
 
 
+def test_manifest_written_is_read_back_as_the_same_signatures(tmp_path: Any) -> None:
+    sigs = {"s": sig("s", x=(1, (-1, 3)), y=(9, None)), "t": sig("t", z=(7, ()))}
+    litert_manifest.write_manifest(str(tmp_path), litert_manifest.new_manifest(sigs))
+    back = litert_manifest.signatures_from_manifest(litert_manifest.read_manifest(str(tmp_path)))
+    assert back == sigs
+
+
 def test_manifest_is_read_into_signatures(tmp_path: Any) -> None:
-    sigs = model_litert.signatures_from_manifest(model_litert.read_manifest(write_manifest(tmp_path)))
+    sigs = litert_manifest.signatures_from_manifest(litert_manifest.read_manifest(write_manifest(tmp_path)))
     s = sigs["s"]
     assert s.inputs["x"] == TensorSpec("x", 1, (-1, 3), "x:0")
     assert s.outputs["y"] == TensorSpec("y", 9, None, "")
@@ -152,7 +160,7 @@ def test_broken_manifest_is_a_503_line(tmp_path: Any, over: Dict[str, Any], msg:
 def test_unreadable_manifest_is_a_503_line(tmp_path: Any) -> None:
     (tmp_path / "litert.json").write_bytes(b"\xff{")
     with pytest.raises(ModelUnavailable, match="not readable JSON"):
-        model_litert.read_manifest(str(tmp_path))
+        litert_manifest.read_manifest(str(tmp_path))
 
 
 def test_backend_is_chosen_by_what_the_directory_holds(tmp_path: Any) -> None:
@@ -160,8 +168,8 @@ def test_backend_is_chosen_by_what_the_directory_holds(tmp_path: Any) -> None:
     (tmp_path / "tf" / "saved_model.pb").write_bytes(b"")
     (tmp_path / "lite" / "3").mkdir(parents=True)
     write_manifest(tmp_path / "lite" / "3")
-    assert app.backend_for(str(tmp_path / "tf"))[0] == "TensorFlow"
-    assert app.backend_for(str(tmp_path / "lite" / "3"))[0] == "LiteRT"
+    assert registry.backend_for(str(tmp_path / "tf"))[0] == "TensorFlow"
+    assert registry.backend_for(str(tmp_path / "lite" / "3"))[0] == "LiteRT"
     # storage finds a converted model in TF Serving's versioned layout too
     assert find_saved_model_root(str(tmp_path / "lite"), quiet=True) == str(tmp_path / "lite" / "3")
 

@@ -1,6 +1,6 @@
-"""The model seam (a small ``Protocol``) and the holder that loads it once, lazily, in the
-background, with retry backoff; waiters block a thread (sync servers) or await (ASGI) without
-ever occupying a worker thread."""
+"""The holder that loads the model (a ``servable.Servable``) once, lazily, in the background,
+with retry backoff; waiters block a thread (sync servers) or await (ASGI) without ever
+occupying a worker thread."""
 
 from __future__ import annotations
 
@@ -9,32 +9,13 @@ import contextlib
 import logging
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Callable, List, Optional
 
-from .._compat import Protocol
 from ..errors import ModelUnavailable, TFServerlessError
 from ..futures import resolve
-from ..protocol.signature import Signature
+from .servable import Servable
 
 log = logging.getLogger("tfserverless")
-
-
-class Servable(Protocol):
-    """What the service needs of a loaded model (``model.Model`` is one)."""
-
-    path: str
-    signatures: Dict[str, Signature]
-    default_signature: str
-    tf_version: str  # "" when the backend is not TensorFlow
-    runtime: str  # what runs it, with its version ("tensorflow 2.21.0", "ai-edge-litert 2.3.0")
-    import_seconds: float  # the cold start's runtime import, then load
-    load_seconds: float
-
-    def signature(self, name: str) -> Signature: ...
-
-    def run(self, sig: Signature, feeds: Dict[str, Any], outputs: Sequence[str]) -> Dict[str, Any]: ...
-
-    def close(self) -> None: ...
 
 
 class ModelHolder:

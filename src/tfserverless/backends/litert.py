@@ -10,25 +10,20 @@ interpreter) and resizes its inputs to the request's shape.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
 import time
-from typing import Any, Dict, List, Mapping, Sequence, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
 
 from ..errors import BadRequest, ModelUnavailable
-from ..protocol.dtypes import DTYPE_NAMES
-from ..protocol.signature import Signature, TensorSpec, choose_default, find_signature
+from ..protocol.signature import Signature, choose_default, find_signature
+from .litert_manifest import MANIFEST, read_manifest, signatures_from_manifest
 
-log = logging.getLogger("tfserverless.backends.tensorflow")
+log = logging.getLogger("tfserverless.backends.litert")
 
-MANIFEST = "litert.json"
-FORMAT = "tfserverless-litert"
-FORMAT_VERSION = 1
-DTYPE_CODES = {name: code for code, name in DTYPE_NAMES.items()}
 
 
 def _runtime() -> Tuple[Any, str]:
@@ -59,50 +54,6 @@ def _version(dist: str) -> str:
         return version(dist)
     except Exception:
         return "unknown"
-
-
-def _spec(alias: str, raw: Mapping[str, Any], where: str) -> TensorSpec:
-    dtype = DTYPE_CODES.get(str(raw.get("dtype")))
-    if dtype is None:
-        raise ModelUnavailable(f"{where}: dtype {raw.get('dtype')!r} is not a DT_* name")
-    shape = raw.get("shape")
-    if shape is not None and not (isinstance(shape, list) and all(
-            isinstance(d, int) and d >= -1 for d in shape)):
-        raise ModelUnavailable(f"{where}: shape {shape!r} is not a list of dims (-1 = unknown)")
-    return TensorSpec(alias, dtype, None if shape is None else tuple(shape), str(raw.get("tensor", "")))
-
-
-def read_manifest(path: str) -> Dict[str, Any]:
-    """The manifest at ``path``/litert.json, checked enough that a broken one is one 503 line."""
-    where = os.path.join(os.path.basename(path.rstrip("/")) or path, MANIFEST)
-    try:
-        with open(os.path.join(path, MANIFEST), "rb") as f:
-            manifest = json.loads(f.read(1 << 22))
-    except (OSError, ValueError) as e:
-        raise ModelUnavailable(f"{where} is not readable JSON: {e}") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise ModelUnavailable(f"{where} is not a {FORMAT} manifest; expected the output of "
-                               "`tfserverless convert`")
-    if int(manifest.get("format_version", 0)) > FORMAT_VERSION:
-        raise ModelUnavailable(f"{where} has format_version {manifest.get('format_version')}; "
-                               f"this engine reads <= {FORMAT_VERSION}: upgrade tfserverless")
-    return manifest
-
-
-def signatures_from_manifest(manifest: Mapping[str, Any], where: str = MANIFEST) -> Dict[str, Signature]:
-    out: Dict[str, Signature] = {}
-    sigs = manifest.get("signatures")
-    if not isinstance(sigs, dict) or not sigs:
-        raise ModelUnavailable(f"{where} names no signatures")
-    for key, raw in sigs.items():
-        ins, outs = raw.get("inputs", {}), raw.get("outputs", {})
-        out[str(key)] = Signature(
-            str(key),
-            {str(a): _spec(a, s, f"{where} {key}.{a}") for a, s in ins.items()},
-            {str(a): _spec(a, s, f"{where} {key}.{a}") for a, s in outs.items()},
-            str(raw.get("method", "")),
-        )
-    return out
 
 
 class LiteModel:
@@ -271,10 +222,5 @@ def _first_line(e: BaseException) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
-def is_converted(path: str) -> bool:
-    return os.path.isfile(os.path.join(path, MANIFEST))
-
-
-__all__ = ["LiteModel", "MANIFEST", "read_manifest", "signatures_from_manifest", "is_converted",
-           "FORMAT", "FORMAT_VERSION"]
+__all__ = ["LiteModel"]
 

@@ -1,5 +1,5 @@
-"""Adaptive batching for ASGI servers: the ``batching.Batcher`` policy, awaited on the event
-loop, so a request waiting for its batch holds a future, not a thread.
+"""Adaptive batching for ASGI servers: the ``policy.Policy`` ``threaded.Batcher`` follows,
+awaited on the event loop, so a request waiting for its batch holds a future, not a thread.
 
 A request that finds no call running starts one on the next turn of the loop (requests
 parsed in the same turn join it).  While calls run, arrivals gather; when a call ends, the
@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import ClientGone
 from ..protocol.signature import Signature
-from .threaded import Batcher, Item, Outputs, Run, admit_group, batch_key, ready_group
+from .policy import Item, Outputs, Policy, Run, admit_group, ready_group
 
 #: calls quicker than this run on the loop: a thread hand-off costs ~0.1 ms (measured)
 INLINE_CALL_SECONDS = 0.0005
@@ -35,8 +35,8 @@ Gone = Callable[[], "asyncio.Future[Any]"]
 
 
 class AsyncBatcher:
-    def __init__(self, core: Batcher, executor: Executor, *, alone_inline: float = 0.002) -> None:
-        self.core = core  # settings, the unbatchable set, the call and split logic
+    def __init__(self, policy: Policy, executor: Executor, *, alone_inline: float = 0.002) -> None:
+        self.policy = policy  # settings, the unbatchable set, the call and split logic
         self.executor = executor
         self.alone_inline = alone_inline
         self._alone = 0  # lone calls in a row
@@ -58,18 +58,18 @@ class AsyncBatcher:
         """``run(sig, feeds, outputs)`` batched with concurrent requests where possible:
         ``(outputs, seconds waited before the call)``.  ``gone()`` gives a future that
         completes when the client leaves; it is asked for only if the request must wait."""
-        core = self.core
+        pol = self.policy
         self._run = run
         if self._at_once() and self._recent and min(self._recent) < self.alone_inline:
             t0 = time.perf_counter()  # no load: what the unbatched path does, at its cost
-            out = core._call(run, sig, feeds, outputs, _rows(feeds))
+            out = pol.call(run, sig, feeds, outputs, _rows(feeds))
             self._recent.append(time.perf_counter() - t0)
             return out, 0.0
-        keyed = batch_key(sig, feeds, outputs)
-        if keyed is None or (sig.name, tuple(outputs)) in core.unbatchable:
+        keyed = pol.key(sig, feeds, outputs)
+        if keyed is None:
             keyed = (object(), 0)  # a group of its own
         loop = asyncio.get_running_loop()
-        item = Item(keyed[0], keyed[1], sig, feeds, outputs, core._clock(), deadline)
+        item = Item(keyed[0], keyed[1], sig, feeds, outputs, pol.clock(), deadline)
         item.future = loop.create_future()
         self._pending.append(item)
         if not self._scheduled:
@@ -80,8 +80,8 @@ class AsyncBatcher:
                 "client disconnected while waiting for a batch")))
         timer = None
         if deadline != float("inf"):  # past it: 408 now, whether it waits or runs
-            timer = loop.call_later(max(0.0, deadline - core._clock()),
-                                    lambda: self._drop(item, core._timeout_error()))
+            timer = loop.call_later(max(0.0, deadline - pol.clock()),
+                                    lambda: self._drop(item, pol.timeout_error()))
         try:
             return await item.future  # type: ignore[no-any-return]
         except asyncio.CancelledError:
@@ -110,16 +110,16 @@ class AsyncBatcher:
 
     def _launch(self) -> None:
         self._scheduled = False
-        core = self.core
-        while self._pending and self.calls < core.max_calls:
-            group, wait = ready_group(self._pending, core.max_batch_size, self.calls,
-                                      core.max_batch_timeout, core._clock())
+        pol = self.policy
+        while self._pending and self.calls < pol.max_calls:
+            group, wait = ready_group(self._pending, pol.max_batch_size, self.calls,
+                                      pol.max_batch_timeout, pol.clock())
             if group is None:
                 self._arm(wait)
                 return
-            live, late = admit_group(self._pending, group, core._clock())
+            live, late = admit_group(self._pending, group, pol.clock())
             for it in late:
-                it.future.set_exception(core._timeout_error())
+                it.future.set_exception(pol.timeout_error())
             if not live:
                 continue
             self._alone = self._alone + 1 if len(live) == 1 else 0
@@ -147,10 +147,7 @@ class AsyncBatcher:
     def _execute(self, group: List[Item]) -> None:
         assert self._run is not None
         t0 = time.perf_counter()
-        if len(group) == 1:
-            self.core._alone(self._run, group[0])
-        else:
-            self.core._together(self._run, group)
+        self.policy.execute(self._run, group)
         self._recent.append(time.perf_counter() - t0)
 
     def _done(self, group: List[Item]) -> None:

@@ -13,8 +13,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Dict, Optional, Tuple
 
-from ..backends.holder import Servable
+from ..backends.servable import Servable
 from ..batching.aio import AsyncBatcher
+from ..batching.policy import Policy
 from ..batching.threaded import Batcher
 from ..config import Config
 from ..messages import Request, Response
@@ -54,17 +55,18 @@ class Predictor:
         self.warmup = warmup
         self.batcher: Optional[Batcher] = None
         self.abatcher: Optional[AsyncBatcher] = None  # ASGI servers' way to wait for it
+        policy = None
         if config.rpc_batching:
-            self.batcher = Batcher(max_batch_size=config.rpc_max_batch_size,
-                                   max_batch_timeout=config.rpc_max_batch_timeout_ms / 1000.0,
-                                   max_calls=config.rpc_worker_threads,
-                                   timeout_error=admission.timeout_error,
-                                   observe=metrics.runtime)
+            policy = Policy(max_batch_size=config.rpc_max_batch_size,
+                            max_batch_timeout=config.rpc_max_batch_timeout_ms / 1000.0,
+                            max_calls=config.rpc_worker_threads,
+                            timeout_error=admission.timeout_error, observe=metrics.runtime)
+            self.batcher = Batcher(policy)
         # predictions run here on ASGI servers: a thread for each admitted request, none of
         # which health or queued requests ever occupy (threads start on first use)
         self.executor = ThreadPoolExecutor(admission.limits.workers, "predict")
-        if self.batcher is not None:
-            self.abatcher = AsyncBatcher(self.batcher, self.executor, alone_inline=INLINE_SECONDS)
+        if policy is not None:
+            self.abatcher = AsyncBatcher(policy, self.executor, alone_inline=INLINE_SECONDS)
         self._first_request_logged = False
         # moving averages of recent predicts: seconds and body bytes (None until the first)
         self._predict_seconds: Optional[float] = None

@@ -9,45 +9,28 @@ predictions go through the admission queue, and only admitted ones reach the mod
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import time
 from typing import Any, Callable, Dict, Optional, Tuple, Union
 
-from ..backends.holder import ModelHolder, Servable
+from ..backends.holder import ModelHolder
 from ..config import Config
-from ..errors import (
-    ClientGone,
-    MethodNotAllowed,
-    NotFound,
-    PayloadTooLarge,
-    TFServerlessError,
-    Unauthorized,
-)
-from ..messages import (
-    GATEWAY_PREFIX,
-    Request,
-    Response,
-    check_coding,
-    check_size,
-    decoded_body,
-    error_response,
-    inflates_to_nothing,
-    is_encoded,
-    json_response,
-)
-from ..protocol.base import Call
-from ..protocol.eas import EAS
-from ..protocol.signature import signature_json_bytes
+from ..errors import ClientGone, NotFound, PayloadTooLarge, TFServerlessError, Unauthorized
+from ..messages import GATEWAY_PREFIX, Request, Response, check_size, error_response, json_response
 from .admission import Admission, Held, Watch, limits_for
 from .auth import check_auth, check_content_md5
+from .jobs import Runner
 from .metrics import CONTENT_TYPE, Metrics
-from .predictor import INLINE_SECONDS, Context, Predictor
-from .routes import JSON_WEIGHT, Job, ProtocolRoutes, Routed, split_prefix
+from .predictor import Predictor
+from .routes.common import Job, Route, Routed, allow, ready_reply, split_prefix
+from .routes.eas import EASRoutes
+from .routes.tfserving import PREFIX as TFS_PREFIX
+from .routes.tfserving import TFServingRoutes
+from .routes.v2 import PREFIX as V2_PREFIX
+from .routes.v2 import V2Routes
 
 log = logging.getLogger("tfserverless")
-EAS_CALL = Call()
 
 #: requests /metrics does not count (probes and scrapes)
 UNCOUNTED = frozenset(("/healthz", "/healthz/live", "/metrics"))
@@ -62,19 +45,20 @@ class Service:
         self.metrics = metrics or Metrics()
         self.warmup: Dict[str, Any] = {}  # what warm-up did (readiness shows it)
         self.predictor = Predictor(config, self.admission, self.metrics, self.warmup)
-        self.eas = EAS()
-        self.routes = ProtocolRoutes(self)
+        self.runner = Runner(config, holder, self.admission, self.predictor)
+        deps = (config, holder, self.predictor)
+        self.eas, self.tfserving, self.v2 = EASRoutes(*deps), TFServingRoutes(*deps), V2Routes(*deps)
         self._exact: Dict[str, Callable[[Request], Routed]] = {
             "/healthz": self._health_route,
             "/healthz/live": self._live_route,
             "/metrics": self._metrics_route,
-            "/": self._gateway_route,
+            "/": self.eas.gateway,
         }
         # then by prefix, in order: EAS's gateway path, TF Serving REST, the V2 protocol
-        self._prefixed: Tuple[Tuple[str, Callable[[Request, str], Routed]], ...] = (
-            (GATEWAY_PREFIX, self._gateway_prefixed),
-            ("/v1/models/", self.routes.tfserving_route),
-            ("/v2", self.routes.v2_route),
+        self._prefixed: Tuple[Tuple[str, Route], ...] = (
+            (GATEWAY_PREFIX, self.eas.prefixed),
+            (TFS_PREFIX, self.tfserving.route),
+            (V2_PREFIX, self.v2.route),
         )
 
     # entry points ----------------------------------------------------------------------------
@@ -89,7 +73,7 @@ class Service:
             return handler(req)
         route = split_prefix(path, self._prefixed)
         if route is not None:
-            return route(req, path)  # type: ignore[no-any-return]
+            return route(req, path)
         raise NotFound(f"no route {req.path}; expected POST / or POST {GATEWAY_PREFIX}<service> "
                        "(EAS), /v1/models/<name>:predict (TF Serving REST), "
                        "/v2/models/<name>/infer (V2), GET /healthz")
@@ -113,7 +97,7 @@ class Service:
         try:
             target = self._with_body(req, self.route(req) if routed is None else routed)
             if isinstance(target, Job):
-                target = self._run_sync(req, target, held)
+                target = self.runner.run_sync(req, target, held)
             resp = self._capped(req, target)
         except TFServerlessError as e:
             resp = self._error(req, e)
@@ -137,7 +121,7 @@ class Service:
         try:
             target = self._with_body(req, self.route(req) if routed is None else routed)
             if isinstance(target, Job):
-                target = await self._run_async(req, target, watch, held)
+                target = await self.runner.run_async(req, target, watch, held)
             resp = self._capped(req, target)
         except ClientGone:
             self.count(req, ClientGone.status, t0)
@@ -184,151 +168,20 @@ class Service:
                 f"{cap.nbytes} bytes; ask for fewer outputs (output_filter) or a smaller batch")
         return resp
 
-    def _load_wait(self, deadline: float) -> float:
-        return max(0.0, min(self.config.load_timeout, deadline - time.monotonic()))
-
-    def _prepare(self, req: Request, job: Job, held: Held) -> None:
-        """Within the admitted slot: the body inflated and checked (``job.prepare``), and
-        what that adds to the bytes in flight counted: the inflated size, and JSON at what
-        parsing it takes (``JSON_WEIGHT``); 450 beyond ``MAX_INFLIGHT_BYTES``."""
-        if job.prepare is None:
-            return
-        raw = len(req.body)
-        json_bytes = job.prepare(req)
-        extra = max(0, len(req.body) - raw) + json_bytes * (JSON_WEIGHT - 1)
-        if extra:
-            self.admission.reserve_bytes(held, extra)
-
-    def _run_sync(self, req: Request, job: Job, held: Held) -> Response:
-        adm = self.admission
-        ctx = Context(adm.deadline())
-        deadline = ctx.deadline
-        if not job.admitted:
-            return job.run(self.holder.get(wait=self._load_wait(deadline)), ctx)
-        if job.check is not None:
-            job.check(self.holder.get(wait=self._load_wait(deadline)))
-        t0 = time.perf_counter()
-        adm.acquire(deadline, held.peer)
-        try:
-            self._prepare(req, job, held)
-            model = self.holder.get(wait=self._load_wait(deadline))
-            adm.check_deadline(deadline)
-            ctx.queued = time.perf_counter() - t0
-            resp = job.run(model, ctx)
-        finally:
-            adm.release(held.peer)
-        # a sync server cannot answer while the model runs; past RPC_KEEPALIVE the answer is
-        # the 408 an ASGI server would have sent at the deadline
-        adm.check_deadline(deadline)
-        return resp
-
-    async def _run_async(self, req: Request, job: Job, watch: Optional[Watch],
-                         held: Held) -> Response:
-        adm = self.admission
-        ctx = Context(adm.deadline())
-        deadline = ctx.deadline
-        t0 = time.perf_counter()
-        if self.holder.model is None:
-            await self.holder.wait_async(self._load_wait(deadline))
-        model = self.holder.ready()
-        if not job.admitted:
-            return job.run(model, ctx)
-        if job.check is not None:
-            job.check(model)
-        await adm.acquire_async(deadline, watch, held.peer)
-        pred = self.predictor
-        try:
-            if job.prepare is not None and is_encoded(req):
-                # inflating costs time: in a thread (zlib lets the event loop run meanwhile)
-                await asyncio.get_running_loop().run_in_executor(
-                    pred.executor, self._prepare, req, job, held)
-            else:
-                self._prepare(req, job, held)
-        except BaseException:
-            adm.release(held.peer)
-            raise
-        ctx.queued = time.perf_counter() - t0
-        if pred.abatcher is not None:
-            try:
-                codec = job.codec or self.eas
-                return await pred.predict_batched(req, model, ctx, watch, codec, job.call)
-            finally:
-                adm.release(held.peer)
-        handed_off = False
-        try:
-            if pred.runs_inline(req):
-                return job.run(model, ctx)  # cheaper than the hand-off to a thread would be
-            ctx.contended = adm.running > 1
-            work = pred.executor.submit(job.run, model, ctx)
-            waiter = asyncio.wrap_future(work)
-            waiter.add_done_callback(_retrieve)
-            remaining = deadline - time.monotonic()
-            done, _ = await asyncio.wait({waiter}, timeout=None if remaining == float("inf")
-                                         else max(0.0, remaining))
-            if done:
-                return work.result()
-            handed_off = True  # the model call cannot be stopped: its slot frees when it ends
-            work.add_done_callback(lambda _: adm.release(held.peer))
-            raise adm.timeout_error()
-        finally:
-            if not handed_off:
-                adm.release(held.peer)
-
-    # routing ---------------------------------------------------------------------------------
-
-    def _gateway_prefixed(self, req: Request, path: str) -> Routed:
-        if path.count("/") != 3:
-            raise NotFound(f"no route {req.path}; expected {GATEWAY_PREFIX}<service>")
-        return self._gateway_route(req, path[len(GATEWAY_PREFIX):])
-
-    def _gateway_route(self, req: Request, name: Optional[str] = None) -> Routed:
-        req.protocol = self.eas.name
-        if req.method not in ("GET", "POST", "HEAD"):
-            raise MethodNotAllowed(f"{req.method} {req.path}; expected POST (or GET for the schema)",
-                                   headers={"Allow": "GET, POST"})
-        configured = self.config.service_name
-        resource = GATEWAY_PREFIX + (configured if name is None else name)
-        check_auth(self.config.service_token, req, resource,
-                   max_skew=self.config.signature_max_skew, body=False)
-        if name is not None and configured and name != configured:
-            # after auth: only a caller with the token learns the real name (or the limits)
-            raise NotFound(f"service '{name}' not found; this function serves '{configured}' at "
-                           f"{GATEWAY_PREFIX}{configured}")
-        check_size(req, self.config.max_body_bytes, "MAX_BODY_BYTES")
-        check_coding(req)
-        return self._gateway_job
-
-    def _gateway_job(self, req: Request) -> Job:
-        if req.method in ("GET", "HEAD") or not req.body or inflates_to_nothing(req):
-            sig_name = req.query.get("signature_name", "")
-            return Job(lambda model, ctx: self.schema(model, sig_name), admitted=False)
-        limit = self.config.max_body_bytes
-
-        def prepare(req: Request) -> int:
-            req.body = decoded_body(req, limit, "MAX_BODY_BYTES")  # as on /v1 and /v2
-            return 0
-
-        return Job(lambda model, ctx: self.predictor.predict(req, model, ctx, self.eas, EAS_CALL),
-                   admitted=True, codec=self.eas, prepare=prepare)
-
     # endpoints -------------------------------------------------------------------------------
 
-    def schema(self, model: Servable, signature_name: str = "") -> Response:
-        sig = model.signature(signature_name)
-        return Response(200, signature_json_bytes(sig), {"Content-Type": "application/json"})
-
     def _metrics_route(self, req: Request) -> Response:
-        _health_method(req)
+        allow(req, "GET", "HEAD")
         if self.config.service_token:
             check_auth(self.config.service_token, req, "/metrics")
         return Response(200, self.metrics.render(), {"Content-Type": CONTENT_TYPE})
 
     def _live_route(self, req: Request) -> Response:
-        _health_method(req)
+        allow(req, "GET", "HEAD")
         return json_response(200, {"status": "alive", "pid": os.getpid()})
 
     def _health_route(self, req: Request) -> Response:
-        _health_method(req)
+        allow(req, "GET", "HEAD")
         detailed = True
         if self.config.service_token:
             try:
@@ -356,19 +209,7 @@ class Service:
             adm = self.admission
             info["queue"] = {"running": adm.running, "waiting": adm.waiting,
                              "shed": {str(k): v for k, v in adm.shed.items()}}
-        ready = h.model is not None
-        return json_response(200 if ready else 503, info, None if ready else {"Retry-After": "1"})
+        return ready_reply(h.model is not None, info)
 
 
-def _health_method(req: Request) -> None:
-    if req.method not in ("GET", "HEAD"):
-        raise MethodNotAllowed(f"{req.method} {req.path}; expected GET", headers={"Allow": "GET, HEAD"})
-
-
-def _retrieve(fut: asyncio.Future[Any]) -> None:
-    # a predict that finished after its 408 was sent: nobody awaits it; keep asyncio quiet
-    if not fut.cancelled():
-        fut.exception()
-
-
-__all__ = ["INLINE_SECONDS", "Context", "Job", "Service"]
+__all__ = ["Service"]

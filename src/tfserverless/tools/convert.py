@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import hashlib
-import json
 import logging
 import os
 import re
@@ -25,16 +24,14 @@ import tempfile
 import zipfile
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence
 
-from ..backends.litert import FORMAT, FORMAT_VERSION, MANIFEST, LiteModel
+from ..backends.litert import LiteModel
+from ..backends.litert_manifest import MANIFEST, MODEL_FILE, new_manifest, write_manifest
 from ..config import Config
 from ..errors import TFServerlessError
 from ..protocol.base import Call
-from ..protocol.dtypes import dtype_name
 from ..protocol.eas import EAS
-from ..protocol.signature import Signature
 from .verify import Case, Refused, random_cases, speed, verify
 
-MODEL_FILE = "model.tflite"
 ARCHIVES = (".tar.gz", ".tgz", ".zip")
 
 
@@ -145,14 +142,6 @@ def dropped_checks(root: str) -> List[str]:
     return sorted(set(used) & set(DROPPED_CHECKS))
 
 
-def _spec_json(sig: Signature) -> Dict[str, Any]:
-    def specs(d: Mapping[str, Any]) -> Dict[str, Any]:
-        return {a: {"dtype": dtype_name(s.dtype), "shape": None if s.shape is None else list(s.shape),
-                    "tensor": s.tensor} for a, s in sorted(d.items())}
-
-    return {"method": sig.method, "inputs": specs(sig.inputs), "outputs": specs(sig.outputs)}
-
-
 def _warmup_cases(config: Config, root: str, warmup: Optional[str], model: Any,
                   keys: Sequence[str]) -> List[Case]:
     from .. import storage
@@ -245,12 +234,8 @@ def convert(src: str, out: str, *, signatures: Sequence[str] = (), quantize: str
         extra = os.path.join(root, "assets.extra")
         if os.path.isdir(extra):  # the warm-up requests travel with the model
             shutil.copytree(extra, os.path.join(staged, "assets.extra"))
-        manifest: Dict[str, Any] = {
-            "format": FORMAT, "format_version": FORMAT_VERSION, "model": MODEL_FILE,
-            "signatures": {k: _spec_json(reference.signatures[k]) for k in keys},
-        }
-        with open(os.path.join(staged, MANIFEST), "w", encoding="utf-8") as f:
-            json.dump(manifest, f)
+        manifest = new_manifest({k: reference.signatures[k] for k in keys})
+        write_manifest(staged, manifest)
         cases = [c for k in keys for c in random_cases(reference.signatures[k], batch_sizes, seed)]
         warm = _warmup_cases(config, root, warmup, reference, keys)
         with _quiet_stderr():  # LiteRT's "Created TensorFlow Lite XNNPACK delegate" line
@@ -275,8 +260,7 @@ def convert(src: str, out: str, *, signatures: Sequence[str] = (), quantize: str
                           "seed": seed, "warm_up_requests": len(warm), "signatures": report},
             speed=timing, bytes=len(flat), dropped_checks=dropped_checks(root),
         )
-        with open(os.path.join(staged, MANIFEST), "w", encoding="utf-8") as f:
-            json.dump(manifest, f, indent=1, sort_keys=True)
+        write_manifest(staged, manifest)
         if os.path.lexists(out):  # --force: replace only once the new one is complete
             shutil.rmtree(out) if os.path.isdir(out) else os.unlink(out)
         _write(staged, out)

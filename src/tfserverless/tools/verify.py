@@ -9,7 +9,7 @@ from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tu
 
 import numpy as np
 
-from ..backends.holder import Servable
+from ..backends.servable import Servable
 from ..errors import TFServerlessError
 from ..protocol.dtypes import DTYPES
 from ..protocol.signature import Signature, TensorSpec

@@ -1,0 +1,156 @@
+"""What every protocol's routes share: the ``Job`` a route hands the service, the ``Routes``
+base (the config, holder and predictor a route uses; auth then the model's name; a URL's
+version checked against the model; the JSON/binary size rules of a prediction), the
+readiness answer, and the small table helpers."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Dict, Optional, Tuple, Union
+
+from ...backends.holder import ModelHolder
+from ...backends.servable import Servable
+from ...config import Config
+from ...errors import MethodNotAllowed, NotFound, PayloadTooLarge
+from ...messages import Request, Response, check_coding, check_size, decoded_body, is_encoded, json_response
+from ...protocol.base import Call, Codec
+from ..auth import check_auth
+from ..predictor import Context, Predictor
+
+NO_CALL = Call()
+
+#: what a JSON body takes in memory per byte while parsed and run, for numbers (measured: ~7.5x
+#: peak RSS for a 3.4 MB batch, model run included): JSON bodies count this much against
+#: ``MAX_INFLIGHT_BYTES``, so a burst of large ones is shed (450) before it is parsed.  Strings
+#: take up to ~30x; what bounds them is ``MAX_JSON_BYTES`` x the admitted slots.
+JSON_WEIGHT = 8
+
+
+class Job:
+    """Work that needs the model: a prediction (``admitted``: it goes through the admission
+    queue) or a read (answered as soon as the model is there).  ``check`` runs first, with
+    the model (a version the URL named must be the one loaded); ``prepare`` once the request
+    holds its admitted slot: it undoes the body's Content-Encoding within the route's limits
+    and says how many of its bytes are JSON."""
+
+    __slots__ = ("admitted", "call", "check", "codec", "prepare", "run")
+
+    def __init__(self, run: Callable[[Servable, Context], Response], *, admitted: bool,
+                 codec: Optional[Codec] = None, call: Call = NO_CALL,
+                 check: Optional[Callable[[Servable], None]] = None,
+                 prepare: Optional[Callable[[Request], int]] = None) -> None:
+        self.run, self.admitted, self.codec, self.call, self.check = run, admitted, codec, call, check
+        self.prepare = prepare
+
+
+#: what routing decides from a request's headers: a reply, a job, or (EAS's gateway, where an
+#: empty body asks for the schema) the job to make once the body is read
+Routed = Union[Response, Job, Callable[[Request], Job]]
+#: a prefix's route: the request and its normalised path
+Route = Callable[[Request, str], Routed]
+
+
+def model_version(model: Servable) -> str:
+    """The version TF Serving would report: the ``<name>/<version>/`` directory, else 1."""
+    base = os.path.basename(os.path.normpath(model.path))
+    return base if base.isdigit() else "1"
+
+
+def ready_reply(ready: bool, body: Dict[str, Any]) -> Response:
+    """A readiness answer: 200 when ready, else 503 with ``Retry-After: 1``."""
+    return json_response(200 if ready else 503, body, None if ready else {"Retry-After": "1"})
+
+
+def allow(req: Request, *allowed: str) -> None:
+    """A 405 naming the allowed methods unless ``req``'s is one of them."""
+    if req.method not in allowed:
+        raise MethodNotAllowed(f"{req.method} {req.path}; expected {' or '.join(allowed)}",
+                               headers={"Allow": ", ".join(allowed)})
+
+
+def split_prefix(path: str, prefixes: Tuple[Tuple[str, Route], ...]) -> Optional[Route]:
+    """The route of the first prefix ``path`` starts with (a small table, in order)."""
+    for prefix, route in prefixes:
+        if path == prefix or path.startswith(prefix if prefix.endswith("/") else prefix + "/"):
+            return route
+    return None
+
+
+class Routes:
+    """A protocol's routes, given what they use."""
+
+    def __init__(self, config: Config, holder: ModelHolder, predictor: Predictor) -> None:
+        self.config, self.holder, self.predictor = config, holder, predictor
+
+    def model_name(self, req: Request, name: str) -> str:
+        """Auth first, then the name: only a caller with the token learns the real one."""
+        cfg = self.config
+        check_auth(cfg.service_token, req, req.path, max_skew=cfg.signature_max_skew, body=False)
+        if cfg.service_name and name != cfg.service_name:
+            raise NotFound(f"model '{name}' not found; this function serves '{cfg.service_name}'")
+        return name
+
+    def loaded_version(self, name: str, version: Optional[str]) -> Optional[Servable]:
+        """The model if loaded (a 404 if ``version`` is not its version), else None; a status
+        or readiness probe is what first starts the load on an idle instance."""
+        self.holder.start()
+        model = self.holder.model
+        if model is not None and version and version != model_version(model):
+            raise NotFound(f"model '{name}' version {version} not found")
+        return model
+
+    def version_check(self, name: str, version: Optional[str]) -> Optional[Callable[[Servable], None]]:
+        if not version:
+            return None
+
+        def check(model: Servable) -> None:
+            if version != model_version(model):
+                raise NotFound(f"model '{name}' version {version} not found; serving version "
+                               f"{model_version(model)}")
+        return check
+
+    def predict_job(self, req: Request, codec: Codec, call: Call, version: Optional[str],
+                    json_part: Optional[Callable[[Request], int]] = None) -> Job:
+        """A JSON prediction (``json_part``: for a body that is only partly JSON, e.g. V2's
+        binary tensors, how many of its leading bytes are): JSON is held to ``MAX_JSON_BYTES``
+        before and after inflating, the whole body to ``MAX_BODY_BYTES``."""
+        cfg = self.config
+        check_coding(req)
+        if json_part is not None or is_encoded(req):
+            check_size(req, cfg.max_body_bytes, "MAX_BODY_BYTES")
+        else:
+            check_size(req, cfg.max_json_bytes, "MAX_JSON_BYTES")
+
+        def prepare(req: Request) -> int:
+            if json_part is not None:
+                req.body = decoded_body(req, cfg.max_body_bytes, "MAX_BODY_BYTES")
+                n = json_part(req)
+            else:
+                req.body = decoded_body(req, cfg.max_json_bytes, "MAX_JSON_BYTES")
+                n = len(req.body)
+            if n > cfg.max_json_bytes:
+                raise PayloadTooLarge(f"JSON of {n} bytes is over the limit of "
+                                      f"{cfg.max_json_bytes} bytes (MAX_JSON_BYTES; parsed JSON "
+                                      "takes up to ~30x its size in memory); send "
+                                      "binary tensors (V2) or smaller batches")
+            return n
+
+        pred = self.predictor
+        return Job(lambda model, ctx: pred.predict(req, model, ctx, codec, call), admitted=True,
+                   codec=codec, call=call, check=self.version_check(call.model, version),
+                   prepare=prepare)
+
+    def read_job(self, respond: Callable[[Servable], Response], name: str,
+                 version: Optional[str]) -> Job:
+        """A read of the loaded model (metadata), answered once it is there."""
+        check = self.version_check(name, version)
+
+        def run(model: Servable, ctx: Context) -> Response:
+            if check is not None:
+                check(model)
+            return respond(model)
+        return Job(run, admitted=False)
+
+
+__all__ = ["JSON_WEIGHT", "NO_CALL", "Job", "Route", "Routed", "Routes", "allow", "model_version",
+           "ready_reply", "split_prefix"]

@@ -1,0 +1,92 @@
+"""The Open Inference Protocol (``/v2``, ``/v2/health/live|ready``,
+``/v2/models/<name>[/versions/<v>][/ready|/infer]``): the path parsed once by a pattern, then
+a table for the fixed paths; inference becomes a ``Job`` through the same admission, batching
+and model as every protocol's (binary tensors: only the JSON header counts as JSON)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Callable, Dict
+
+from ... import __version__
+from ...backends.servable import Servable
+from ...errors import NotFound
+from ...messages import Request, Response, json_response
+from ...protocol.base import Call
+from ...protocol.dtypes import DTYPES, dtype_name
+from ...protocol.signature import TensorSpec
+from ...protocol.v2 import HEADER, V2, header_length
+from .common import Routed, Routes, allow, model_version, ready_reply
+
+PREFIX = "/v2"
+_PATH = re.compile(r"/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?"
+                   r"(?P<what>/ready|/infer)?")
+
+
+def _json_part(req: Request) -> int:
+    return header_length(req.headers[HEADER], len(req.body))
+
+
+class V2Routes(Routes):
+    codec = V2()
+
+    def route(self, req: Request, path: str) -> Routed:
+        req.protocol = self.codec.name
+        rest = path[len(PREFIX):]
+        simple = _SIMPLE.get(rest)
+        if simple is not None:
+            allow(req, "GET", "HEAD")
+            return simple(self)
+        m = _PATH.fullmatch(rest)
+        if m is None:
+            raise NotFound(f"no route {req.path}; expected /v2, /v2/health/live|ready or "
+                           "/v2/models/<name>[/versions/<v>][/ready|/infer]")
+        name = self.model_name(req, m["name"])
+        version = m["version"]
+        if m["what"] == "/infer":
+            allow(req, "POST")
+            binary = _json_part if HEADER in req.headers else None
+            return self.predict_job(req, self.codec, Call(name, version or ""), version, binary)
+        allow(req, "GET", "HEAD")
+        if m["what"] == "/ready":
+            model = self.loaded_version(name, version)
+            return ready_reply(model is not None, {"name": name, "ready": model is not None})
+        return self.read_job(lambda model: json_response(200, metadata(name, model)),
+                             name, version)
+
+    def live(self) -> Response:
+        return json_response(200, {"live": True})
+
+    def ready(self) -> Response:
+        self.holder.start()
+        ready = self.holder.model is not None
+        return ready_reply(ready, {"ready": ready})
+
+    def server(self) -> Response:
+        return json_response(200, {"name": "tfserverless", "version": __version__,
+                                   "extensions": ["binary_tensor_data"]})
+
+
+_SIMPLE: Dict[str, Callable[[V2Routes], Response]] = {
+    "": V2Routes.server,
+    "/": V2Routes.server,
+    "/health/live": V2Routes.live,
+    "/health/ready": V2Routes.ready,
+}
+
+
+def _tensor(spec: TensorSpec) -> Dict[str, Any]:
+    dt = DTYPES.get(spec.dtype)
+    return {"name": spec.name, "datatype": dt.v2 if dt else dtype_name(spec.dtype),
+            "shape": list(spec.shape) if spec.shape is not None else [-1]}
+
+
+def metadata(name: str, model: Servable) -> Dict[str, Any]:
+    """Model metadata as the Open Inference Protocol writes it."""
+    sig = model.signature("")
+    return {"name": name, "versions": [model_version(model)], "platform": "tensorflow_savedmodel",
+            "inputs": [_tensor(s) for _, s in sorted(sig.inputs.items())],
+            "outputs": [_tensor(s) for _, s in sorted(sig.outputs.items())]}
+
+
+__all__ = ["PREFIX", "V2Routes", "metadata"]
