@@ -95,9 +95,9 @@ bench: venv eas-venv kserve-venv sample bench-stores  ## the benchmarks; reports
 
 # --- compatibility matrix: the engine's tests on other processors' Python and TensorFlow ---
 COMPAT := .compat
-COMPAT_TESTS := tests/protocol tests/test_imports.py tests/test_service_http.py tests/test_model.py \
-	tests/test_batching.py tests/test_batching_async.py tests/test_admission.py \
-	tests/test_warmup.py tests/platforms tests/test_cross_version.py
+COMPAT_TESTS := tests/protocol tests/test_imports.py tests/serving/test_service_http.py \
+	tests/backends/test_tensorflow.py tests/batching/test_threaded.py tests/batching/test_aio.py \
+	tests/serving/test_admission.py tests/serving/test_warmup.py tests/platforms tests/test_cross_version.py
 pyenv_python = $(shell PYENV_VERSION=$(1) pyenv which python 2>/dev/null || command -v python$(basename $(1)))
 
 $(COMPAT)/%/.installed: packaging/compat/%.txt pyproject.toml
