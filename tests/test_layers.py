@@ -99,7 +99,7 @@ def test_litert_layer_serves_a_converted_model_within_lambdas_limit(sample_model
         unzipped = sum(i.file_size for i in zf.infolist())
         assert not any(n.startswith("python/tensorflow") for n in names)
         # bytecode for the target Python ships in the zip: /opt is read-only on Lambda
-        assert "python/tfserverless/__pycache__/app.cpython-311.pyc" in names
+        assert "python/tfserverless/serving/__pycache__/app.cpython-311.pyc" in names
         zf.extractall(tmp_path / "opt")
     handler_size = sum(os.path.getsize(os.path.join(d, f))
                        for d, _, fs in os.walk(os.path.join(ROOT, "handler")) for f in fs)
