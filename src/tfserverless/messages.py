@@ -26,7 +26,7 @@ class Request:
     """An HTTP request as every platform can describe it (header names any case)."""
 
     __slots__ = ("body", "content_length", "headers", "method", "path", "payload_limit",
-                 "protocol", "query")
+                 "protocol", "query", "warmup")
 
     def __init__(
         self,
@@ -38,6 +38,7 @@ class Request:
         query: Optional[Mapping[str, str]] = None,
         content_length: Optional[int] = None,
         payload_limit: Optional[PayloadLimit] = None,
+        warmup: bool = False,
     ) -> None:
         self.method = method.upper()
         self.path = path or "/"
@@ -50,6 +51,8 @@ class Request:
         self.payload_limit = payload_limit
         # the client ecosystem its route belongs to (routing sets it): errors take its form
         self.protocol = ""
+        # a warm-up replay through the serving path (not counted in /metrics)
+        self.warmup = warmup
 
 
 class Response:

@@ -26,3 +26,16 @@ def test_a_failed_load_retries_by_itself() -> None:
         time.sleep(0.01)  # nothing but the holder's own timers may start a load
     assert holder.model is model and len(calls) == 3, calls
     assert holder.error is None and holder.failures == 2
+
+
+def test_readiness_waits_for_a_warm_up_of_the_serving_path() -> None:
+    model = object()
+    holder = ModelHolder(lambda: model)  # type: ignore[arg-type,return-value]
+    holder.hold()  # an adapter's warm-up through its server: begun before the load
+    assert holder.wait(5) and holder.model is model
+    assert holder.state == "warming" and not holder.serving  # traffic is served, readiness waits
+    holder.release()
+    assert holder.state == "ready" and holder.serving
+    holder.release()  # one too many never goes below none
+    holder.hold()
+    assert not holder.serving

@@ -51,6 +51,9 @@ def test_lambda_loads_during_init(models: Dict[str, str]) -> None:
     assert after_import["state"] == "ready"  # import (the init phase) loaded and warmed up
     assert first["status"] == 200 and '"signature_name": "serving_default"' in first["body"]
     assert "Lambda init: model ready" in log["log"] and "warm-up: 1 request(s) x 5" in log["log"]
+    # then once through the service, in the init hook's thread (where the handler runs)
+    assert "Lambda init: warm-up through the service: 1 request(s)" in log["log"]
+    assert log["log"].index("warm-up through the service") < log["log"].index("model ready")
 
 
 def test_lambda_init_budget_overrun_finishes_on_first_request(models: Dict[str, str]) -> None:

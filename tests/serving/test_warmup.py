@@ -1,4 +1,6 @@
-"""Warm-up is replayed before traffic, from each file kind, through the predict path."""
+"""Warm-up is replayed before traffic, from each file kind: ``WARM_UP_COUNT`` times through
+the predict path as the model loads, then (``tfserverless serve``) each request that succeeded
+``PATH_REPLAYS`` times through the server's whole ASGI path, before readiness says 200."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import pytest
 import requests
 
 from tfserverless import protocol
+from tfserverless.platforms.asgi import PATH_REPLAYS
 from tfserverless.protocol import tfrecord
 
 from ..conftest import FileServer, MotoServer
@@ -29,23 +32,30 @@ def test_tf_serving_warmup_file_in_the_model(start_server: Any, models: Dict[str
     health = requests.get(s.url + "/healthz").json()
     assert health["warm_up"]["source"] == "assets.extra/tf_serving_warmup_requests"
     assert health["warm_up"]["requests"] == 1 and health["warm_up"]["replayed"] == 3
-    assert first_calls(s) == 4  # three warm-up replays ran before the first request
+    metrics = requests.get(s.url + "/metrics").text
+    assert 'protocol="eas"' not in metrics  # the replays through the server are not traffic
+    # three replays on the model, then three through the server, before the first request
+    assert first_calls(s) == 3 + PATH_REPLAYS + 1
     log = s.log()
     assert "warm-up: 1 request(s) x 3" in log and "first request:" in log
+    assert "warm-up through the server: 1 request(s)" in log
+    assert log.index("warm-up through the server") < log.index("first request:")
     assert "after warm-up of 3 replays" in log
+    assert 'request_count{protocol="eas",status="200"} 1' in requests.get(s.url + "/metrics").text
 
 
 def test_no_warmup(start_server: Any, models: Dict[str, str]) -> None:
     s = start_server({"MODEL_PATH": models["counter"], "WARM_UP_COUNT": "0"})
     assert first_calls(s) == 1
     assert "first request:" in s.log() and "(no warm-up)" in s.log()
+    assert "warm-up through the server" not in s.log()
 
 
 def test_bin_file_over_http(start_server: Any, files: FileServer, models: Dict[str, str]) -> None:
     files.files["/warm.bin"] = X
     s = start_server({"MODEL_PATH": models["counter"], "WARM_UP_COUNT": "2",
                       "WARM_UP_DATA_PATH": files.url + "/warm.bin"})
-    assert first_calls(s) == 3
+    assert first_calls(s) == 2 + PATH_REPLAYS + 1
 
 
 def test_txt_file_from_s3_with_a_failing_request(start_server: Any, moto: MotoServer,
@@ -63,7 +73,7 @@ def test_txt_file_from_s3_with_a_failing_request(start_server: Any, moto: MotoSe
     assert w["requests"] == 2 and w["replayed"] == 5 and w["failed"] == 1
     assert "request 2: unknown input 'nope'" in w["errors"][0]
     assert "warm-up request 2 failed: unknown input 'nope'" in s.log()
-    assert first_calls(s) == 6
+    assert first_calls(s) == 5 + PATH_REPLAYS + 1  # only the good request goes through the server
 
 
 def test_unusable_warmup_file_is_reported(start_server: Any, files: FileServer,

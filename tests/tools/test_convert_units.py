@@ -13,8 +13,7 @@ import pytest
 
 from tfserverless.__main__ import _batch_sizes, _tolerance
 from tfserverless.backends import litert as model_litert
-from tfserverless.backends import litert_manifest
-from tfserverless.backends import registry
+from tfserverless.backends import litert_manifest, registry
 from tfserverless.errors import ModelUnavailable
 from tfserverless.protocol.signature import Signature, TensorSpec
 from tfserverless.storage import find_saved_model_root

@@ -43,14 +43,30 @@ class ModelHolder:
         self.started_at: Optional[float] = None
         self.loaded_at: Optional[float] = None
         self.after_load: List[Callable[[Servable], None]] = []
+        self._holds = 0  # warm-ups of the serving path still running: readiness waits
 
     @property
     def state(self) -> str:
         if self.model is not None:
-            return "ready"
+            return "warming" if self._holds else "ready"
         if self._thread is not None and self._thread.is_alive():
             return "loading"
         return "failed" if self.error else "idle"
+
+    @property
+    def serving(self) -> bool:
+        """Ready for traffic: loaded, warmed up, and no warm-up of the serving path running
+        (traffic is served meanwhile; readiness waits)."""
+        return self.model is not None and not self._holds
+
+    def hold(self) -> None:
+        """A warm-up of the serving path begins: readiness waits for its ``release``."""
+        with self._lock:
+            self._holds += 1
+
+    def release(self) -> None:
+        with self._lock:
+            self._holds = max(0, self._holds - 1)
 
     def start(self) -> None:
         """Begin loading in the background if nothing is loaded or loading (idempotent)."""

@@ -110,6 +110,15 @@ def load_in_init(service: Service, hook: str) -> None:
     budget = service.config.init_budget
     t0 = time.monotonic()
     if service.holder.wait(budget):
+        requests = service.warmup_requests()
+        t1 = time.perf_counter()
+        for req in requests:  # then through the path traffic takes, in the thread it runs in
+            status = service.handle(req).status
+            if status != 200:
+                log.warning("%s: warm-up through the service: POST / answered %d", hook, status)
+        if requests:
+            log.info("%s: warm-up through the service: %d request(s) in %.1f ms", hook,
+                     len(requests), (time.perf_counter() - t1) * 1e3)
         log.info("%s: model ready in %.2fs", hook, time.monotonic() - t0)
     elif service.holder.state == "loading":
         log.warning("%s: init budget of %.0fs spent and the model is still loading; the first "

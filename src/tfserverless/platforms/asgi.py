@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import time
 from typing import Any, Awaitable, Callable, Dict, List, Optional
 from urllib.parse import parse_qsl
 
@@ -28,6 +29,12 @@ log = logging.getLogger("tfserverless")
 
 
 MAX_HEADER_BYTES = 64 << 10  # request headers past this are a 431
+#: the scope extension that marks a warm-up replay (only ``replay`` sets it: a server builds
+#: every client's scope itself)
+WARMUP = "tfserverless.warmup"
+#: times each warm-up request goes through the server: the first finds no estimate of the
+#: predict's cost and runs in a thread, the next on the loop, where a fast model's traffic runs
+PATH_REPLAYS = 3
 
 
 def request_head(scope: Dict[str, Any]) -> Request:
@@ -46,7 +53,8 @@ def request_head(scope: Dict[str, Any]) -> Request:
     query = scope.get("query_string") or b""
     return Request(scope["method"], scope["path"], headers,
                    query=dict(parse_qsl(query.decode("latin-1"))) if query else None,
-                   content_length=declared_length(headers.get("content-length")))
+                   content_length=declared_length(headers.get("content-length")),
+                   warmup=WARMUP in (scope.get("extensions") or ()))
 
 
 async def read_body_async(receive: Receive, declared: int, limit: int, *, timeout: float = 0.0,
@@ -159,16 +167,64 @@ async def answer(service: Service, scope: Dict[str, Any], receive: Receive) -> O
             task.cancel()
 
 
+async def replay(app: App, req: Request) -> int:
+    """Send ``req`` through ``app`` in-process, as the server would a client's: the status."""
+    scope: Dict[str, Any] = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+             "method": req.method, "path": req.path, "raw_path": req.path.encode("latin-1"),
+             "query_string": b"", "client": None, "server": None, "extensions": {WARMUP: {}},
+             "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in req.headers.items()]}
+    sent: List[Dict[str, Any]] = []
+    unread = [req.body]
+
+    async def receive() -> Dict[str, Any]:
+        if unread:
+            return {"type": "http.request", "body": unread.pop(), "more_body": False}
+        await asyncio.get_running_loop().create_future()  # a client that stays: never answers
+        raise AssertionError("unreachable")
+
+    async def send(message: Dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    return int(sent[0]["status"]) if sent else 0
+
+
+async def warm_path(service: Service, app: App) -> None:
+    """Once the model is loaded and warmed up, its warm-up requests go through ``app`` on this
+    worker's own event loop, so the first client request finds the whole path warm (the
+    predict threads, the inline estimate, first-use costs); readiness waits for it."""
+    holder = service.holder
+    holder.hold()
+    try:
+        while not await holder.wait_async(service.config.load_timeout):
+            if holder.state != "loading":
+                return  # failed: readiness says so; a later load warms the model only
+        t0 = time.perf_counter()
+        requests = service.warmup_requests()
+        for req in requests * PATH_REPLAYS:
+            status = await replay(app, req)
+            if status != 200:
+                log.warning("warm-up through the server: POST / answered %d", status)
+        if requests:
+            log.info("warm-up through the server: %d request(s) in %.1f ms", len(requests),
+                     (time.perf_counter() - t0) * 1e3)
+    finally:
+        holder.release()
+
+
 def make_app(service: Service) -> App:
-    """The bare ASGI application (``main:app``)."""
+    """The bare ASGI application (``main:app``).  At its server's lifespan startup it starts
+    the model's load and, once loaded, replays the warm-up through itself (``warm_path``)."""
     logging.getLogger("uvicorn.error").addFilter(QuietWhenClientLeft())
+    tasks: List[asyncio.Task[None]] = []
 
     async def app(scope: Dict[str, Any], receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        if kind == "lifespan":  # nothing to start: the model loads after the fork
+        if kind == "lifespan":  # the model loads after the fork, in each worker
             while True:
                 message = await receive()
                 if message["type"] == "lifespan.startup":
+                    tasks.append(asyncio.ensure_future(warm_path(service, app)))
                     await send({"type": "lifespan.startup.complete"})
                 elif message["type"] == "lifespan.shutdown":
                     await send({"type": "lifespan.shutdown.complete"})
@@ -193,5 +249,5 @@ def make_app(service: Service) -> App:
     return app
 
 
-__all__ = ["CLIENT_LEFT", "App", "QuietWhenClientLeft", "answer", "make_app", "peer",
-           "read_body_async", "request_head"]
+__all__ = ["CLIENT_LEFT", "WARMUP", "App", "QuietWhenClientLeft", "answer", "make_app", "peer",
+           "read_body_async", "replay", "request_head", "warm_path"]

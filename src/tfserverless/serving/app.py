@@ -51,8 +51,8 @@ def create_service(environ: Mapping[str, str], *, config: Optional[Config] = Non
 
         t0 = time.monotonic()
         try:
-            warmup.replay(config, model, service.predictor.run_predict, storage.read_bytes,
-                          service.warmup)
+            service.warmup_bodies = warmup.replay(config, model, service.predictor.run_predict,
+                                                  storage.read_bytes, service.warmup)
         except Exception:
             service.metrics.load(False)
             raise

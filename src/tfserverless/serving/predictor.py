@@ -171,7 +171,7 @@ class Predictor:
                 f"model;dur={timing['model'] * 1e3:.3f}, encode;dur={(t2 - t1) * 1e3:.3f}")
         # what inlining decides by: this request's own work, not its waits
         self._observe(t2 - t0 - timing["batch"] - own, len(req.body), ctx.contended)
-        if not self._first_request_logged:
+        if not self._first_request_logged and not req.warmup:
             self._first_request_logged = True
             w = self.warmup
             log.info("first request: %.1f ms (%s)", (time.perf_counter() - t0) * 1e3,

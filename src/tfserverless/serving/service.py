@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Any, Callable, Dict, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 from ..backends.holder import ModelHolder
 from ..config import Config
@@ -44,6 +44,7 @@ class Service:
         self.admission = admission or Admission(limits_for(config))
         self.metrics = metrics or Metrics()
         self.warmup: Dict[str, Any] = {}  # what warm-up did (readiness shows it)
+        self.warmup_bodies: List[bytes] = []  # warm-up requests that succeeded (EAS bodies)
         self.predictor = Predictor(config, self.admission, self.metrics, self.warmup)
         self.runner = Runner(config, holder, self.admission, self.predictor)
         deps = (config, holder, self.predictor)
@@ -136,6 +137,17 @@ class Service:
         self.count(req, resp.status, t0)
         return resp
 
+    def warmup_requests(self, limit: int = 16) -> List[Request]:
+        """The warm-up requests that succeeded on the model, as requests to send through an
+        adapter's whole path once the model is loaded (the first client request then finds
+        every part of it warm: threads, estimates, first-use costs): EAS requests to ``/``
+        with the token, marked so /metrics does not count them."""
+        token = self.config.service_token
+        headers = {"Authorization": token} if token else {}
+        return [Request("POST", "/", dict(headers, **{"Content-Length": str(len(body))}), body,
+                        content_length=len(body), warmup=True)
+                for body in self.warmup_bodies[:limit]]
+
     def route_error(self, req: Request, e: TFServerlessError) -> Response:
         """The reply to a request refused before its body was read (counted in /metrics)."""
         resp = self._error(req, e)
@@ -144,7 +156,7 @@ class Service:
 
     def count(self, req: Request, status: int, t0: float) -> None:
         """Record a request in /metrics (adapters call it for what they answer themselves)."""
-        if req.path in UNCOUNTED:
+        if req.path in UNCOUNTED or req.warmup:
             return
         m, adm = self.metrics, self.admission
         m.request(req.protocol or "none", status, time.perf_counter() - t0)
@@ -209,7 +221,7 @@ class Service:
             adm = self.admission
             info["queue"] = {"running": adm.running, "waiting": adm.waiting,
                              "shed": {str(k): v for k, v in adm.shed.items()}}
-        return ready_reply(h.model is not None, info)
+        return ready_reply(h.serving, info)
 
 
 __all__ = ["Service"]

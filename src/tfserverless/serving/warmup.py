@@ -76,9 +76,10 @@ def _one_line(e: Exception) -> str:
 
 
 def replay(config: Config, model: Any, run_predict: Callable[[Any, bytes], Any],
-           read: Callable[[str, Config], bytes], info: Dict[str, Any]) -> None:
+           read: Callable[[str, Config], bytes], info: Dict[str, Any]) -> List[bytes]:
     """Replay the warm-up requests ``WARM_UP_COUNT`` times each through ``run_predict`` (the
-    path traffic takes), filling ``info`` for /healthz as it goes.
+    predict path traffic takes), filling ``info`` for /healthz as it goes; the bodies that
+    succeeded (the platform's adapter then sends them through its whole request path).
 
     Runs as the model holder's after-load hook, so readiness waits for it.  A failing request
     is logged with its reason and recorded; it never stops the service."""
@@ -90,9 +91,10 @@ def replay(config: Config, model: Any, run_predict: Callable[[Any, bytes], Any],
     except Exception as e:  # unreadable warm-up data is reported, never fatal
         info.update(source=redact(source), errors=[_one_line(e)])
         log.error("warm-up data not usable (%s): %s", redact(source), _one_line(e))
-        return
+        return []
     info.update(source=redact(source), requests=len(bodies))
     first: List[float] = []
+    good: List[bytes] = []
     for i, body in enumerate(bodies):
         for n in range(config.warm_up_count):
             t = time.perf_counter()
@@ -101,6 +103,7 @@ def replay(config: Config, model: Any, run_predict: Callable[[Any, bytes], Any],
                 info["replayed"] += 1
                 if n == 0:
                     first.append(time.perf_counter() - t)
+                    good.append(body)
             except Exception as e:  # a warm-up failure is reported, never fatal
                 msg = _one_line(e)
                 info["failed"] += 1
@@ -114,6 +117,7 @@ def replay(config: Config, model: Any, run_predict: Callable[[Any, bytes], Any],
                  config.warm_up_count, info["source"], info["seconds"],
                  f"first replay {first[0] * 1e3:.1f} ms" if first else "no replay succeeded",
                  info["failed"])
+    return good
 
 
 __all__ = ["WarmupError", "load_requests", "replay", "parse_warmup_file"]

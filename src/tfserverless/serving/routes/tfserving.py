@@ -48,7 +48,7 @@ class TFServingRoutes(Routes):
     def status(self, name: str, version: Optional[str]) -> Response:
         """``GetModelStatus``: AVAILABLE, LOADING, or END with the load's error."""
         model = self.loaded_version(name, version)
-        if model is not None:
+        if model is not None and self.holder.serving:
             state, code, message = "AVAILABLE", "OK", ""
         elif self.holder.state == "failed":
             state, code, message = "END", "UNKNOWN", self.holder.error or ""

@@ -49,8 +49,8 @@ class V2Routes(Routes):
             return self.predict_job(req, self.codec, Call(name, version or ""), version, binary)
         allow(req, "GET", "HEAD")
         if m["what"] == "/ready":
-            model = self.loaded_version(name, version)
-            return ready_reply(model is not None, {"name": name, "ready": model is not None})
+            ready = self.loaded_version(name, version) is not None and self.holder.serving
+            return ready_reply(ready, {"name": name, "ready": ready})
         return self.read_job(lambda model: json_response(200, metadata(name, model)),
                              name, version)
 
@@ -59,7 +59,7 @@ class V2Routes(Routes):
 
     def ready(self) -> Response:
         self.holder.start()
-        ready = self.holder.model is not None
+        ready = self.holder.serving
         return ready_reply(ready, {"ready": ready})
 
     def server(self) -> Response:

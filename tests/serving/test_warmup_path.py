@@ -1,0 +1,61 @@
+"""Warm-up through the serving path, fast lane: which requests an adapter replays, that they
+are marked only by the adapter (never by a client), not counted, and readiness meanwhile."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List
+
+from tfserverless.backends.holder import ModelHolder
+from tfserverless.config import Config
+from tfserverless.platforms.asgi import WARMUP, request_head
+from tfserverless.serving.service import Service
+
+
+def service(**env: str) -> Service:
+    svc = Service(Config.from_environ(dict({"MODEL_PATH": "/m"}, **env)),
+                  ModelHolder(lambda: object()))  # type: ignore[arg-type,return-value]
+    svc.warmup_bodies = [b"one", b"two"]
+    return svc
+
+
+def test_warm_up_requests_carry_the_token_and_are_marked() -> None:
+    reqs = service(SERVICE_TOKEN="s3cret").warmup_requests()
+    assert [(r.method, r.path, r.body, r.warmup) for r in reqs] == [
+        ("POST", "/", b"one", True), ("POST", "/", b"two", True)]
+    assert reqs[0].headers["authorization"] == "s3cret" and reqs[0].content_length == 3
+    assert "authorization" not in service().warmup_requests()[0].headers
+    assert len(service().warmup_requests(limit=1)) == 1
+
+
+def scope(**extra: Any) -> Dict[str, Any]:
+    base: Dict[str, Any] = {"type": "http", "method": "POST", "path": "/", "query_string": b"",
+                            "headers": [(b"x-tfserverless-warmup", b"1")]}
+    base.update(extra)
+    return base
+
+
+def test_only_the_adapters_replay_is_a_warm_up() -> None:
+    assert not request_head(scope()).warmup  # a client's header marks nothing
+    assert not request_head(scope(extensions={"http.response.trailers": {}})).warmup
+    assert request_head(scope(extensions={WARMUP: {}})).warmup
+
+
+def test_warm_up_requests_are_not_counted() -> None:
+    svc = service()
+    counted: List[str] = []
+    svc.metrics.request = lambda protocol, status, seconds: counted.append(protocol)  # type: ignore[method-assign]
+    svc.count(svc.warmup_requests()[0], 200, 0.0)
+    assert counted == []
+    client = request_head(scope())
+    client.protocol = "eas"
+    svc.count(client, 200, 0.0)
+    assert counted == ["eas"]
+
+
+def test_health_is_503_while_the_path_warms_up() -> None:
+    svc = service()
+    svc.holder.hold()
+    assert svc.holder.wait(5)
+    assert svc.health(detailed=False).status == 503
+    svc.holder.release()
+    assert svc.health(detailed=False).status == 200
