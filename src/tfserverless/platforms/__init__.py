@@ -5,16 +5,40 @@ Each adapter decodes, calls ``Service.handle`` and encodes: nothing more.
 
 from __future__ import annotations
 
+import base64
 import logging
 import threading
 import time
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, List, Optional, Tuple
 
 from ..errors import BadRequest, RequestTimeout, TFServerlessError
 from ..messages import Request, Response
 from ..serving.service import Service
 
 log = logging.getLogger("tfserverless")
+
+
+def event_body(body: Any, base64_encoded: Any) -> bytes:
+    """A JSON event's body (Lambda's, FC's): base64-decoded when flagged, text as UTF-8; a
+    body that is neither text nor bytes (a number would make that many zero bytes) is a 400."""
+    if body is None or body == "":
+        return b""
+    if not isinstance(body, (str, bytes, bytearray)):
+        raise BadRequest(f"the event's body is a JSON {type(body).__name__}; expected a string "
+                         "(text, or base64 with isBase64Encoded)")
+    if base64_encoded:
+        try:
+            return base64.b64decode(body)
+        except (ValueError, TypeError):
+            raise BadRequest("isBase64Encoded body is not valid base64") from None
+    return body.encode("utf-8") if isinstance(body, str) else bytes(body)
+
+
+def event_reply_body(resp: Response) -> Tuple[str, bool]:
+    """A reply's body for a JSON event reply: (text, False), or (base64, True) if binary."""
+    if resp.is_binary:
+        return base64.b64encode(resp.body).decode("ascii"), True
+    return resp.body.decode("utf-8", "replace"), False
 
 
 def declared_length(value: Any) -> int:

@@ -7,7 +7,6 @@ Bodies are base64-decoded when flagged; binary (protobuf) replies are base64-enc
 
 from __future__ import annotations
 
-import base64
 from http import HTTPStatus
 from typing import Any, Callable, Dict, List, Optional, Type
 from urllib.parse import unquote_plus
@@ -15,7 +14,7 @@ from urllib.parse import unquote_plus
 from ..errors import BadRequest
 from ..messages import PayloadLimit, Request, Response, error_response
 from ..serving.service import Service
-from . import load_in_init
+from . import event_body, event_reply_body, load_in_init
 
 # Lambda's synchronous invocation payload cap (request and response, after base64)
 LAMBDA_PAYLOAD = PayloadLimit("AWS Lambda's 6 MB synchronous payload", 6 * 1024 * 1024 * 3 // 4)
@@ -24,19 +23,12 @@ Event = Dict[str, Any]
 
 
 def _body(event: Event) -> bytes:
-    body = event.get("body") or ""
-    if event.get("isBase64Encoded"):
-        try:
-            return base64.b64decode(body)
-        except (ValueError, TypeError):
-            raise BadRequest("isBase64Encoded body is not valid base64") from None
-    return body.encode("utf-8") if isinstance(body, str) else bytes(body)
+    return event_body(event.get("body"), event.get("isBase64Encoded"))
 
 
 def _encode_body(resp: Response) -> Dict[str, Any]:
-    if resp.is_binary:
-        return {"body": base64.b64encode(resp.body).decode("ascii"), "isBase64Encoded": True}
-    return {"body": resp.body.decode("utf-8", "replace"), "isBase64Encoded": False}
+    body, b64 = event_reply_body(resp)
+    return {"body": body, "isBase64Encoded": b64}
 
 
 def _single(headers: Optional[Dict[str, Any]]) -> Dict[str, str]:

@@ -10,14 +10,13 @@
 
 from __future__ import annotations
 
-import base64
 import json
 from typing import Any, Callable, Dict
 
 from ..errors import BadRequest
 from ..messages import PayloadLimit, Request, Response, error_response
 from ..serving.service import Service
-from . import load_in_init
+from . import event_body, event_reply_body, load_in_init
 from .wsgi import is_wsgi_call, make_app
 
 # FC's synchronous invocation payload cap
@@ -33,14 +32,7 @@ def decode_event(event: Any) -> Request:
         raise BadRequest("unsupported FC event; expected an HTTP trigger event with "
                          "rawPath and requestContext")
     http = (data.get("requestContext") or {}).get("http") or {}
-    body = data.get("body") or ""
-    if data.get("isBase64Encoded"):
-        try:
-            raw = base64.b64decode(body)
-        except (ValueError, TypeError):
-            raise BadRequest("isBase64Encoded body is not valid base64") from None
-    else:
-        raw = body.encode("utf-8") if isinstance(body, str) else bytes(body)
+    raw = event_body(data.get("body"), data.get("isBase64Encoded"))
     headers = {str(k): str(v) for k, v in (data.get("headers") or {}).items()}
     query = {str(k): str(v) for k, v in (data.get("queryParameters") or {}).items()}
     return Request(http.get("method", "GET"), data.get("rawPath") or http.get("path") or "/",
@@ -48,10 +40,7 @@ def decode_event(event: Any) -> Request:
 
 
 def encode_response(resp: Response) -> Dict[str, Any]:
-    if resp.is_binary:
-        body, b64 = base64.b64encode(resp.body).decode("ascii"), True
-    else:
-        body, b64 = resp.body.decode("utf-8", "replace"), False
+    body, b64 = event_reply_body(resp)
     return {"statusCode": resp.status, "headers": dict(resp.headers), "body": body,
             "isBase64Encoded": b64}
 

@@ -19,7 +19,7 @@ import zlib
 from typing import IO, Optional, Tuple, Type, Union
 
 from ..errors import ModelUnavailable
-from .base import CHUNK, Progress, redact, unavailable
+from .base import CHUNK, Progress, iter_chunks, redact, unavailable
 from .streams import GZIP_MAGIC, INFLATE_ERRORS, TAIL_LIMIT, Counted, Inflate
 from .writer import WriteBehind
 
@@ -130,10 +130,7 @@ def _copy(src: IO[bytes], path: str, budget: _Budget, writer: WriteBehind) -> No
     """``src`` into a new file at ``path``, opened, written and closed behind by ``writer``."""
     writer.begin(path)
     try:
-        while True:
-            chunk = src.read(CHUNK)
-            if not chunk:
-                break
+        for chunk in iter_chunks(src):
             budget.add(len(chunk))
             writer.write(chunk)
     finally:

@@ -7,6 +7,7 @@ import time
 from typing import IO, Any, Dict, Iterator, List, NamedTuple, Optional, Tuple
 from urllib.parse import urlsplit, urlunsplit
 
+from .._compat import Protocol
 from ..errors import ModelUnavailable
 
 log = logging.getLogger("tfserverless.storage")
@@ -233,7 +234,12 @@ class Progress:
         return f"{self.what}: {self.done / 1e6:.1f} MB, {rate / 1e6:.1f} MB/s"
 
 
-def iter_chunks(stream: IO[bytes], size: int = CHUNK) -> Iterator[bytes]:
+class Readable(Protocol):
+    def read(self, n: int = -1) -> bytes: ...
+
+
+def iter_chunks(stream: Readable, size: int = CHUNK) -> Iterator[bytes]:
+    """``stream``'s bytes, ``size`` at a time, to its end: the one copy loop storage uses."""
     while True:
         chunk = stream.read(size)
         if not chunk:

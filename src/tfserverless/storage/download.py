@@ -30,6 +30,7 @@ from .base import (
     RangeIgnored,
     Source,
     changed,
+    iter_chunks,
     redact,
     unavailable,
 )
@@ -172,10 +173,7 @@ def _download_object(source: Source, info: ObjectInfo, dest: str, config: Config
             check_disk(url, dest, 2 * info.size)
             spool = os.path.join(os.path.dirname(dest), "archive.zip")
             with open(spool, "wb") as out:
-                while True:
-                    chunk = stream.read(CHUNK)
-                    if not chunk:
-                        break
+                for chunk in iter_chunks(stream):
                     out.write(chunk)
             extract_zip(url, spool, dest, limits)
             os.unlink(spool)
@@ -234,10 +232,7 @@ def download_prefix(source: Source, info: ObjectInfo, dest: str, config: Config,
         got = 0
         try:
             with open(path, "wb") as out:
-                while True:
-                    chunk = stream.read(CHUNK)
-                    if not chunk:
-                        break
+                for chunk in iter_chunks(stream):
                     got += len(chunk)
                     progress.add(len(chunk))
                     out.write(chunk)
