@@ -102,3 +102,17 @@ class ConfigError(TFServerlessError):
     """A setting is missing or malformed; raised at start, never at request time."""
 
     status = 500
+
+
+def first_line(e: BaseException, *, named: bool = False) -> str:
+    """An exception in one line for a reply or a log: ours by its message; another's by its
+    ``message`` (TensorFlow's errors) or text, first line only, with its type when ``named``
+    (or when it says nothing)."""
+    if isinstance(e, TFServerlessError):
+        return e.message
+    text = str(getattr(e, "message", None) or e).strip()
+    line = text.splitlines()[0] if text else ""
+    if not line:
+        return type(e).__name__
+    return f"{type(e).__name__}: {line}" if named else line
+

@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from ..errors import BadRequest, ModelUnavailable
+from ..errors import BadRequest, ModelUnavailable, first_line
 from ..protocol.signature import Signature, choose_default, find_signature
 from .litert_manifest import MANIFEST, read_manifest, signatures_from_manifest
 
@@ -159,7 +159,7 @@ class LiteModel:
         try:
             result = self._runner(interp, sig.name)(args)
         except (RuntimeError, ValueError) as e:  # LiteRT's words for shapes/values it refuses
-            raise BadRequest(f"the model rejected the input: {_first_line(e)}") from None
+            raise BadRequest(f"the model rejected the input: {first_line(e)}") from None
         finally:
             self._give(interp)
         return {n: _from_litert(result[n]) for n in outputs}
@@ -217,9 +217,6 @@ def _from_litert(v: Any) -> np.ndarray:
     return np.asarray(v)  # strings come back as object arrays of bytes, as the codecs take them
 
 
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
 
 
 __all__ = ["LiteModel"]

@@ -16,7 +16,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Type
 
 import numpy as np
 
-from ..errors import BadRequest, ModelError, ModelUnavailable
+from ..errors import BadRequest, ModelError, ModelUnavailable, first_line
 from ..protocol.signature import Signature, TensorSpec, choose_default, find_signature
 
 log = logging.getLogger("tfserverless.backends.tensorflow")
@@ -24,16 +24,21 @@ log = logging.getLogger("tfserverless.backends.tensorflow")
 INIT_OP_KEY = "__saved_model_init_op"
 
 
-def _tf() -> Any:
-    # Deferred: importing TensorFlow takes seconds and must happen in the serving worker,
-    # after gunicorn forks, never at package import.
+def tensorflow_module(*, quiet: bool = False) -> Any:
+    """TensorFlow, imported on first call: it takes seconds and must happen in the serving
+    worker, after gunicorn forks, never at package import.  ``quiet``: its C++ and Python
+    logs at errors only (deploy-time tools)."""
+    if quiet:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
+    if quiet:
+        logging.getLogger("tensorflow").setLevel(logging.ERROR)
     return tf
 
 
 def tf_version() -> str:
-    return str(_tf().__version__)
+    return str(tensorflow_module().__version__)
 
 
 def _spec(alias: str, info: Any) -> TensorSpec:
@@ -63,8 +68,8 @@ def signatures_from_meta_graph(meta: Any) -> Dict[str, Signature]:
 
 
 def _read_tag_sets(path: str) -> List[List[str]]:
-    tf = _tf()
-    from tensorflow.core.protobuf import saved_model_pb2  # same deferral as _tf()
+    tf = tensorflow_module()
+    from tensorflow.core.protobuf import saved_model_pb2  # same deferral as tensorflow_module
 
     pb = os.path.join(path, "saved_model.pb")
     sm = saved_model_pb2.SavedModel()
@@ -98,7 +103,7 @@ def configure_devices(tf: Any, config_proto: Any, *, processor: str = "",
                     tf.config.experimental.set_memory_growth(gpu, True)
             devices = [str(d.name) for d in lister()]
         else:  # TF < 1.14
-            from tensorflow.python.client import device_lib  # same deferral as _tf()
+            from tensorflow.python.client import device_lib  # same deferral as tensorflow_module
 
             devices = [str(d.name) for d in device_lib.list_local_devices(config_proto)]
     except Exception as e:  # device probing must never stop a CPU load
@@ -115,7 +120,7 @@ def make_session_callable(session: Any, feeds: List[str], fetches: List[str]) ->
     ``make_callable`` with a feed list falls back to ``Session.run``'s Python feed handling on
     every call; ``CallableOptions`` (TF >= 1.5, so every processor) goes straight to C++.
     """
-    from tensorflow.core.protobuf import config_pb2  # same deferral as _tf()
+    from tensorflow.core.protobuf import config_pb2  # same deferral as tensorflow_module
 
     maker = getattr(session, "_make_callable_from_options", None)
     if maker is None:  # pragma: no cover - no supported TensorFlow lacks it
@@ -166,7 +171,7 @@ class Model:
         if not os.path.isfile(os.path.join(path, "saved_model.pb")):
             raise ModelUnavailable(f"no saved_model.pb in {path}; expected a SavedModel directory")
         t0 = time.monotonic()
-        tf = _tf()
+        tf = tensorflow_module()
         t_import = time.monotonic() - t0
         v1 = tf.compat.v1 if hasattr(tf, "compat") and hasattr(tf.compat, "v1") else tf
         tag_sets = _read_tag_sets(path)
@@ -228,9 +233,9 @@ class Model:
         try:
             values = self._callable(sig, names)(*args)
         except invalid as e:
-            raise BadRequest(f"the model rejected the input: {_first_line(e)}") from e
+            raise BadRequest(f"the model rejected the input: {first_line(e)}") from e
         except op_error as e:
-            raise ModelError(f"the model failed: {_first_line(e)}") from e
+            raise ModelError(f"the model failed: {first_line(e)}") from e
         return {n: np.asarray(v) for n, v in zip(names, values)}
 
     def close(self) -> None:
@@ -245,6 +250,3 @@ def _version_tuple(version: str) -> Tuple[int, ...]:
     return tuple(parts)
 
 
-def _first_line(e: BaseException) -> str:
-    text = getattr(e, "message", None) or str(e)
-    return str(text).strip().splitlines()[0] if str(text).strip() else type(e).__name__

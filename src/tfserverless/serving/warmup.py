@@ -14,7 +14,7 @@ import time
 from typing import Any, Callable, Dict, List, Tuple
 
 from ..config import Config
-from ..errors import TFServerlessError
+from ..errors import TFServerlessError, first_line
 from ..protocol.tfrecord import RecordError, prediction_log_to_request, read_tfrecords
 from ..storage.base import redact
 
@@ -68,11 +68,6 @@ def load_requests(config: Config, model_dir: str,
     return "", []
 
 
-def _one_line(e: Exception) -> str:
-    if isinstance(e, TFServerlessError):
-        return e.message
-    text = str(e).splitlines()[0] if str(e) else ""
-    return f"{type(e).__name__}: {text}"
 
 
 def replay(config: Config, model: Any, run_predict: Callable[[Any, bytes], Any],
@@ -89,8 +84,8 @@ def replay(config: Config, model: Any, run_predict: Callable[[Any, bytes], Any],
     try:
         source, bodies = load_requests(config, model.path, read)
     except Exception as e:  # unreadable warm-up data is reported, never fatal
-        info.update(source=redact(source), errors=[_one_line(e)])
-        log.error("warm-up data not usable (%s): %s", redact(source), _one_line(e))
+        info.update(source=redact(source), errors=[first_line(e, named=True)])
+        log.error("warm-up data not usable (%s): %s", redact(source), first_line(e, named=True))
         return []
     info.update(source=redact(source), requests=len(bodies))
     first: List[float] = []
@@ -105,7 +100,7 @@ def replay(config: Config, model: Any, run_predict: Callable[[Any, bytes], Any],
                     first.append(time.perf_counter() - t)
                     good.append(body)
             except Exception as e:  # a warm-up failure is reported, never fatal
-                msg = _one_line(e)
+                msg = first_line(e, named=True)
                 info["failed"] += 1
                 if len(info["errors"]) < 5:
                     info["errors"].append(f"request {i + 1}: {msg}")

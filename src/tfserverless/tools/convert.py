@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import hashlib
-import logging
 import os
 import re
 import shutil
@@ -26,6 +25,7 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Seque
 
 from ..backends.litert import LiteModel
 from ..backends.litert_manifest import MANIFEST, MODEL_FILE, new_manifest, write_manifest
+from ..backends.tensorflow import tensorflow_module
 from ..config import Config
 from ..errors import TFServerlessError
 from ..protocol.base import Call
@@ -37,11 +37,7 @@ ARCHIVES = (".tar.gz", ".tgz", ".zip")
 
 def _tf() -> Any:
     # Deferred: only conversion needs TensorFlow; `tfserverless --help` must not wait for it.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
-
-    logging.getLogger("tensorflow").setLevel(logging.ERROR)
-    return tf
+    return tensorflow_module(quiet=True)
 
 
 @contextlib.contextmanager
