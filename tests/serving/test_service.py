@@ -9,7 +9,7 @@ import numpy as np
 from tfserverless import protocol
 from tfserverless.config import Config
 from tfserverless.messages import Request
-from tfserverless.serving import service
+from tfserverless.serving import predictor
 from tfserverless.serving.app import create_service
 
 
@@ -33,14 +33,14 @@ def test_runs_inline_only_once_loaded_and_while_predicts_are_cheap(models: Dict[
         est = svc.predictor._predict_seconds
         # a time measured in a thread beside other predictions (GIL waits in it) may only
         # lower the estimate
-        svc.predictor._observe(100 * service.INLINE_SECONDS, len(small.body), True)
+        svc.predictor._observe(100 * predictor.INLINE_SECONDS, len(small.body), True)
         assert svc.predictor._predict_seconds == est and svc.predictor.runs_inline(small)
         for _ in range(40):
-            svc.predictor._observe(10 * service.INLINE_SECONDS, len(small.body), False)
+            svc.predictor._observe(10 * predictor.INLINE_SECONDS, len(small.body), False)
         assert not svc.predictor.runs_inline(small)
-        svc.predictor._observe(service.INLINE_SECONDS / 100, len(small.body), True)
+        svc.predictor._observe(predictor.INLINE_SECONDS / 100, len(small.body), True)
         est = svc.predictor._predict_seconds
-        assert est is not None and est < 10 * service.INLINE_SECONDS
+        assert est is not None and est < 10 * predictor.INLINE_SECONDS
     finally:
         svc.holder.model.close()
 

@@ -6,7 +6,8 @@ parsed in the same turn join it).  While calls run, arrivals gather; when a call
 oldest group goes next; a full group, or one whose oldest request waited
 ``max_batch_timeout``, may go beside running calls up to ``max_calls``.  A model call runs in
 a thread so the loop keeps reading and answering meanwhile, or on the loop itself when recent
-calls took under ``INLINE_CALL_SECONDS`` (less than the hand-off to a thread would cost).
+calls took under ``inline`` seconds (the predictor's ``INLINE_SECONDS``: the one rule for
+what may run on the loop, the delay it may cost requests behind it).
 """
 
 from __future__ import annotations
@@ -23,10 +24,8 @@ from ..errors import ClientGone
 from ..protocol.signature import Signature
 from .policy import Item, Outputs, Policy, Run, admit_group, ready_group
 
-#: calls quicker than this run on the loop: a thread hand-off costs ~0.1 ms (measured)
-INLINE_CALL_SECONDS = 0.0005
 #: after this many lone calls in a row, requests run at once, as without batching (no extra
-#: turn of the loop, and on the loop if calls take under ``alone_inline`` seconds); one in
+#: turn of the loop, and on the loop if calls take under ``inline`` seconds); one in
 #: ``PROBE_EVERY`` still takes the turn, which is how load coming back is noticed
 ALONE_LIMIT = 8
 PROBE_EVERY = 16
@@ -35,10 +34,10 @@ Gone = Callable[[], "asyncio.Future[Any]"]
 
 
 class AsyncBatcher:
-    def __init__(self, policy: Policy, executor: Executor, *, alone_inline: float = 0.002) -> None:
+    def __init__(self, policy: Policy, executor: Executor, *, inline: float = 0.002) -> None:
         self.policy = policy  # settings, the unbatchable set, the call and split logic
         self.executor = executor
-        self.alone_inline = alone_inline
+        self.inline = inline
         self._alone = 0  # lone calls in a row
         self._skipped = 0
         self._pending: Deque[Item] = collections.deque()
@@ -60,7 +59,7 @@ class AsyncBatcher:
         completes when the client leaves; it is asked for only if the request must wait."""
         pol = self.policy
         self._run = run
-        if self._at_once() and self._recent and min(self._recent) < self.alone_inline:
+        if self._at_once() and self._recent and min(self._recent) < self.inline:
             t0 = time.perf_counter()  # no load: what the unbatched path does, at its cost
             out = pol.call(run, sig, feeds, outputs, _rows(feeds))
             self._recent.append(time.perf_counter() - t0)
@@ -124,7 +123,7 @@ class AsyncBatcher:
                 continue
             self._alone = self._alone + 1 if len(live) == 1 else 0
             self.calls += 1
-            if self._recent and min(self._recent) < INLINE_CALL_SECONDS:
+            if self._recent and min(self._recent) < self.inline:
                 self._execute(live)
                 self._done(live)
             else:
@@ -169,4 +168,4 @@ def _rows(feeds: Dict[str, np.ndarray]) -> int:
     return 1
 
 
-__all__ = ["INLINE_CALL_SECONDS", "AsyncBatcher"]
+__all__ = ["AsyncBatcher"]

@@ -66,7 +66,7 @@ class Predictor:
         # which health or queued requests ever occupy (threads start on first use)
         self.executor = ThreadPoolExecutor(admission.limits.workers, "predict")
         if policy is not None:
-            self.abatcher = AsyncBatcher(policy, self.executor, alone_inline=INLINE_SECONDS)
+            self.abatcher = AsyncBatcher(policy, self.executor, inline=INLINE_SECONDS)
         self._first_request_logged = False
         # moving averages of recent predicts: seconds and body bytes (None until the first)
         self._predict_seconds: Optional[float] = None
