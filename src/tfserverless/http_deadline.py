@@ -15,7 +15,9 @@ Past it the client gets a 408 with one line naming the limit and ``Connection: c
 the connection is closed.  The timer is set once per head and never pushed back by the bytes
 that arrive, so a trickle costs no more than a stall: one timer per connection.  A pipelined
 head that stalls behind a response still being written gets no 408 in the middle of it: the
-connection closes once that response is complete.
+connection closes once that response is complete (httptools; h11 reads no pipelined head
+until the response before it is done, so there its deadline starts with its next byte).  The
+deadline bounds time, not bytes: the head's size is the app's 431 once it is in.
 
 The protocol wrapped is the one uvicorn's ``http="auto"`` picks: httptools' where httptools
 is importable, else h11's, each recognised by what it has (httptools' parser callbacks,
