@@ -404,7 +404,8 @@ SLOW_FIXTURES = {"models", "sample_model", "start_server", "moto", "files", "pre
 SLOW_MODULES = {"test_cli", "test_imports", "test_layers", "test_packaging", "test_tensorflow",
                 "test_service", "test_service_http", "test_protocols_http", "test_batching_http",
                 "test_overload", "test_cross_version", "test_init", "test_cold_start",
-                "test_images_e2e", "test_adapters", "test_warmup", "test_litert"}
+                "test_images_e2e", "test_adapters", "test_warmup", "test_litert",
+                "test_header_deadline"}
 
 
 def pytest_collection_modifyitems(config: Any, items: List[Any]) -> None:

@@ -42,3 +42,17 @@ def test_batching_and_workers_settings() -> None:
         with pytest.raises(ConfigError) as e:
             Config.from_environ({key: value})
         assert key in e.value.message and value in e.value.message
+
+
+def test_header_read_timeout_is_seconds_with_a_default_and_0_for_off() -> None:
+    from tfserverless.config import header_read_timeout
+
+    assert Config.from_environ({}).header_read_timeout == 10.0
+    assert Config.from_environ({"HEADER_READ_TIMEOUT": " "}).header_read_timeout == 10.0
+    assert Config.from_environ({"HEADER_READ_TIMEOUT": "2.5"}).header_read_timeout == 2.5
+    assert Config.from_environ({"HEADER_READ_TIMEOUT": "0"}).header_read_timeout == 0.0
+    assert header_read_timeout({"HEADER_READ_TIMEOUT": "1"}) == 1.0  # what the worker reads
+    for value in ("soon", "-1", "nan", "10s"):
+        with pytest.raises(ConfigError) as e:
+            Config.from_environ({"HEADER_READ_TIMEOUT": value})
+        assert "HEADER_READ_TIMEOUT" in e.value.message and repr(value) in e.value.message

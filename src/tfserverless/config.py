@@ -116,6 +116,17 @@ def _seconds(key: str, value: str) -> float:
     return n
 
 
+#: seconds a request line and its headers may take to arrive (``http_deadline``)
+HEADER_READ_TIMEOUT = 10.0
+
+
+def header_read_timeout(environ: Mapping[str, str]) -> float:
+    """``HEADER_READ_TIMEOUT`` (0: no limit), also read on its own by the HTTP worker, which
+    has no ``Config`` of its own."""
+    raw = environ.get("HEADER_READ_TIMEOUT", "")
+    return _seconds("HEADER_READ_TIMEOUT", raw) if raw.strip() else HEADER_READ_TIMEOUT
+
+
 def _flag(key: str, value: str) -> bool:
     v = value.strip().lower()
     if v in ("1", "true", "yes", "on"):
@@ -198,6 +209,7 @@ class Config:
         max_requests_per_client: Optional[int] = None,
         signature_max_skew: float = 0.0,
         body_read_timeout: float = 30.0,
+        header_read_timeout: float = HEADER_READ_TIMEOUT,
         rpc_batching: bool = False,
         rpc_max_batch_size: int = 16,
         rpc_max_batch_timeout_ms: int = 50,
@@ -254,6 +266,7 @@ class Config:
         self.max_requests_per_client = max_requests_per_client or 0
         self.signature_max_skew = signature_max_skew  # seconds; 0 = no freshness check
         self.body_read_timeout = body_read_timeout  # seconds a body may take to arrive
+        self.header_read_timeout = header_read_timeout  # and a request's head (0: no limit)
         # adaptive batching (metadata.rpc.batching, max_batch_size, max_batch_timeout)
         self.rpc_batching = rpc_batching
         self.rpc_max_batch_size = rpc_max_batch_size
@@ -335,6 +348,7 @@ class Config:
             max_requests_per_client=get("MAX_REQUESTS_PER_CLIENT", _positive_int, None),
             signature_max_skew=get("SIGNATURE_MAX_SKEW", _seconds, 0.0),
             body_read_timeout=get("BODY_READ_TIMEOUT", _seconds, 30.0),
+            header_read_timeout=header_read_timeout(environ),
             rpc_batching=get("RPC_BATCHING", _flag, False),
             rpc_max_batch_size=get("RPC_MAX_BATCH_SIZE", _batch_rows, 16),
             rpc_max_batch_timeout_ms=get("RPC_MAX_BATCH_TIMEOUT", _positive_int, 50),
@@ -356,4 +370,4 @@ class Config:
         return self.model_path
 
 
-__all__ = ["Config", "detect_platform", "in_service", "parse_size"]
+__all__ = ["Config", "detect_platform", "header_read_timeout", "in_service", "parse_size"]

@@ -11,25 +11,20 @@ functions-framework's ``--target predict`` instead, which serves the same servic
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 from typing import Any, Dict, Optional
 
-#: uvicorn's gunicorn worker, where each uvicorn release keeps it (newest first)
-WORKER_CLASSES = ("uvicorn_worker.UvicornWorker", "uvicorn.workers.UvicornWorker")
+#: uvicorn's gunicorn worker with a deadline on request heads (``HEADER_READ_TIMEOUT``)
+WORKER = "tfserverless.http_deadline.HeaderDeadlineWorker"
 ENTRY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "entrypoints.py")
 
 
 def worker_class() -> Optional[str]:
-    for path in WORKER_CLASSES:
-        module, _, name = path.rpartition(".")
-        try:
-            if hasattr(importlib.import_module(module), name):
-                return path
-        except ImportError:
-            continue
-    return None
+    """``WORKER`` where uvicorn's gunicorn worker is installed (it subclasses it), else None."""
+    from . import http_deadline
+
+    return WORKER if http_deadline.BaseWorker is not None else None
 
 
 def options(host: str, port: int, workers: int, worker: str) -> Dict[str, Any]:
