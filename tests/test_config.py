@@ -56,3 +56,25 @@ def test_header_read_timeout_is_seconds_with_a_default_and_0_for_off() -> None:
         with pytest.raises(ConfigError) as e:
             Config.from_environ({"HEADER_READ_TIMEOUT": value})
         assert "HEADER_READ_TIMEOUT" in e.value.message and repr(value) in e.value.message
+
+
+def test_every_default_is_written_once_in_settings() -> None:
+    from tfserverless.config import SETTINGS
+
+    built, read = Config(), Config.from_environ({}, workers=1)
+    for s in SETTINGS:
+        assert getattr(built, s.attr) == getattr(read, s.attr), s.key
+        if s.default not in (None, ""):
+            assert getattr(built, s.attr) == s.default, s.key
+    assert len({s.key for s in SETTINGS}) == len({s.attr for s in SETTINGS}) == len(SETTINGS)
+
+
+def test_an_unknown_setting_is_refused() -> None:
+    with pytest.raises(TypeError, match="max_body_byte"):
+        Config(max_body_byte=1)
+
+
+@pytest.mark.parametrize("value", ["nan", "NaN", "soon"])
+def test_seconds_that_are_not_a_number_say_so(value: str) -> None:
+    with pytest.raises(ConfigError, match="is not a number; expected seconds"):
+        Config.from_environ({"BODY_READ_TIMEOUT": value})

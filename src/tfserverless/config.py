@@ -1,26 +1,26 @@
 """Every environment read lives here: ``Config.from_environ(environ)``.
 
 Like Starlette's config, the mapping is injected (tests pass a dict; the handlers pass
-``os.environ``) and a malformed value fails at start with one line naming the key and value.
-Secret values (``SERVICE_TOKEN``, access keys) are never echoed.
+``os.environ``) and a malformed value fails at start with one line naming the key and value
+(the parsers are ``config_values``).  Secret values (``SERVICE_TOKEN``, access keys) are never
+echoed.  ``SETTINGS`` is the one table of the variables, the attribute each sets, its parser
+and its default: ``Config()`` and ``from_environ`` both take their defaults from it.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import tempfile
-from typing import Any, Callable, Dict, Mapping, Optional
+from typing import Any, Callable, Dict, Mapping, NamedTuple, Optional
 
 from . import cgroup
+from . import config_values as v
+from .config_values import MAX_BATCH_ROWS, MAX_WORKER_THREADS, MAX_WORKERS, parse_size
 from .errors import ConfigError
 
-_SIZE_RE = re.compile(r"^\s*(\d+)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
-_SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-
-
 PLATFORM_INIT_BUDGET = {"aws": 9.0, "fc": 280.0}
+#: seconds a request line and its headers may take to arrive (``http_deadline``)
+HEADER_READ_TIMEOUT = 10.0
 
 
 def detect_platform(environ: Mapping[str, str]) -> str:
@@ -34,106 +34,11 @@ def detect_platform(environ: Mapping[str, str]) -> str:
     return "local"
 
 
-def parse_size(key: str, value: str) -> int:
-    """``'64MiB'``, ``'65536'``, ``'1g'`` -> bytes; anything else is a one-line ConfigError."""
-    m = _SIZE_RE.match(value)
-    if not m:
-        raise ConfigError(
-            f"{key}={value!r} is not a size; expected bytes like 67108864 or 64MiB"
-        )
-    unit = (m.group(2) or "").lower()[:1]
-    return int(m.group(1)) * _SIZE_UNITS[unit]
-
-
-def _positive_int(key: str, value: str) -> int:
-    try:
-        n = int(value.strip())
-    except ValueError:
-        raise ConfigError(f"{key}={value!r} is not an integer; expected a whole number") from None
-    if n < 0:
-        raise ConfigError(f"{key}={value!r} is negative; expected 0 or more")
-    return n
-
-
-def _connections(key: str, value: str) -> int:
-    n = _positive_int(key, value)
-    if not 1 <= n <= 64:
-        raise ConfigError(f"{key}={value!r} is out of range; expected 1 (one stream) to 64 "
-                          "connections")
-    return n
-
-
-def _part_size(key: str, value: str) -> int:
-    n = parse_size(key, value)
-    if not 64 << 10 <= n <= 1 << 30:
-        raise ConfigError(f"{key}={value!r} is out of range; expected 64KiB to 1GiB")
-    return n
-
-
-def _at_least_one(key: str, value: str) -> int:
-    n = _positive_int(key, value)
-    if n < 1:
-        raise ConfigError(f"{key}={value!r} is 0; expected 1 or more")
-    return n
-
-
-#: upper bounds of counts that cost threads, processes or memory (``render`` checks them too)
-MAX_WORKER_THREADS, MAX_BATCH_ROWS, MAX_WORKERS = 1024, 4096, 256
-
-
-def _at_most(hi: int, why: str) -> Callable[[str, str], int]:
-    """1..``hi``: a count whose size costs threads, processes or memory up front."""
-    def parse(key: str, value: str) -> int:
-        n = _at_least_one(key, value)
-        if n > hi:
-            raise ConfigError(f"{key}={value!r} is over {hi}; expected 1 to {hi} ({why})")
-        return n
-    return parse
-
-
-_threads = _at_most(MAX_WORKER_THREADS, "threads per worker")
-_batch_rows = _at_most(MAX_BATCH_ROWS, "rows per model call")
-_workers = _at_most(MAX_WORKERS, "processes, each with its own model copy")
-
-
-def _thread_count(key: str, value: str) -> int:
-    try:
-        n = int(value.strip())
-    except ValueError:
-        raise ConfigError(f"{key}={value!r} is not an integer; expected -1, 0 or a thread count") from None
-    if n < -1:
-        raise ConfigError(f"{key}={value!r} is below -1; expected -1 (caller thread), 0 or more")
-    return n
-
-
-def _seconds(key: str, value: str) -> float:
-    try:
-        n = float(value.strip())
-    except ValueError:
-        raise ConfigError(f"{key}={value!r} is not a number; expected seconds like 30") from None
-    if not n >= 0:
-        raise ConfigError(f"{key}={value!r} is negative; expected 0 or more seconds")
-    return n
-
-
-#: seconds a request line and its headers may take to arrive (``http_deadline``)
-HEADER_READ_TIMEOUT = 10.0
-
-
 def header_read_timeout(environ: Mapping[str, str]) -> float:
     """``HEADER_READ_TIMEOUT`` (0: no limit), also read on its own by the HTTP worker, which
     has no ``Config`` of its own."""
     raw = environ.get("HEADER_READ_TIMEOUT", "")
-    return _seconds("HEADER_READ_TIMEOUT", raw) if raw.strip() else HEADER_READ_TIMEOUT
-
-
-def _flag(key: str, value: str) -> bool:
-    v = value.strip().lower()
-    if v in ("1", "true", "yes", "on"):
-        return True
-    if v in ("0", "false", "no", "off"):
-        return False
-    raise ConfigError(f"{key}={value!r} is not a switch; expected true or false")
+    return v.seconds("HEADER_READ_TIMEOUT", raw) if raw.strip() else HEADER_READ_TIMEOUT
 
 
 def default_workers(cgroup_root: str = cgroup.ROOT) -> int:
@@ -156,7 +61,7 @@ MEMORY_SIZE_KEYS = ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "FC_FUNCTION_MEMORY_SIZE"
 
 def platform_memory(environ: Mapping[str, str]) -> int:
     """The memory a platform gives the function, in bytes; 0 when no platform says."""
-    said = [_positive_int(k, environ[k]) << 20 for k in MEMORY_SIZE_KEYS
+    said = [v.positive_int(k, environ[k]) << 20 for k in MEMORY_SIZE_KEYS
             if environ.get(k, "").strip()]
     return min([n for n in said if n] or [0])
 
@@ -172,192 +77,149 @@ def in_service(batching: bool, worker_threads: int, max_batch_size: int) -> int:
     return worker_threads * max(1, max_batch_size) if batching else worker_threads
 
 
-class Config:
-    """Settings of one function instance.  Build it with ``from_environ``."""
+class Setting(NamedTuple):
+    key: str  # the environment variable
+    attr: str  # the Config attribute it sets
+    parse: Callable[[str, str], Any]
+    default: Any  # None: derived from other settings (see ``Config.__init__``)
 
-    def __init__(
-        self,
-        *,
-        model_path: str = "",
-        service_name: str = "",
-        service_token: str = "",
-        max_body_bytes: int = 64 << 20,
-        max_json_bytes: int = 8 << 20,
-        model_cache_dir: str = "",
-        log_level: str = "INFO",
-        warm_up_data_path: str = "",
-        warm_up_count: int = 5,
-        load_timeout: float = 600.0,
-        s3_endpoint_url: str = "",
-        oss_endpoint: str = "",
-        max_extract_bytes: int = 16 << 30,
-        max_archive_members: int = 100_000,
-        fetch_connections: int = 16,
-        fetch_part_bytes: int = 8 << 20,
-        intra_op_threads: int = 0,
-        inter_op_threads: int = -1,
-        platform: str = "local",
-        processor: str = "",
-        cuda_visible_devices: Optional[str] = None,
-        init_budget: Optional[float] = None,
-        rpc_worker_threads: int = 5,
-        rpc_max_queue_size: int = 64,
-        rpc_keepalive_ms: int = 60000,
-        rpc_rate_limit: float = 0.0,
-        max_inflight_bytes: Optional[int] = None,
-        max_inflight_bytes_per_client: Optional[int] = None,
-        max_requests_per_client: Optional[int] = None,
-        signature_max_skew: float = 0.0,
-        body_read_timeout: float = 30.0,
-        header_read_timeout: float = HEADER_READ_TIMEOUT,
-        rpc_batching: bool = False,
-        rpc_max_batch_size: int = 16,
-        rpc_max_batch_timeout_ms: int = 50,
-        server_timing: bool = True,
-        workers: int = 1,
-        workers_set: bool = False,
-        platform_memory: int = 0,
-        environ: Optional[Mapping[str, str]] = None,
-    ) -> None:
-        self.model_path = model_path
-        self.service_name = service_name
-        self.service_token = service_token
-        self.max_body_bytes = max_body_bytes
-        # JSON turns into Python objects first: 3-6x its size for numbers, up to ~30x for
-        # strings (measured), so its own cap
-        self.max_json_bytes = max_json_bytes
-        self.model_cache_dir = model_cache_dir or default_cache_dir(environ or {})
-        self.log_level = log_level
-        self.warm_up_data_path = warm_up_data_path
-        self.warm_up_count = warm_up_count
-        self.load_timeout = load_timeout
-        self.s3_endpoint_url = s3_endpoint_url
-        self.oss_endpoint = oss_endpoint
-        self.max_extract_bytes = max_extract_bytes
-        self.max_archive_members = max_archive_members
-        # parallel ranged reads of a model (storage.ranges): object stores cap one stream
-        self.fetch_connections = fetch_connections
-        self.fetch_part_bytes = fetch_part_bytes
-        self.intra_op_threads = intra_op_threads
-        self.inter_op_threads = inter_op_threads
+
+SETTINGS = (
+    Setting("MODEL_PATH", "model_path", v.text, ""),
+    Setting("SERVICE_NAME", "service_name", v.service_name, ""),
+    Setting("SERVICE_TOKEN", "service_token", v.text, ""),
+    Setting("MAX_BODY_BYTES", "max_body_bytes", v.body_limit, 64 << 20),
+    # JSON turns into Python objects first: 3-6x its size for numbers, up to ~30x for strings
+    # (measured), so its own cap
+    Setting("MAX_JSON_BYTES", "max_json_bytes", v.body_limit, 8 << 20),
+    Setting("MODEL_CACHE_DIR", "model_cache_dir", v.text, ""),
+    Setting("LOG_LEVEL", "log_level", v.log_level, "INFO"),
+    Setting("WARM_UP_DATA_PATH", "warm_up_data_path", v.text, ""),
+    Setting("WARM_UP_COUNT", "warm_up_count", v.positive_int, 5),
+    Setting("MODEL_LOAD_TIMEOUT", "load_timeout", v.seconds, 600.0),
+    Setting("S3_ENDPOINT_URL", "s3_endpoint_url", v.text, ""),
+    Setting("OSS_ENDPOINT", "oss_endpoint", v.text, ""),
+    Setting("MAX_EXTRACT_BYTES", "max_extract_bytes", v.parse_size, 16 << 30),
+    Setting("MAX_ARCHIVE_MEMBERS", "max_archive_members", v.positive_int, 100_000),
+    # parallel ranged reads of a model (storage.ranges): object stores cap one stream
+    Setting("FETCH_CONNECTIONS", "fetch_connections", v.connections, 16),
+    Setting("FETCH_PART_BYTES", "fetch_part_bytes", v.part_size, 8 << 20),
+    Setting("TF_INTRA_OP_THREADS", "intra_op_threads", v.positive_int, 0),
+    Setting("TF_INTER_OP_THREADS", "inter_op_threads", v.thread_count, -1),
+    Setting("TFSERVERLESS_PROCESSOR", "processor", v.text, ""),  # set in packaging/build's images
+    # seconds an init hook may spend loading before it returns and lets the first request
+    # finish the load (Lambda's init phase is capped at 10 s); default by platform
+    Setting("INIT_LOAD_BUDGET", "init_budget", v.seconds, None),
+    # EAS admission control (metadata.rpc.*), per worker process
+    Setting("RPC_WORKER_THREADS", "rpc_worker_threads", v.threads, 5),
+    Setting("RPC_MAX_QUEUE_SIZE", "rpc_max_queue_size", v.positive_int, 64),
+    Setting("RPC_KEEPALIVE", "rpc_keepalive_ms", v.positive_int, 60000),
+    Setting("RPC_RATE_LIMIT", "rpc_rate_limit", v.seconds, 0.0),
+    # request bodies in flight per worker: four of the largest allowed by default
+    Setting("MAX_INFLIGHT_BYTES", "max_inflight_bytes", v.parse_size, None),
+    # what one client address may hold of it: half where clients reach us directly; all of
+    # it behind a platform's front end, where every client has the front end's address
+    Setting("MAX_INFLIGHT_BYTES_PER_CLIENT", "max_inflight_bytes_per_client", v.parse_size, None),
+    # and of the requests admitted or queued (0: no bound; a benchmark, a batch job or a front
+    # end legitimately sends everything from one address)
+    Setting("MAX_REQUESTS_PER_CLIENT", "max_requests_per_client", v.positive_int, 0),
+    Setting("SIGNATURE_MAX_SKEW", "signature_max_skew", v.seconds, 0.0),  # 0: no freshness check
+    Setting("BODY_READ_TIMEOUT", "body_read_timeout", v.seconds, 30.0),  # seconds a body may take
+    Setting("HEADER_READ_TIMEOUT", "header_read_timeout", v.seconds, HEADER_READ_TIMEOUT),
+    # adaptive batching (metadata.rpc.batching, max_batch_size, max_batch_timeout)
+    Setting("RPC_BATCHING", "rpc_batching", v.flag, False),
+    Setting("RPC_MAX_BATCH_SIZE", "rpc_max_batch_size", v.batch_rows, 16),
+    Setting("RPC_MAX_BATCH_TIMEOUT", "rpc_max_batch_timeout_ms", v.positive_int, 50),
+    Setting("SERVER_TIMING", "server_timing", v.flag, True),  # Server-Timing on predictions
+    # worker processes per instance (functions-framework's WORKERS); default: one a core,
+    # which ``sizing`` may lower to what the memory limit fits
+    Setting("WORKERS", "workers", v.workers, None),
+)
+
+
+class Config:
+    """Settings of one function instance.  Build it with ``from_environ``; ``Config(**values)``
+    takes any ``SETTINGS`` attribute (the rest keep their defaults) and ``platform``,
+    ``cuda_visible_devices``, ``workers_set``, ``platform_memory`` and ``environ``."""
+
+    model_path: str
+    service_name: str
+    service_token: str
+    max_body_bytes: int
+    max_json_bytes: int
+    model_cache_dir: str
+    log_level: str
+    warm_up_data_path: str
+    warm_up_count: int
+    load_timeout: float
+    s3_endpoint_url: str
+    oss_endpoint: str
+    max_extract_bytes: int
+    max_archive_members: int
+    fetch_connections: int
+    fetch_part_bytes: int
+    intra_op_threads: int
+    inter_op_threads: int
+    processor: str
+    init_budget: float
+    rpc_worker_threads: int
+    rpc_max_queue_size: int
+    rpc_keepalive_ms: int
+    rpc_rate_limit: float
+    max_inflight_bytes: int
+    max_inflight_bytes_per_client: int
+    max_requests_per_client: int
+    signature_max_skew: float
+    body_read_timeout: float
+    header_read_timeout: float
+    rpc_batching: bool
+    rpc_max_batch_size: int
+    rpc_max_batch_timeout_ms: int
+    server_timing: bool
+    workers: int
+
+    def __init__(self, *, platform: str = "local", cuda_visible_devices: Optional[str] = None,
+                 workers_set: bool = False, platform_memory: int = 0,
+                 environ: Optional[Mapping[str, str]] = None, **values: Any) -> None:
+        unknown = set(values) - {s.attr for s in SETTINGS}
+        if unknown:
+            raise TypeError(f"Config() got unknown settings {sorted(unknown)}")
+        for s in SETTINGS:
+            setattr(self, s.attr, values.get(s.attr, s.default))
         self.platform = platform
-        self.processor = processor  # set in the images packaging/build makes
         self.cuda_visible_devices = cuda_visible_devices
-        # seconds an init hook may spend loading before it returns and lets the first request
-        # finish the load (Lambda's init phase is capped at 10 s)
-        self.init_budget = PLATFORM_INIT_BUDGET.get(platform, 600.0) if init_budget is None \
-            else init_budget
-        # EAS admission control (metadata.rpc.*), per worker process
-        self.rpc_worker_threads = rpc_worker_threads
-        self.rpc_max_queue_size = rpc_max_queue_size
-        self.rpc_keepalive_ms = rpc_keepalive_ms
-        self.rpc_rate_limit = rpc_rate_limit
-        # request bodies in flight per worker: four of the largest allowed by default
-        self.max_inflight_bytes = 4 * max_body_bytes if max_inflight_bytes is None \
-            else max_inflight_bytes
-        # what one client address may hold of it: half where clients reach us directly; all
-        # of it behind a platform's front end, where every client has the front end's address
-        self.max_inflight_bytes_per_client = max_inflight_bytes_per_client
-        if max_inflight_bytes_per_client is None:
-            self.max_inflight_bytes_per_client = self.max_inflight_bytes // 2 \
-                if platform == "local" else self.max_inflight_bytes
-        # and of the requests admitted or queued (0, the default: no bound; a benchmark, a
-        # batch job or a front end legitimately sends everything from one address)
-        self.max_requests_per_client = max_requests_per_client or 0
-        self.signature_max_skew = signature_max_skew  # seconds; 0 = no freshness check
-        self.body_read_timeout = body_read_timeout  # seconds a body may take to arrive
-        self.header_read_timeout = header_read_timeout  # and a request's head (0: no limit)
-        # adaptive batching (metadata.rpc.batching, max_batch_size, max_batch_timeout)
-        self.rpc_batching = rpc_batching
-        self.rpc_max_batch_size = rpc_max_batch_size
-        self.rpc_max_batch_timeout_ms = rpc_max_batch_timeout_ms
-        self.server_timing = server_timing  # Server-Timing header on predictions
-        self.workers = workers  # worker processes per instance (functions-framework's WORKERS)
         self.workers_set = workers_set  # WORKERS was given; else ``sizing`` may lower it
         self.platform_memory = platform_memory  # bytes the platform says we have; 0: not said
         # Credentials and other platform settings stay in the mapping the config came from,
         # so storage backends read them through the config, never from os.environ directly.
         self.environ: Dict[str, str] = dict(environ or {})
+        # the derived defaults
+        self.model_cache_dir = self.model_cache_dir or default_cache_dir(self.environ)
+        if self.init_budget is None:
+            self.init_budget = PLATFORM_INIT_BUDGET.get(platform, 600.0)
+        if self.max_inflight_bytes is None:
+            self.max_inflight_bytes = 4 * self.max_body_bytes
+        if self.max_inflight_bytes_per_client is None:
+            self.max_inflight_bytes_per_client = self.max_inflight_bytes // 2 \
+                if platform == "local" else self.max_inflight_bytes
+        self.max_requests_per_client = self.max_requests_per_client or 0
+        if self.workers is None:
+            self.workers = 1
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str], **overrides: Any) -> Config:
-        def get(key: str, parse: Callable[[str, str], Any], default: Any) -> Any:
-            raw = environ.get(key)
-            if raw is None or raw.strip() == "":
-                return default
-            return parse(key, raw)
-
-        def text(key: str, value: str) -> str:
-            return value.strip()
-
-        def level(key: str, value: str) -> str:
-            v = value.strip().upper()
-            if v not in LOG_LEVELS:
-                raise ConfigError(
-                    f"{key}={value!r} is not a log level; expected one of {', '.join(LOG_LEVELS)}"
-                )
-            return v
-
-        def body_limit(key: str, value: str) -> int:
-            n = parse_size(key, value)
-            if n <= 0:
-                raise ConfigError(f"{key}={value!r} must be more than 0 bytes")
-            return n
-
-        def service_name(key: str, value: str) -> str:
-            v = value.strip()
-            if not re.match(r"^[A-Za-z0-9_.-]+$", v):
-                raise ConfigError(
-                    f"{key}={value!r} is not a service name; expected letters, digits, '_', '-', '.'"
-                )
-            return v
-
-        def token(key: str, value: str) -> str:
-            return value.strip()
-
-        workers = get("WORKERS", _workers, None)
+        values: Dict[str, Any] = {}
+        for s in SETTINGS:
+            raw = environ.get(s.key)
+            if raw is not None and raw.strip() != "":
+                values[s.attr] = s.parse(s.key, raw)
+        workers_set = "workers" in values
+        if not workers_set:
+            values["workers"] = default_workers()
         kwargs: Dict[str, Any] = dict(
-            model_path=get("MODEL_PATH", text, ""),
-            service_name=get("SERVICE_NAME", service_name, ""),
-            service_token=get("SERVICE_TOKEN", token, ""),
-            max_body_bytes=get("MAX_BODY_BYTES", body_limit, 64 << 20),
-            max_json_bytes=get("MAX_JSON_BYTES", body_limit, 8 << 20),
-            model_cache_dir=get("MODEL_CACHE_DIR", text, ""),
-            log_level=get("LOG_LEVEL", level, "INFO"),
-            warm_up_data_path=get("WARM_UP_DATA_PATH", text, ""),
-            warm_up_count=get("WARM_UP_COUNT", _positive_int, 5),
-            load_timeout=get("MODEL_LOAD_TIMEOUT", _seconds, 600.0),
-            s3_endpoint_url=get("S3_ENDPOINT_URL", text, ""),
-            oss_endpoint=get("OSS_ENDPOINT", text, ""),
-            max_extract_bytes=get("MAX_EXTRACT_BYTES", parse_size, 16 << 30),
-            max_archive_members=get("MAX_ARCHIVE_MEMBERS", _positive_int, 100_000),
-            fetch_connections=get("FETCH_CONNECTIONS", _connections, 16),
-            fetch_part_bytes=get("FETCH_PART_BYTES", _part_size, 8 << 20),
-            intra_op_threads=get("TF_INTRA_OP_THREADS", _positive_int, 0),
-            inter_op_threads=get("TF_INTER_OP_THREADS", _thread_count, -1),
-            platform=detect_platform(environ),
-            processor=get("TFSERVERLESS_PROCESSOR", text, ""),
-            cuda_visible_devices=environ.get("CUDA_VISIBLE_DEVICES"),
-            init_budget=get("INIT_LOAD_BUDGET", _seconds, None),
-            rpc_worker_threads=get("RPC_WORKER_THREADS", _threads, 5),
-            rpc_max_queue_size=get("RPC_MAX_QUEUE_SIZE", _positive_int, 64),
-            rpc_keepalive_ms=get("RPC_KEEPALIVE", _positive_int, 60000),
-            rpc_rate_limit=get("RPC_RATE_LIMIT", _seconds, 0.0),
-            max_inflight_bytes=get("MAX_INFLIGHT_BYTES", parse_size, None),
-            max_inflight_bytes_per_client=get("MAX_INFLIGHT_BYTES_PER_CLIENT", parse_size, None),
-            max_requests_per_client=get("MAX_REQUESTS_PER_CLIENT", _positive_int, None),
-            signature_max_skew=get("SIGNATURE_MAX_SKEW", _seconds, 0.0),
-            body_read_timeout=get("BODY_READ_TIMEOUT", _seconds, 30.0),
-            header_read_timeout=header_read_timeout(environ),
-            rpc_batching=get("RPC_BATCHING", _flag, False),
-            rpc_max_batch_size=get("RPC_MAX_BATCH_SIZE", _batch_rows, 16),
-            rpc_max_batch_timeout_ms=get("RPC_MAX_BATCH_TIMEOUT", _positive_int, 50),
-            server_timing=get("SERVER_TIMING", _flag, True),
-            workers=workers or default_workers(),
-            workers_set=workers is not None,
-            platform_memory=platform_memory(environ),
-            environ=environ,
-        )
+            values, platform=detect_platform(environ),
+            cuda_visible_devices=environ.get("CUDA_VISIBLE_DEVICES"), workers_set=workers_set,
+            platform_memory=platform_memory(environ), environ=environ)
         kwargs.update(overrides)
         return cls(**kwargs)
 
@@ -370,4 +232,5 @@ class Config:
         return self.model_path
 
 
-__all__ = ["Config", "detect_platform", "header_read_timeout", "in_service", "parse_size"]
+__all__ = ["MAX_BATCH_ROWS", "MAX_WORKERS", "MAX_WORKER_THREADS", "SETTINGS", "Config", "Setting",
+           "detect_platform", "header_read_timeout", "in_service", "parse_size"]
