@@ -16,7 +16,7 @@ from .tools import deploy
 from .tools import render as renderers
 
 
-def _load(path: str) -> deploy.Service:
+def _load(path: str) -> deploy.Deployment:
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
@@ -58,7 +58,7 @@ def processor_note(processor: str, table: Dict[str, Any], installed: Optional[st
             f"tfserverless:{processor}-cloudrun)")
 
 
-def unloadable(svc: deploy.Service, table: Dict[str, Any]) -> str:
+def unloadable(svc: deploy.Deployment, table: Dict[str, Any]) -> str:
     """Why the processor cannot serve a local model, if that can be told here: a SavedModel
     for litert_cpu (or a converted model for TensorFlow), ops its TensorFlow lacks."""
     path = svc.model_path

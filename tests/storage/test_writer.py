@@ -81,7 +81,7 @@ def test_a_member_named_twice_ends_as_its_last_copy(tmp_path: Any, monkeypatch: 
     dest = tmp_path / "out"
     dest.mkdir()
     archive.extract_tar("x.tar", buf, str(dest),  # type: ignore[arg-type]
-                        archive.Limits(max_bytes=1 << 30, max_members=10))
+                        archive.ArchiveLimits(max_bytes=1 << 30, max_members=10))
     assert (dest / "m" / "a").read_bytes() == b"second"
 
 

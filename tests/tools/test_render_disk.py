@@ -24,11 +24,11 @@ def disk(need: int) -> Disk:
     return Disk(need - DISK_MARGIN, need, "--model-size")
 
 
-def out(platform: str, need: int, svc: deploy.Service = SVC) -> Dict[str, Any]:
+def out(platform: str, need: int, svc: deploy.Deployment = SVC) -> Dict[str, Any]:
     return render.render(svc, platform, disk(need))
 
 
-def refusal(platform: str, need: int, svc: deploy.Service = SVC) -> str:
+def refusal(platform: str, need: int, svc: deploy.Deployment = SVC) -> str:
     with pytest.raises(ConfigError) as e:
         render.render(svc, platform, disk(need))
     assert "\n" not in e.value.message

@@ -27,7 +27,7 @@ from ..config import Config
 from ..errors import ModelUnavailable, TFServerlessError
 from .archive import ArchiveRefused
 from .base import redact, unavailable
-from .cache import digest, refused_before, remember_refusal, verify, write_manifest
+from .cache import digest, is_complete, refused_before, remember_refusal, write_manifest
 from .download import download_object, download_prefix
 from .layout import find_saved_model_root
 from .lock import FileLock
@@ -62,14 +62,14 @@ def fetch(url: str, config: Config, opened: Optional[Callable[[], None]] = None)
     except ModelUnavailable as e:
         # the store is unreachable: a verified copy from an earlier fetch still serves
         for name in sorted(os.listdir(url_dir)) if os.path.isdir(url_dir) else []:
-            if name.startswith("v-") and verify(os.path.join(url_dir, name)):
+            if name.startswith("v-") and is_complete(os.path.join(url_dir, name)):
                 log.warning("%s; serving the cached copy fetched earlier", e.message)
                 return Fetched(find_saved_model_root(os.path.join(url_dir, name)), True, 0.0, 0)
         raise
     final = os.path.join(url_dir, "v-" + digest(info.version))
     marker = os.path.join(url_dir, "refused-" + digest(info.version))
     refused_before(marker)
-    if verify(final):
+    if is_complete(final):
         log.info("using cached %s (version %s)", redact(url), info.version)
         return Fetched(find_saved_model_root(final), True, 0.0, 0)
     try:
@@ -78,7 +78,7 @@ def fetch(url: str, config: Config, opened: Optional[Callable[[], None]] = None)
         raise unavailable(url, f"cache directory {config.model_cache_dir} is not writable "
                                f"({e.strerror})", retry_after=60) from None
     with FileLock(os.path.join(url_dir, ".lock")):
-        if verify(final):  # another worker finished it while we waited
+        if is_complete(final):  # another worker finished it while we waited
             log.info("using %s fetched by another worker", redact(url))
             return Fetched(find_saved_model_root(final), True, 0.0, 0)
         t0 = time.monotonic()

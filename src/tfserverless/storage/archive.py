@@ -39,7 +39,7 @@ def refused(url: str, what: str) -> ArchiveRefused:
 TAR_ERRORS: Tuple[Type[BaseException], ...] = (tarfile.TarError, EOFError, OSError, *INFLATE_ERRORS)
 
 
-class Limits:
+class ArchiveLimits:
     def __init__(self, *, max_bytes: int, max_members: int) -> None:
         self.max_bytes = max_bytes
         self.max_members = max_members
@@ -96,7 +96,7 @@ def check_disk(url: str, directory: str, need: int) -> None:
 
 
 class _Budget:
-    def __init__(self, url: str, limits: Limits, dest: str) -> None:
+    def __init__(self, url: str, limits: ArchiveLimits, dest: str) -> None:
         self.url = url
         self.limits = limits
         self.dest = dest
@@ -156,7 +156,7 @@ def _link_target(url: str, rel: str, linkname: str, *, symlink: bool) -> str:
     return joined
 
 
-def extract_tar(url: str, stream: IO[bytes], dest: str, limits: Limits) -> int:
+def extract_tar(url: str, stream: IO[bytes], dest: str, limits: ArchiveLimits) -> int:
     """Extract a tar stream (compressed or not) into ``dest``; returns bytes written.
 
     Nothing counts as extracted until the whole archive checked out: gzip CRC-32 and length,
@@ -221,7 +221,7 @@ def extract_tar(url: str, stream: IO[bytes], dest: str, limits: Limits) -> int:
     return budget.written
 
 
-def extract_zip(url: str, path: str, dest: str, limits: Limits) -> int:
+def extract_zip(url: str, path: str, dest: str, limits: ArchiveLimits) -> int:
     budget = _Budget(url, limits, dest)
     writer = WriteBehind()
     try:

@@ -18,7 +18,7 @@ def digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
-def verify(path: str) -> bool:
+def is_complete(path: str) -> bool:
     """A cached model is used only when its manifest exists and every file matches it."""
     try:
         with open(os.path.join(path, MANIFEST), encoding="utf-8") as f:

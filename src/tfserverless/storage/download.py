@@ -13,8 +13,8 @@ from typing import IO, Any, Callable, Dict, Optional
 
 from ..config import Config
 from .archive import (
+    ArchiveLimits,
     ArchiveRefused,
-    Limits,
     Peekable,
     check_disk,
     extract_tar,
@@ -153,7 +153,7 @@ def download_object(source: Source, info: ObjectInfo, dest: str, config: Config,
 def _download_object(source: Source, info: ObjectInfo, dest: str, config: Config,
                      ranged: Optional[Settings], stats: Stats) -> int:
     url = source.url
-    limits = Limits(max_bytes=config.max_extract_bytes, max_members=config.max_archive_members)
+    limits = ArchiveLimits(max_bytes=config.max_extract_bytes, max_members=config.max_archive_members)
     progress = Progress(f"download {redact(url)}", info.size)
     if ranged is not None:
         raw: Any = Ordered(source, "", info.size, ranged, stats)  # type: ignore[arg-type]

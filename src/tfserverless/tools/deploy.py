@@ -27,7 +27,7 @@ def load_processors(path: Optional[str] = None) -> Dict[str, Any]:
         return dict(json.load(f))
 
 
-class Service(NamedTuple):
+class Deployment(NamedTuple):
     name: str
     model_path: str
     processor: str
@@ -85,7 +85,7 @@ def _num(field: str, value: Any, *, kind: type = int, minimum: float = 0,
     return n
 
 
-def parse_service(data: Any, processors: Mapping[str, Any]) -> Service:
+def parse_service(data: Any, processors: Mapping[str, Any]) -> Deployment:
     """Validate an EAS service config; every error is one line naming the field."""
     if not isinstance(data, dict):
         raise ConfigError("service config must be a JSON object")
@@ -135,7 +135,7 @@ def parse_service(data: Any, processors: Mapping[str, Any]) -> Service:
         raise ConfigError(f"metadata.gpu={gpu} but processor {processor} is a CPU processor; "
                           "expected a tensorflow_gpu_* processor")
     scaler = _autoscaler(data.get("autoscaler"), warnings)  # may add a warning
-    return Service(
+    return Deployment(
         name=name, model_path=model_path, processor=processor, warm_up_data_path=warm,
         token=token,
         instance=_num("metadata.instance", meta.get("instance", 1), minimum=1),
@@ -181,7 +181,7 @@ def _flag(field: str, value: Any) -> bool:
     return value
 
 
-def environment(svc: Service) -> Dict[str, str]:
+def environment(svc: Deployment) -> Dict[str, str]:
     """The function's environment for this service (the token only if the config has one)."""
     env = {"MODEL_PATH": svc.model_path, "SERVICE_NAME": svc.name}
     if svc.warm_up_data_path:

@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ..config import Config
 from ..errors import ConfigError
-from .deploy import Service, environment
+from .deploy import Deployment, environment
 from .modelsize import Disk
 
 FC_MAX_CONCURRENCY = 200  # FC 3.0's cap on instance concurrency
@@ -73,11 +73,11 @@ def platform_name(name: str, platform: str) -> str:
     return out or "tfserverless"
 
 
-def _timeout(svc: Service) -> int:
+def _timeout(svc: Deployment) -> int:
     return max(1, (svc.keepalive_ms + 999) // 1000)
 
 
-def _max_instances(svc: Service) -> int:
+def _max_instances(svc: Deployment) -> int:
     return svc.max_instances or max(1, svc.instance)
 
 
@@ -105,7 +105,7 @@ def _disk_env(disk: Optional[Disk]) -> Dict[str, str]:
     return {}
 
 
-def _aws(svc: Service, disk: Optional[Disk]) -> Dict[str, Any]:
+def _aws(svc: Deployment, disk: Optional[Disk]) -> Dict[str, Any]:
     if svc.gpu:
         raise ConfigError(f"metadata.gpu={svc.gpu}: AWS Lambda has no GPUs; expected "
                           "--platform fc, cloudrun, knative or kserve for a GPU processor")
@@ -137,7 +137,7 @@ def _aws(svc: Service, disk: Optional[Disk]) -> Dict[str, Any]:
             "command": deploy}
 
 
-def _fc(svc: Service, disk: Optional[Disk]) -> Dict[str, Any]:
+def _fc(svc: Deployment, disk: Optional[Disk]) -> Dict[str, Any]:
     if svc.gpu:
         raise ConfigError(f"metadata.gpu={svc.gpu}: s.yaml deploys the CPU runtime; use the GPU "
                           f"container image {image_tag(svc.processor, 'fc')} with runtime "
@@ -168,7 +168,7 @@ def _fc(svc: Service, disk: Optional[Disk]) -> Dict[str, Any]:
             "command": f"{env_line} s deploy -t s.yaml"}
 
 
-def _cloudrun_memory(svc: Service, disk: Optional[Disk]) -> int:
+def _cloudrun_memory(svc: Deployment, disk: Optional[Disk]) -> int:
     """metadata.memory, plus the model's disk: Cloud Run's filesystem is its memory."""
     memory = max(512, svc.memory_mb)
     if disk is not None and disk.need_bytes:
@@ -181,7 +181,7 @@ def _cloudrun_memory(svc: Service, disk: Optional[Disk]) -> int:
     return memory
 
 
-def _cloudrun(svc: Service, disk: Optional[Disk]) -> Dict[str, Any]:
+def _cloudrun(svc: Deployment, disk: Optional[Disk]) -> Dict[str, Any]:
     image = image_ref(svc.processor, "cloudrun")
     memory = _cloudrun_memory(svc, disk)
     cpu = max([max(1, int(svc.cpu + 0.999))] + [n for above, n in CLOUD_RUN_MIN_CPU
@@ -203,7 +203,7 @@ def _cloudrun(svc: Service, disk: Optional[Disk]) -> Dict[str, Any]:
             "command": f"gcloud run deploy {service} " + " ".join(shlex.quote(f) for f in flags)}
 
 
-def _container(svc: Service, platform: str, disk: Optional[Disk]) -> Dict[str, Any]:
+def _container(svc: Deployment, platform: str, disk: Optional[Disk]) -> Dict[str, Any]:
     """The container both Kubernetes renderers run: the Cloud Run image, our probes."""
     env: List[Dict[str, Any]] = [{"name": k, "value": v} for k, v in
                                  {**environment(svc), **_disk_env(disk)}.items()
@@ -227,7 +227,7 @@ def _container(svc: Service, platform: str, disk: Optional[Disk]) -> Dict[str, A
                               "periodSeconds": 10}}
 
 
-def _knative(svc: Service, disk: Optional[Disk]) -> Dict[str, Any]:
+def _knative(svc: Deployment, disk: Optional[Disk]) -> Dict[str, Any]:
     name = platform_name(svc.name, "knative")
     manifest = {
         "apiVersion": "serving.knative.dev/v1", "kind": "Service",
@@ -243,7 +243,7 @@ def _knative(svc: Service, disk: Optional[Disk]) -> Dict[str, Any]:
             "parameters": {}, "command": "kubectl apply -f <this manifest>"}
 
 
-def _kserve(svc: Service, disk: Optional[Disk]) -> Dict[str, Any]:
+def _kserve(svc: Deployment, disk: Optional[Disk]) -> Dict[str, Any]:
     """A custom predictor.  MODEL_PATH rather than ``storageUri``: KServe's storage
     initializer copies the model into every new pod before it starts; our fetch streams it
     once per pod too, but checks the version (ETag) into MODEL_CACHE_DIR, speaks oss:// and
@@ -262,12 +262,12 @@ def _kserve(svc: Service, disk: Optional[Disk]) -> Dict[str, Any]:
             "command": "kubectl apply -f <this manifest>"}
 
 
-RENDERERS: Dict[str, Callable[[Service, Optional[Disk]], Dict[str, Any]]] = {
+RENDERERS: Dict[str, Callable[[Deployment, Optional[Disk]], Dict[str, Any]]] = {
     "aws": _aws, "fc": _fc, "cloudrun": _cloudrun, "knative": _knative, "kserve": _kserve}
 PLATFORMS = tuple(RENDERERS)
 
 
-def render(svc: Service, platform: str, disk: Optional[Disk] = None) -> Dict[str, Any]:
+def render(svc: Deployment, platform: str, disk: Optional[Disk] = None) -> Dict[str, Any]:
     """Deploy parameters for one platform, as data (the CLI prints them); with ``disk`` (the
     model's, ``modelsize.measure``) the platform's disk is sized to it, else left as before."""
     renderer = RENDERERS.get(platform)
@@ -283,7 +283,7 @@ def render(svc: Service, platform: str, disk: Optional[Disk] = None) -> Dict[str
     return out
 
 
-def _workers(svc: Service, disk: Disk) -> Tuple[Service, str]:
+def _workers(svc: Deployment, disk: Disk) -> Tuple[Deployment, str]:
     """WORKERS as ``serve`` would choose it for this model in the config's memory (``sizing``):
     one for a large model, never more copies than fit; metadata.cpu alone said one per vCPU,
     which a 2 GB instance with a 1 GB model cannot hold."""

@@ -5,7 +5,7 @@ here: both models come in through the ``Servable`` seam and run the way traffic 
 from __future__ import annotations
 
 import time
-from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, NamedTuple, Sequence, Tuple
 
 import numpy as np
 
@@ -144,8 +144,4 @@ def speed(model: Servable, case: Case, *, repeat: int = 20) -> float:
     return float(np.median(times))
 
 
-def first_case(cases: Sequence[Case], sig: str, source: str) -> Optional[Case]:
-    return next((c for c in cases if c.sig.name == sig and c.source == source), None)
-
-
-__all__ = ["Case", "Error", "Refused", "compare", "random_cases", "speed", "verify", "first_case"]
+__all__ = ["Case", "Error", "Refused", "compare", "random_cases", "speed", "verify"]
