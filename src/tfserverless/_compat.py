@@ -1,8 +1,10 @@
 """``typing.Protocol`` where it exists (3.8+); the 3.7 processors type-check nothing at run time."""
 
-try:
+import sys
+
+if sys.version_info >= (3, 8):
     from typing import Protocol
-except ImportError:  # pragma: no cover
-    Protocol = object  # type: ignore[assignment]
+else:
+    Protocol = object
 
 __all__ = ["Protocol"]

@@ -124,13 +124,12 @@ def make_session_callable(session: Any, feeds: List[str], fetches: List[str]) ->
 
     maker = getattr(session, "_make_callable_from_options", None)
     if maker is None:  # pragma: no cover - no supported TensorFlow lacks it
-        return session.make_callable(fetches, feed_list=feeds)  # type: ignore[no-any-return]
+        made: Callable[..., List[Any]] = session.make_callable(fetches, feed_list=feeds)
+        return made
     opts = config_pb2.CallableOptions(feed=feeds, fetch=fetches)
     fn = maker(opts)
 
-    def run(*args: Any) -> List[Any]:
-        return fn(*args)  # type: ignore[no-any-return]
-
+    run: Callable[..., List[Any]] = fn
     return run
 
 

@@ -82,7 +82,8 @@ class AsyncBatcher:
             timer = loop.call_later(max(0.0, deadline - pol.clock()),
                                     lambda: self._drop(item, pol.timeout_error()))
         try:
-            return await item.future  # type: ignore[no-any-return]
+            answer: Tuple[Outputs, float] = await item.future
+            return answer
         except asyncio.CancelledError:
             self._drop(item, None)
             raise

@@ -16,10 +16,10 @@ import stat
 import tarfile
 import zipfile
 import zlib
-from typing import IO, Optional, Tuple, Type, Union
+from typing import Optional, Tuple, Type, Union
 
 from ..errors import ModelUnavailable
-from .base import CHUNK, Progress, iter_chunks, redact, unavailable
+from .base import CHUNK, Progress, Readable, Stream, iter_chunks, redact, unavailable
 from .streams import GZIP_MAGIC, INFLATE_ERRORS, TAIL_LIMIT, Counted, Inflate
 from .writer import WriteBehind
 
@@ -126,7 +126,7 @@ class _Budget:
             check_disk(self.url, self.dest, 0)
 
 
-def _copy(src: IO[bytes], path: str, budget: _Budget, writer: WriteBehind) -> None:
+def _copy(src: Stream, path: str, budget: _Budget, writer: WriteBehind) -> None:
     """``src`` into a new file at ``path``, opened, written and closed behind by ``writer``."""
     writer.begin(path)
     try:
@@ -156,7 +156,7 @@ def _link_target(url: str, rel: str, linkname: str, *, symlink: bool) -> str:
     return joined
 
 
-def extract_tar(url: str, stream: IO[bytes], dest: str, limits: ArchiveLimits) -> int:
+def extract_tar(url: str, stream: Readable, dest: str, limits: ArchiveLimits) -> int:
     """Extract a tar stream (compressed or not) into ``dest``; returns bytes written.
 
     Nothing counts as extracted until the whole archive checked out: gzip CRC-32 and length,
@@ -172,6 +172,7 @@ def extract_tar(url: str, stream: IO[bytes], dest: str, limits: ArchiveLimits) -
         mode = "r|*"
     writer = WriteBehind()
     try:
+        # streaming modes only read: typeshed asks every mode's file object to seek and write
         with tarfile.open(fileobj=src or stream, mode=mode) as tar:  # type: ignore[call-overload]
             for m in tar:
                 budget.member()
@@ -270,7 +271,7 @@ def extract_zip(url: str, path: str, dest: str, limits: ArchiveLimits) -> int:
 class Peekable:
     """A stream whose first bytes can be looked at before it is handed on."""
 
-    def __init__(self, stream: IO[bytes], progress: Optional[Progress] = None) -> None:
+    def __init__(self, stream: Stream, progress: Optional[Progress] = None) -> None:
         self._stream = stream
         self._head = b""
         self._progress = progress

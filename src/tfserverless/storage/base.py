@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import IO, Any, Dict, Iterator, List, NamedTuple, Optional, Tuple
+from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Tuple
 from urllib.parse import urlsplit, urlunsplit
 
 from .._compat import Protocol
@@ -14,6 +14,16 @@ log = logging.getLogger("tfserverless.storage")
 
 CHUNK = 1 << 20
 
+
+
+class Readable(Protocol):
+    def read(self, n: int = -1) -> bytes: ...
+
+
+class Stream(Readable, Protocol):
+    """What storage reads an object through: an SDK's body, a file, a wrapper of either."""
+
+    def close(self) -> None: ...
 
 class ObjectChanged(ModelUnavailable):
     """The object was replaced while it was being read (its ETag or generation moved): the
@@ -41,7 +51,7 @@ class Source:
     def stat(self) -> ObjectInfo:
         raise NotImplementedError
 
-    def open(self, relative: str = "") -> IO[bytes]:
+    def open(self, relative: str = "") -> Stream:
         """A readable stream of the object (or of ``relative`` under a prefix)."""
         raise NotImplementedError
 
@@ -52,6 +62,11 @@ class Source:
     def supports_ranges(self) -> bool:
         """Whether ``read_range`` may be used (after ``stat``): see ``ranges``."""
         return False
+
+    def read_range(self, relative: str, start: int, end: int) -> Stream:
+        """Bytes ``[start, end)`` of the object (``relative`` under a prefix), of the version
+        ``stat`` saw; only where ``supports_ranges``."""
+        raise NotImplementedError
 
 
 class ObjectStore(Source):
@@ -116,10 +131,10 @@ class ObjectStore(Source):
         self._versions = {key[len(prefix):]: tag for key, _, tag in listing}
         return info
 
-    def open(self, relative: str = "") -> IO[bytes]:
+    def open(self, relative: str = "") -> Stream:
         key = self._prefix + relative if relative else self.key
         try:
-            return _Guarded(self._get(key), self)  # type: ignore[return-value]
+            return _Guarded(self._get(key), self)
         except Exception as e:
             raise self._sdk(e) from None
 
@@ -127,13 +142,13 @@ class ObjectStore(Source):
     def supports_ranges(self) -> bool:
         return True
 
-    def read_range(self, relative: str, start: int, end: int) -> IO[bytes]:
+    def read_range(self, relative: str, start: int, end: int) -> Stream:
         """Bytes ``[start, end)`` of the object (``relative`` under a prefix), pinned to the
         version ``stat`` saw (see ``ranges``)."""
         key = self._prefix + relative if relative else self.key
         try:
             return _Guarded(self._get_range(key, start, end, self._versions.get(relative, "")),
-                            self)  # type: ignore[return-value]
+                            self)
         except RangeIgnored:
             raise
         except Exception as e:
@@ -232,10 +247,6 @@ class Progress:
             return (f"{self.what}: {self.done / 1e6:.1f} / {self.total / 1e6:.1f} MB "
                     f"({100 * self.done / self.total:.0f}%), {rate / 1e6:.1f} MB/s, ETA {eta:.1f}s")
         return f"{self.what}: {self.done / 1e6:.1f} MB, {rate / 1e6:.1f} MB/s"
-
-
-class Readable(Protocol):
-    def read(self, n: int = -1) -> bytes: ...
 
 
 def iter_chunks(stream: Readable, size: int = CHUNK) -> Iterator[bytes]:

@@ -9,7 +9,7 @@ import os
 import queue
 import shutil
 import threading
-from typing import IO, Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional
 
 from ..config import Config
 from .archive import (
@@ -29,6 +29,7 @@ from .base import (
     Progress,
     RangeIgnored,
     Source,
+    Stream,
     changed,
     iter_chunks,
     redact,
@@ -43,7 +44,7 @@ class Prefetch:
     """Reads the network stream in a thread (bounded buffer), so download and extraction
     overlap instead of taking turns."""
 
-    def __init__(self, stream: IO[bytes], depth: int = 32) -> None:
+    def __init__(self, stream: Stream, depth: int = 32) -> None:
         self._q: queue.Queue[Any] = queue.Queue(maxsize=depth)
         self._stream = stream
         self._buf = b""
@@ -156,7 +157,7 @@ def _download_object(source: Source, info: ObjectInfo, dest: str, config: Config
     limits = ArchiveLimits(max_bytes=config.max_extract_bytes, max_members=config.max_archive_members)
     progress = Progress(f"download {redact(url)}", info.size)
     if ranged is not None:
-        raw: Any = Ordered(source, "", info.size, ranged, stats)  # type: ignore[arg-type]
+        raw: Any = Ordered(source, "", info.size, ranged, stats)
         reader: Any = raw
     else:
         raw = source.open()
@@ -166,7 +167,7 @@ def _download_object(source: Source, info: ObjectInfo, dest: str, config: Config
         kind = kind_of(url, stream.peek(512))
         if kind == "tar":
             check_disk(url, dest, info.size)
-            extract_tar(url, stream, dest, limits)  # type: ignore[arg-type]
+            extract_tar(url, stream, dest, limits)
             while stream.read(CHUNK):  # drain the tail (tar padding): truncation still shows
                 pass
         elif kind == "zip":
@@ -218,7 +219,7 @@ def download_prefix(source: Source, info: ObjectInfo, dest: str, config: Config,
     settings = settings_for(config)
     if source.supports_ranges() and settings.connections > 1:
         def fetch() -> int:
-            to_files(source, entries, settings, stats, progress.add)  # type: ignore[arg-type]
+            to_files(source, entries, settings, stats, progress.add)
             return progress.done
 
         if _ranged(source, info, dest, fetch) is not None:

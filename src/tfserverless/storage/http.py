@@ -5,10 +5,10 @@ from __future__ import annotations
 import http.client
 import urllib.error
 import urllib.request
-from typing import IO, Any, Dict, Optional
+from typing import Any, Dict, Optional
 
 from ..config import Config
-from .base import ObjectInfo, RangeIgnored, Source, changed, unavailable
+from .base import ObjectInfo, RangeIgnored, Source, Stream, changed, unavailable
 
 TIMEOUT = 30.0
 
@@ -85,19 +85,19 @@ class HttpSource(Source):
                 and bool(self._pin) and size > 0
         return ObjectInfo("object", version, size)
 
-    def open(self, relative: str = "") -> IO[bytes]:
-        return _Counted(self._request("GET"), self.url)  # type: ignore[return-value]
+    def open(self, relative: str = "") -> Stream:
+        return _Counted(self._request("GET"), self.url)
 
     def supports_ranges(self) -> bool:
         return self._ranges
 
-    def read_range(self, relative: str, start: int, end: int) -> IO[bytes]:
+    def read_range(self, relative: str, start: int, end: int) -> Stream:
         resp = self._request("GET", {"Range": f"bytes={start}-{end - 1}", **self._pin})
         got = resp.headers.get("Content-Range", "")
         if resp.status != 206 or not got.startswith(f"bytes {start}-"):
             resp.close()
             raise RangeIgnored(self.url)
-        return _Counted(resp, self.url)  # type: ignore[return-value]
+        return _Counted(resp, self.url)
 
 
 def open_source(url: str, config: Config) -> Source:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-from typing import IO, Optional
+from typing import Optional
 from urllib.parse import unquote, urlsplit
 
 from ..config import Config
-from .base import ObjectInfo, Source, unavailable
+from .base import ObjectInfo, Source, Stream, unavailable
 
 
 class LocalSource(Source):
@@ -26,7 +26,7 @@ class LocalSource(Source):
             return ObjectInfo("prefix", f"dir-{st.st_mtime_ns}", 0)
         return ObjectInfo("object", f"{st.st_mtime_ns}-{st.st_size}", st.st_size)
 
-    def open(self, relative: str = "") -> IO[bytes]:
+    def open(self, relative: str = "") -> Stream:
         return open(os.path.join(self.path, relative) if relative else self.path, "rb")
 
     def local_dir(self) -> Optional[str]:

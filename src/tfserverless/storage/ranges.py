@@ -23,11 +23,11 @@ import contextlib
 import os
 import threading
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
-from typing import IO, Callable, Dict, List, NamedTuple, Optional, Tuple
+from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
 
 from .._compat import Protocol
 from ..errors import ModelUnavailable
-from .base import CHUNK, ObjectChanged, RangeIgnored, unavailable
+from .base import CHUNK, ObjectChanged, RangeIgnored, Stream, unavailable
 
 
 class Ranged(Protocol):
@@ -35,7 +35,7 @@ class Ranged(Protocol):
 
     url: str
 
-    def read_range(self, relative: str, start: int, end: int) -> IO[bytes]:
+    def read_range(self, relative: str, start: int, end: int) -> Stream:
         """Bytes ``[start, end)`` of the object (``relative`` under a prefix), of the version
         ``stat`` saw; ``RangeIgnored`` when the store answers with the whole object."""
 
@@ -74,7 +74,7 @@ class Stop:
     def __init__(self) -> None:
         self._event = threading.Event()
         self._lock = threading.Lock()
-        self._open: List[IO[bytes]] = []
+        self._open: List[Stream] = []
 
     def is_set(self) -> bool:
         return self._event.is_set()
@@ -90,13 +90,13 @@ class Stop:
             with contextlib.suppress(Exception):
                 stream.close()
 
-    def track(self, stream: IO[bytes]) -> None:
+    def track(self, stream: Stream) -> None:
         with self._lock:
             self._open.append(stream)
         if self._event.is_set():
             self.set()
 
-    def untrack(self, stream: IO[bytes]) -> None:
+    def untrack(self, stream: Stream) -> None:
         with self._lock, contextlib.suppress(ValueError):
             self._open.remove(stream)
 
@@ -192,7 +192,9 @@ def to_files(source: Ranged, entries: List[Tuple[str, int, str]], settings: Sett
             done, pending = wait(pending, timeout=0.5, return_when=FIRST_EXCEPTION)
             failed = [f for f in done if f.exception() is not None]
             if failed:
-                raise failed[0].exception()  # type: ignore[misc]
+                error = failed[0].exception()
+                assert error is not None
+                raise error
     finally:  # an error, or an interrupt: queued parts never start, running ones stop now
         stop.set()
         for f in futures:

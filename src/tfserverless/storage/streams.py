@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import zlib
 from types import ModuleType
-from typing import IO, List, Tuple, Type
+from typing import List, Tuple, Type
 
-from .base import CHUNK
+from .base import CHUNK, Readable
 
 TAIL_LIMIT = 1 << 20  # bytes allowed after a tar's end-of-archive marker (record padding)
 GZIP_MAGIC = b"\x1f\x8b"
@@ -35,7 +35,7 @@ class Inflate:
     reader asks: tarfile asks 10 KiB at a time, and inflating only that much per call cost
     zlib 22% more (6.4 s against 5.2 s for a 1 GiB model)."""
 
-    def __init__(self, raw: IO[bytes], impl: ModuleType = INFLATE) -> None:
+    def __init__(self, raw: Readable, impl: ModuleType = INFLATE) -> None:
         self._raw = raw
         self._impl = impl
         self._d = impl.decompressobj(16 + zlib.MAX_WBITS)
@@ -90,7 +90,7 @@ class Inflate:
 class Counted:
     """A plain tar stream, counting what it hands on."""
 
-    def __init__(self, raw: IO[bytes]) -> None:
+    def __init__(self, raw: Readable) -> None:
         self._raw = raw
         self.total = 0
 
