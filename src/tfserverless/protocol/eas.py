@@ -169,7 +169,6 @@ class EAS:
     """The ``Codec`` of EAS's protobuf (``/`` and ``/api/predict/<service>``)."""
 
     name = "eas"
-    json_errors = False
 
     def decode(self, body: bytes, headers: Mapping[str, str], model: Signatures,
                call: Call) -> Decoded:

@@ -45,7 +45,6 @@ from .wire import (
 
 FIXED = {F_FLOAT: (5, 4, "<f4"), F_DOUBLE: (1, 8, "<f8")}  # field -> (wire type, width, dtype)
 _VARINT_FIELDS = (F_INT, F_INT64, F_BOOL)
-_VALUE_FIELDS = (F_FLOAT, F_DOUBLE, F_INT, F_STRING, F_INT64, F_BOOL)
 MAX_INPUTS = 4096  # distinct input names in one request
 MAX_PARTS = 64  # occurrences of one input's ArrayProto that protobuf would merge
 MAX_OUTPUT_FILTER = 4096

@@ -177,7 +177,6 @@ class TFServing:
     """The ``Codec`` of ``POST /v1/models/<name>[...]:predict|:classify|:regress``."""
 
     name = "tfserving"
-    json_errors = True
 
     def decode(self, body: bytes, headers: Mapping[str, str], model: Signatures,
                call: Call) -> Decoded:
