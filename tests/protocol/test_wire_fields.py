@@ -155,3 +155,15 @@ def test_unpacked_float_and_double_values_are_read_as_protobuf_reads_them() -> N
                                                          + values))
         got = decode_request(body or b"").inputs["x"].to_numpy("x")
         assert got.tolist() == [1.5, -2.0] and got.dtype == ("float32" if dtype == 1 else "float64")
+
+
+def test_warm_up_strings_are_held_to_max_strings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Replayed, such a tensor is refused as a request's would be; it is refused as it is read,
+    before more bytes objects are made (and re-encoded, one Python call each)."""
+    monkeypatch.setattr(tfrecord, "MAX_STRINGS", 100)
+    tensor = vi(1, 7) + ld(2, ld(2, vi(1, 101))) + ld(8, b"a") * 101
+    with pytest.raises(tfrecord.RecordError, match="'x' has more than 100 string elements"):
+        tfrecord.prediction_log_to_request(record(tensor))
+    body = tfrecord.prediction_log_to_request(record(vi(1, 7) + ld(2, ld(2, vi(1, 100)))
+                                                     + ld(8, b"a") * 100))
+    assert decode_request(body or b"").inputs["x"].to_numpy("x").tolist() == [b"a"] * 100

@@ -10,7 +10,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from ..errors import BadRequest
-from .dtypes import DTYPES, check_dims, dtype_name
+from .dtypes import DTYPES, MAX_STRINGS, check_dims, dtype_name
 from .eas import encode_request
 from .wire import Buffer, iter_fields
 
@@ -115,6 +115,9 @@ def _tensor_from_proto(buf: Buffer, name: str) -> np.ndarray:
         elif f.number in _TP_VARINT:
             ints.setdefault(f.number, []).append(f.varints())
         elif f.number == 8:
+            if len(strings) == MAX_STRINGS:  # as a request's: the replay would refuse them
+                raise RecordError(f"warm-up input '{name}' has more than {MAX_STRINGS} string "
+                                  "elements")
             strings.append(bytes(f.data()))
     dt = DTYPES.get(dtype)
     if dt is None:
