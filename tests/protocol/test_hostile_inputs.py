@@ -14,6 +14,7 @@ import pytest
 
 from tfserverless.errors import BadRequest
 from tfserverless.protocol import (
+    EAS,
     Call,
     Signature,
     TensorSpec,
@@ -27,6 +28,7 @@ from tfserverless.protocol.examples import serialize_examples
 from tfserverless.protocol.signature import find_signature
 from tfserverless.protocol.tfserving import TFServing
 from tfserverless.protocol.v2 import V2, header_length
+from tfserverless.protocol.wire import tagged, varint_bytes
 
 from .test_tfserving import Sigs
 
@@ -460,3 +462,45 @@ def test_string_inputs_hold_at_most_max_strings_elements() -> None:
 
     with pytest.raises(BadRequest, match="string elements"):
         to_array([""] * n, sig.inputs["s"], "s")
+
+
+def eas_strings(n: int, element: bytes, dtype: int = 7, tail: bytes = b"") -> bytes:
+    """An EAS PredictRequest for signature "str": input "s" of shape [n], n string_val
+    elements (then ``tail`` in the ArrayProto), written with the project's own wire writers."""
+    array = (varint_bytes(1 << 3) + varint_bytes(dtype)  # dtype (field 1, a varint)
+             + tagged(2, tagged(1, varint_bytes(n)))  # array_shape { dim: [n] }
+             + tagged(6, element) * n + tail)  # string_val, one field each
+    return tagged(1, b"str") + tagged(2, tagged(1, b"s") + tagged(2, array))
+
+
+def test_eas_string_inputs_hold_at_most_max_strings_elements() -> None:
+    """EAS's string_val was held to no limit: MAX_STRINGS + 1 elements were decoded (two-byte
+    ones: +43 MB of bytes objects for a 4 MB body)."""
+    from tfserverless.protocol.dtypes import MAX_STRINGS
+
+    with pytest.raises(BadRequest) as e:
+        EAS().decode(eas_strings(MAX_STRINGS + 1, b""), {}, Sigs(), CALL)
+    assert e.value.status == 400 and e.value.message == (
+        f"input 's' has more than {MAX_STRINGS} string elements; expected at most {MAX_STRINGS} "
+        "in one request")
+
+
+@pytest.mark.parametrize("dtype", [7, 1])  # DT_STRING; DT_FLOAT, whose values are elsewhere
+def test_eas_strings_are_counted_before_any_is_made_and_only_to_the_limit(
+        dtype: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Refused before any element object is made; and the count stops past the limit, so the
+    rest of the body (up to 64 MB of string fields) is not walked: here it is not even valid."""
+    from tfserverless.protocol import dtypes, eas
+
+    limit = 20_000  # MAX_STRINGS, scaled down: tracemalloc slows the walk ~30x
+    monkeypatch.setattr(dtypes, "MAX_STRINGS", limit)
+    monkeypatch.setattr(eas, "MAX_STRINGS", limit)
+    body = eas_strings(limit + 1, b"ab", dtype)
+    peak = peak_bytes(lambda: EAS().decode(body, {}, Sigs(), CALL))
+    assert peak < len(body) // 4, peak  # no element objects (~35 bytes each), no body copy
+    bad = b"\x32\x05ab"  # a string_val of 5 bytes with 2 left in its message
+    with pytest.raises(BadRequest, match=f"more than {limit} string elements"):
+        EAS().decode(eas_strings(limit + 1, b"ab", dtype, bad), {}, Sigs(), CALL)
+    with pytest.raises(BadRequest, match="string_val runs past its message"):
+        EAS().decode(eas_strings(limit, b"ab", dtype, bad), {}, Sigs(), CALL)
+    assert EAS().decode(eas_strings(3, b"ab"), {}, Sigs(), CALL).feeds["s"].tolist() == [b"ab"] * 3

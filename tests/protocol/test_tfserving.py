@@ -167,13 +167,13 @@ def test_classify_builds_examples_and_shapes_results() -> None:
 
 def test_example_wire_format() -> None:
     (ex,) = serialize_examples([{"f": [1.5, 2], "i": [1, 2], "b": ["x", {"b64": "eQ=="}]}], {})
-    (field, _, features), = list(iter_fields(ex))
+    (features,) = list(iter_fields(ex))
     entries = {}
-    for _, _, entry in iter_fields(features):  # type: ignore[arg-type]
-        parts = {f: bytes(v) for f, _, v in iter_fields(entry)}  # type: ignore[arg-type]
+    for entry in iter_fields(features.data()):
+        parts = {f.number: bytes(f.data()) for f in iter_fields(entry.data())}
         entries[parts[1].decode()] = parts[2]
-    kinds = {k: next(iter(iter_fields(v)))[0] for k, v in entries.items()}
-    assert field == 1 and kinds == {"f": 2, "i": 3, "b": 1}  # float_list, int64_list, bytes_list
+    kinds = {k: next(iter(iter_fields(v))).number for k, v in entries.items()}
+    assert features.number == 1 and kinds == {"f": 2, "i": 3, "b": 1}  # float_list, int64_list, bytes_list
 
 
 def test_jsonio_writes_non_finite_only_outside_strings() -> None:

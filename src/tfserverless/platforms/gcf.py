@@ -85,7 +85,7 @@ def make_asgi_handler(service: Service) -> Optional[AsgiHandler]:
         from starlette.responses import Response as StarletteResponse
     except ImportError:
         return None
-    class Reply(StarletteResponse):  # type: ignore[misc, valid-type]
+    class Reply(StarletteResponse):
         """A response whose client may be gone: uvicorn writes pipelined replies to a
         transport a client reset meanwhile, and uvloop raises; that is a client leaving, not
         an error worth two tracebacks a request."""

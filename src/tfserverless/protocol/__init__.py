@@ -34,11 +34,11 @@ from .signature import (
     signature_json,
     signature_json_bytes,
 )
-from .wire import decode_varints, encode_varints, iter_fields
+from .wire import Field, decode_varints, encode_varints, iter_fields
 
 __all__ = [
     "DTYPES", "EAS", "FIELD_NAMES", "MAX_INPUTS", "MAX_OUTPUT_FILTER", "MAX_PARTS", "Call", "Codec",
-    "DType", "Decoded", "Signature", "Signatures", "TensorSpec", "WireArray", "WireRequest",
+    "DType", "Decoded", "Field", "Signature", "Signatures", "TensorSpec", "WireArray", "WireRequest",
     "check_shape", "decode_request", "decode_response", "decode_varints", "dtype_for_numpy",
     "dtype_name", "encode_array", "encode_request", "encode_response", "encode_varints",
     "feeds_for_signature", "iter_fields", "output_names", "signature_json",

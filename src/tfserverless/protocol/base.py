@@ -36,8 +36,7 @@ class Decoded(NamedTuple):
 
 
 class Codec(Protocol):
-    name: str  # the ``protocol`` label in /metrics
-    json_errors: bool  # errors as ``{"error": "..."}`` (else one line of text, as EAS)
+    name: str  # the ``protocol`` label in /metrics; messages.JSON_ERRORS says by it how errors read
 
     def decode(self, body: bytes, headers: Mapping[str, str], model: Signatures,
                call: Call) -> Decoded: ...

@@ -92,10 +92,12 @@ def check_dims(name: str, dims: Sequence[int]) -> int:
     return count
 
 
-def check_strings(name: str, count: int) -> None:
-    """A 400 for a string input of more than ``MAX_STRINGS`` elements, before they are made."""
+def check_strings(name: str, count: int, *, counted_all: bool = True) -> None:
+    """A 400 for a string input of more than ``MAX_STRINGS`` elements, before they are made
+    (``counted_all`` false: counting stopped past the limit, so ``count`` is a lower bound)."""
     if count > MAX_STRINGS:
-        raise BadRequest(f"input '{name}' has {count} string elements; expected at most "
+        held = count if counted_all else f"more than {MAX_STRINGS}"
+        raise BadRequest(f"input '{name}' has {held} string elements; expected at most "
                          f"{MAX_STRINGS} in one request")
 
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import BadRequest
 from .base import Call, Decoded, Signatures
-from .dtypes import F_DTYPE, F_SHAPE, F_STRING, dtype_for_numpy
+from .dtypes import F_DTYPE, F_SHAPE, F_STRING, MAX_STRINGS, check_strings, dtype_for_numpy
 from .eas_array import FIXED, MAX_INPUTS, MAX_OUTPUT_FILTER, WireArray
 from .signature import feeds_for_signature, output_names
 from .wire import Buffer, Malformed, encode_varints, read_key, read_varint, skip_field, tagged, varint_bytes
@@ -65,8 +65,9 @@ def decode_request(body: Buffer) -> WireRequest:
             pos = stop
         else:
             pos = skip_field(buf, pos, end, wire)
-    for arr in inputs.values():
-        arr.scan()
+    for name, arr in inputs.items():
+        arr.scan(MAX_STRINGS)  # a string element is an object apiece: refused before any is made
+        check_strings(name, arr.count(F_STRING), counted_all=False)
     return WireRequest(signature, inputs, output_filter)
 
 
@@ -169,7 +170,6 @@ class EAS:
     """The ``Codec`` of EAS's protobuf (``/`` and ``/api/predict/<service>``)."""
 
     name = "eas"
-    json_errors = False
 
     def decode(self, body: bytes, headers: Mapping[str, str], model: Signatures,
                call: Call) -> Decoded:

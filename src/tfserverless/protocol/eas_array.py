@@ -4,7 +4,7 @@ interleavings)."""
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -45,7 +45,6 @@ from .wire import (
 
 FIXED = {F_FLOAT: (5, 4, "<f4"), F_DOUBLE: (1, 8, "<f8")}  # field -> (wire type, width, dtype)
 _VARINT_FIELDS = (F_INT, F_INT64, F_BOOL)
-_VALUE_FIELDS = (F_FLOAT, F_DOUBLE, F_INT, F_STRING, F_INT64, F_BOOL)
 MAX_INPUTS = 4096  # distinct input names in one request
 MAX_PARTS = 64  # occurrences of one input's ArrayProto that protobuf would merge
 MAX_OUTPUT_FILTER = 4096
@@ -108,8 +107,11 @@ class WireArray:
 
     # pass 1 ----------------------------------------------------------------------------------
 
-    def scan(self) -> None:
+    def scan(self, max_strings: Optional[int] = None) -> None:
+        """Pass 1.  ``max_strings``: stop once string_val holds more elements than this (then
+        counted as ``max_strings + 1``), before reading the rest: a request's limit."""
         buf = self._buf
+        room = (1 << 62) if max_strings is None else max_strings  # strings still allowed
         for pos, end in self._parts:
             while pos < end:
                 key, pos = read_key(buf, pos, end)
@@ -147,6 +149,10 @@ class WireArray:
                     if pos + size > end:
                         raise Malformed("string_val runs past its message")
                     n, pos = 1, pos + size
+                    if room == 0:
+                        self._counts[F_STRING] = self._counts.get(F_STRING, 0) + 1
+                        return
+                    room -= 1
                 elif field == F_DTYPE and wire == 0:
                     v, pos = read_varint(buf, pos, end)
                     self.dtype = (v + (1 << 31)) % (1 << 32) - (1 << 31)  # enums are int32

@@ -23,7 +23,7 @@ import numpy as np
 try:  # optional: no wheel for some old Pythons; then every body takes the ordinary parse
     import simdjson
 except ImportError:  # pragma: no cover - exercised by the compat venvs without it
-    simdjson = None  # type: ignore[assignment]
+    simdjson = None  # type: ignore[assignment]  # None: not installed (mypy types the name as the module)
 
 MIN_BYTES = 64 * 1024  # below this the ordinary parse is as quick
 MIN_VALUES = 1024  # smaller arrays stay lists (shapes, names: what the protocols walk)

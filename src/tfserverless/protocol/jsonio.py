@@ -44,7 +44,7 @@ from .jsonfast import Spec
 try:  # optional: ~5x quicker both ways; the 3.7 processors may not have a wheel
     import orjson
 except ImportError:  # pragma: no cover - exercised by the compat venvs without it
-    orjson = None  # type: ignore[assignment]
+    orjson = None  # type: ignore[assignment]  # None: not installed (mypy types the name as the module)
 
 MAX_INT_DIGITS = 20  # no int64/uint64 needs more; longer ones are read as floats
 #: arrays and objects one body may open: each costs a parser ~50-100x what a number of the same

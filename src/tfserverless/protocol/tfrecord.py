@@ -10,9 +10,9 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from ..errors import BadRequest
-from .dtypes import DTYPES, check_dims, dtype_name
+from .dtypes import DTYPES, MAX_STRINGS, check_dims, dtype_name
 from .eas import encode_request
-from .wire import decode_varints, iter_fields
+from .wire import Buffer, iter_fields
 
 MAX_RECORDS = 1000  # TF Serving's own limit
 
@@ -91,33 +91,34 @@ _TP_FIXED = {5: "<f4", 6: "<f8"}  # float_val, double_val
 _TP_VARINT = {7, 10, 11, 13, 16, 17}  # int_val, int64_val, bool_val, half_val, uint32, uint64
 
 
-def _tensor_from_proto(buf: bytes, name: str) -> np.ndarray:
-    """A TF ``TensorProto`` (as TF Serving warm-up data holds it) to a numpy array."""
+def _tensor_from_proto(buf: Buffer, name: str) -> np.ndarray:
+    """A TF ``TensorProto`` (as TF Serving warm-up data holds it) to a numpy array.  Repeated
+    values come packed or not, as protobuf reads them; a field read here in any other wire
+    type is ``Malformed``."""
     dtype = 0
     dims: List[int] = []
     content = b""
     fixed: Dict[int, List[np.ndarray]] = {}
     ints: Dict[int, List[np.ndarray]] = {}
     strings: List[bytes] = []
-    for field, wire, value in iter_fields(buf):
-        if field == 1 and wire == 0:
-            dtype = int(value)  # type: ignore[arg-type]
-        elif field == 2 and wire == 2:
-            for f2, w2, v2 in iter_fields(value):  # type: ignore[arg-type]
-                if f2 == 2 and w2 == 2:
-                    for f3, w3, v3 in iter_fields(v2):  # type: ignore[arg-type]
-                        if f3 == 1 and w3 == 0:
-                            dims.append(int(v3))  # type: ignore[arg-type]
-        elif field == 4 and wire == 2:
-            content = bytes(value)  # type: ignore[arg-type]
-        elif field in _TP_FIXED and wire == 2:
-            fixed.setdefault(field, []).append(np.frombuffer(value, _TP_FIXED[field]))  # type: ignore[arg-type]
-        elif field in _TP_VARINT and wire == 2:
-            ints.setdefault(field, []).append(decode_varints(value)[0])  # type: ignore[arg-type]
-        elif field in _TP_VARINT and wire == 0:
-            ints.setdefault(field, []).append(np.array([value], np.uint64))
-        elif field == 8 and wire == 2:
-            strings.append(bytes(value))  # type: ignore[arg-type]
+    for f in iter_fields(buf):
+        if f.number == 1:
+            dtype = f.varint()
+        elif f.number == 2:  # TensorShapeProto: dim = 2, each a Dim: size = 1
+            for dim in iter_fields(f.data()):
+                if dim.number == 2:
+                    dims += [g.varint() for g in iter_fields(dim.data()) if g.number == 1]
+        elif f.number == 4:
+            content = bytes(f.data())
+        elif f.number in _TP_FIXED:
+            fixed.setdefault(f.number, []).append(f.fixed(_TP_FIXED[f.number]))
+        elif f.number in _TP_VARINT:
+            ints.setdefault(f.number, []).append(f.varints())
+        elif f.number == 8:
+            if len(strings) == MAX_STRINGS:  # as a request's: the replay would refuse them
+                raise RecordError(f"warm-up input '{name}' has more than {MAX_STRINGS} string "
+                                  "elements")
+            strings.append(bytes(f.data()))
     dt = DTYPES.get(dtype)
     if dt is None:
         raise RecordError(f"warm-up input '{name}' has unsupported dtype {dtype_name(dtype)}")
@@ -159,32 +160,32 @@ def _tensor_from_proto(buf: bytes, name: str) -> np.ndarray:
 
 def prediction_log_to_request(record: bytes) -> Optional[bytes]:
     """A ``PredictionLog`` record as an EAS PredictRequest body (None: not a predict log)."""
-    predict_log = None
-    for field, wire, value in iter_fields(record):
-        if field == 6 and wire == 2:
-            predict_log = value
+    predict_log: Optional[memoryview] = None
+    for f in iter_fields(record):
+        if f.number == 6:
+            predict_log = f.data()
     if predict_log is None:
         return None
-    request = b""
-    for field, wire, value in iter_fields(predict_log):  # type: ignore[arg-type]
-        if field == 1 and wire == 2:
-            request = bytes(value)  # type: ignore[arg-type]
+    request = memoryview(b"")
+    for f in iter_fields(predict_log):
+        if f.number == 1:
+            request = f.data()
     signature = ""
     inputs: Dict[str, np.ndarray] = {}
     output_filter: List[str] = []
-    for field, wire, value in iter_fields(request):
-        if field == 1 and wire == 2:  # ModelSpec
-            for f2, w2, v2 in iter_fields(value):  # type: ignore[arg-type]
-                if f2 == 3 and w2 == 2:
-                    signature = bytes(v2).decode("utf-8", "replace")  # type: ignore[arg-type]
-        elif field == 2 and wire == 2:  # map<string, TensorProto>
-            key, tensor = "", b""
-            for f2, w2, v2 in iter_fields(value):  # type: ignore[arg-type]
-                if f2 == 1 and w2 == 2:
-                    key = bytes(v2).decode("utf-8", "replace")  # type: ignore[arg-type]
-                elif f2 == 2 and w2 == 2:
-                    tensor = bytes(v2)  # type: ignore[arg-type]
+    for f in iter_fields(request):
+        if f.number == 1:  # ModelSpec: signature_name = 3
+            for g in iter_fields(f.data()):
+                if g.number == 3:
+                    signature = g.text()
+        elif f.number == 2:  # map<string, TensorProto>
+            key, tensor = "", memoryview(b"")
+            for g in iter_fields(f.data()):
+                if g.number == 1:
+                    key = g.text()
+                elif g.number == 2:
+                    tensor = g.data()
             inputs[key] = _tensor_from_proto(tensor, key)
-        elif field == 3 and wire == 2:
-            output_filter.append(bytes(value).decode("utf-8", "replace"))  # type: ignore[arg-type]
+        elif f.number == 3:
+            output_filter.append(f.text())
     return encode_request(inputs, signature_name=signature, output_filter=output_filter)

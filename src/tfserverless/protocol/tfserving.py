@@ -177,7 +177,6 @@ class TFServing:
     """The ``Codec`` of ``POST /v1/models/<name>[...]:predict|:classify|:regress``."""
 
     name = "tfserving"
-    json_errors = True
 
     def decode(self, body: bytes, headers: Mapping[str, str], model: Signatures,
                call: Call) -> Decoded:
@@ -257,9 +256,10 @@ def _results(verb: str, arrays: Dict[str, np.ndarray], rows: int) -> Any:
             raise BadRequest("regress signature must give one value per example in 'outputs'")
         return out.reshape(-1).astype(np.float64).tolist()
     scores, classes = arrays.get("scores"), arrays.get("classes")
-    if scores is None and classes is None:
+    either = scores if scores is not None else classes
+    if either is None:
         raise BadRequest("classify signature gives neither 'classes' nor 'scores'")
-    shape = (scores if scores is not None else classes).reshape(rows, -1).shape  # type: ignore[union-attr]
+    shape = either.reshape(rows, -1).shape
     labels = classes.reshape(shape) if classes is not None else np.full(shape, b"", dtype=object)
     values = scores.reshape(shape).astype(np.float64) if scores is not None else np.zeros(shape)
     text = np.frompyfunc(lambda b: b.decode("utf-8", "replace") if isinstance(b, bytes) else str(b),

@@ -163,7 +163,6 @@ class V2:
     """The ``Codec`` of ``POST /v2/models/<name>[/versions/<v>]/infer``."""
 
     name = "v2"
-    json_errors = True
 
     def decode(self, body: bytes, headers: Mapping[str, str], model: Signatures,
                call: Call) -> Decoded:

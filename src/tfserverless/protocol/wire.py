@@ -7,7 +7,7 @@ and written with these.
 
 from __future__ import annotations
 
-from typing import Iterator, List, Tuple, Union
+from typing import Iterator, List, NamedTuple, Tuple, Union
 
 import numpy as np
 
@@ -21,6 +21,7 @@ _EMPTY_U64 = np.zeros(0, dtype=np.uint64)
 
 class Malformed(BadRequest):
     def __init__(self, what: str) -> None:
+        self.what = what  # the fault alone, for readers of other messages (saved_model.pb)
         super().__init__(
             f"malformed protobuf body: {what}; expected a serialized PredictRequest "
             "(proto/predict.proto)"
@@ -179,9 +180,61 @@ def skip_field(buf: memoryview, pos: int, end: int, wire: int) -> int:
     return pos
 
 
-def iter_fields(data: Buffer) -> Iterator[Tuple[int, int, Union[int, memoryview]]]:
-    """(field, wire type, value) of each field of a message: ints for varint/fixed fields,
-    a memoryview for length-delimited ones.  For cold paths (warm-up files), not traffic."""
+class Field(NamedTuple):
+    """One field of a message, as ``iter_fields`` reads it: its number, its wire type, and its
+    value (an int for varint and fixed-width fields, the payload of a length-delimited one).
+    The accessors say which kind the caller expects; any other wire type is ``Malformed``, a
+    400 (never a TypeError out of a cast)."""
+
+    number: int
+    wire: int
+    value: Union[int, memoryview]
+
+    def data(self) -> memoryview:
+        """The payload of a length-delimited field: a message, a string or packed values."""
+        if isinstance(self.value, memoryview):
+            return self.value
+        raise self._wrong("length-delimited (2)")
+
+    def text(self) -> str:
+        """A string field, UTF-8 (anything else replaced)."""
+        return bytes(self.data()).decode("utf-8", "replace")
+
+    def varint(self) -> int:
+        """A varint field's value (uint64: negatives as two's complement)."""
+        if self.wire == 0 and isinstance(self.value, int):
+            return self.value
+        raise self._wrong("varint (0)")
+
+    def varints(self) -> np.ndarray:
+        """A repeated varint field's values in this occurrence (uint64), packed or not."""
+        if isinstance(self.value, memoryview):
+            return decode_varints(self.value)[0]
+        if self.wire != 0:
+            raise self._wrong("varint (0) or length-delimited (2)")
+        return np.array([self.value], np.uint64)
+
+    def fixed(self, dtype: str) -> np.ndarray:
+        """A repeated fixed-width field's values in this occurrence (``dtype``: little-endian,
+        4 or 8 bytes), packed or not."""
+        dt = np.dtype(dtype)
+        if isinstance(self.value, memoryview):
+            if len(self.value) % dt.itemsize:
+                raise Malformed(f"field {self.number} of {len(self.value)} bytes packs no whole "
+                                f"{dt.itemsize}-byte values")
+            return np.frombuffer(self.value, dt)
+        wire = {4: 5, 8: 1}[dt.itemsize]
+        if self.wire != wire:
+            raise self._wrong(f"length-delimited (2) or fixed {dt.itemsize * 8}-bit ({wire})")
+        return np.frombuffer(self.value.to_bytes(dt.itemsize, "little"), dt)
+
+    def _wrong(self, expected: str) -> Malformed:
+        return Malformed(f"field {self.number} has wire type {self.wire}; expected {expected}")
+
+
+def iter_fields(data: Buffer) -> Iterator[Field]:
+    """Each field of a message, in order.  For cold paths (warm-up files, saved_model.pb), not
+    traffic; truncated fields and unsupported wire types are ``Malformed``."""
     buf = memoryview(data).cast("B") if not isinstance(data, memoryview) else data.cast("B")
     pos, end = 0, len(buf)
     while pos < end:
@@ -189,18 +242,18 @@ def iter_fields(data: Buffer) -> Iterator[Tuple[int, int, Union[int, memoryview]
         field, wire = key >> 3, key & 7
         if wire == 0:
             value, pos = read_varint(buf, pos, end)
-            yield field, wire, value
+            yield Field(field, wire, value)
         elif wire == 2:
             n, pos = read_varint(buf, pos, end)
             if pos + n > end:
                 raise Malformed("field runs past the end of its message")
-            yield field, wire, buf[pos:pos + n]
+            yield Field(field, wire, buf[pos:pos + n])
             pos += n
         elif wire in (1, 5):
             width = 8 if wire == 1 else 4
             if pos + width > end:
                 raise Malformed("field runs past the end of its message")
-            yield field, wire, int.from_bytes(bytes(buf[pos:pos + width]), "little")
+            yield Field(field, wire, int.from_bytes(bytes(buf[pos:pos + width]), "little"))
             pos += width
         else:
             raise Malformed(f"unsupported wire type {wire}")

@@ -13,34 +13,35 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Dict, List, Optional, Set, Tuple, Union
+from typing import Dict, List, Optional, Set, Tuple
 
-from ..protocol.wire import iter_fields
+from ..errors import TFServerlessError
+from ..protocol.wire import Malformed, iter_fields
 
 OPS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tf_ops")
 
 
-def _utf8(value: Union[int, memoryview]) -> str:
-    return bytes(value).decode("utf-8", "replace") if isinstance(value, memoryview) else ""
+class UnreadableGraph(TFServerlessError):
+    """A ``saved_model.pb`` that is no SavedModel protobuf (truncated, or a field read here in
+    another wire type than the SavedModel schema's)."""
 
 
 Used = Dict[str, Dict[str, Set[bytes]]]  # op -> attribute -> the values nodes give it
 
 
 def _node(buf: memoryview, used: Used) -> None:
+    """A ``NodeDef``: op = 2, attr = 5 (map<string, AttrValue> entries: key = 1, value = 2)."""
     op, attrs = "", {}
-    for field, wire, value in iter_fields(buf):
-        if wire != 2:
-            continue
-        if field == 2:
-            op = _utf8(value)
-        elif field == 5:  # map<string, AttrValue> entry: key = 1, value = 2
+    for f in iter_fields(buf):
+        if f.number == 2:
+            op = f.text()
+        elif f.number == 5:
             key, val = "", b""
-            for f2, w2, v2 in iter_fields(value):  # type: ignore[arg-type]
-                if w2 == 2 and f2 == 1:
-                    key = _utf8(v2)
-                elif w2 == 2 and f2 == 2:
-                    val = bytes(v2)  # type: ignore[arg-type]
+            for g in iter_fields(f.data()):
+                if g.number == 1:
+                    key = g.text()
+                elif g.number == 2:
+                    val = bytes(g.data())
             attrs[key] = val
     if op:
         slot = used.setdefault(op, {})
@@ -50,56 +51,64 @@ def _node(buf: memoryview, used: Used) -> None:
 
 
 def _defaults(op_list: memoryview, into: Dict[str, Dict[str, bytes]]) -> None:
-    """The producer's own op defs (``stripped_op_list``): each attribute's default value."""
-    for field, wire, opdef in iter_fields(op_list):
-        if field != 1 or wire != 2:
+    """The producer's own op defs (``stripped_op_list``): each attribute's default value.
+    ``OpList``: op = 1; ``OpDef``: name = 1, attr = 4; ``AttrDef``: name = 1,
+    default_value = 3."""
+    for f in iter_fields(op_list):
+        if f.number != 1:
             continue
         name, attrs = "", {}
-        for f2, w2, v2 in iter_fields(opdef):  # type: ignore[arg-type]
-            if f2 == 1 and w2 == 2:
-                name = _utf8(v2)
-            elif f2 == 4 and w2 == 2:  # AttrDef: name = 1, default_value = 3
+        for g in iter_fields(f.data()):
+            if g.number == 1:
+                name = g.text()
+            elif g.number == 4:
                 aname, default = "", None
-                for f3, w3, v3 in iter_fields(v2):  # type: ignore[arg-type]
-                    if f3 == 1 and w3 == 2:
-                        aname = _utf8(v3)
-                    elif f3 == 3 and w3 == 2:
-                        default = bytes(v3)  # type: ignore[arg-type]
+                for h in iter_fields(g.data()):
+                    if h.number == 1:
+                        aname = h.text()
+                    elif h.number == 3:
+                        default = bytes(h.data())
                 if default is not None:
                     attrs[aname] = default
         into[name] = attrs
 
 
+def _function(fn: memoryview, used: Used, functions: Set[str]) -> None:
+    """A ``FunctionDef``: its nodes (node_def = 3) into ``used``, its name (signature = 1, an
+    ``OpDef``: name = 1) into ``functions``."""
+    for f in iter_fields(fn):
+        if f.number == 3:
+            _node(f.data(), used)
+        elif f.number == 1:
+            functions.update(g.text() for g in iter_fields(f.data()) if g.number == 1)
+
+
 def ops_used(saved_model_pb: bytes) -> Tuple[Used, Dict[str, Dict[str, bytes]]]:
     """(op -> attribute -> values set, over every meta graph and function; the producer's
-    attribute defaults).  Functions called as ops are left out: they are the graph's own."""
+    attribute defaults).  Functions called as ops are left out: they are the graph's own.
+    ``UnreadableGraph`` when ``saved_model_pb`` is no SavedModel protobuf."""
     used: Used = {}
     defaults: Dict[str, Dict[str, bytes]] = {}
     functions: Set[str] = set()
-    for field, wire, meta in iter_fields(saved_model_pb):
-        if field != 2 or wire != 2:
-            continue
-        for f2, w2, part in iter_fields(meta):  # type: ignore[arg-type]
-            if f2 == 1 and w2 == 2:  # MetaInfoDef: stripped_op_list = 2
-                for f3, w3, v3 in iter_fields(part):  # type: ignore[arg-type]
-                    if f3 == 2 and w3 == 2:
-                        _defaults(v3, defaults)  # type: ignore[arg-type]
-            if f2 != 2 or w2 != 2:  # MetaGraphDef.graph_def
+    try:
+        for meta in iter_fields(saved_model_pb):  # SavedModel: meta_graphs = 2
+            if meta.number != 2:
                 continue
-            for f3, w3, item in iter_fields(part):  # type: ignore[arg-type]
-                if f3 == 1 and w3 == 2:
-                    _node(item, used)  # type: ignore[arg-type]
-                elif f3 == 2 and w3 == 2:  # the function library
-                    for f4, w4, fn in iter_fields(item):  # type: ignore[arg-type]
-                        if f4 != 1 or w4 != 2:
-                            continue
-                        for f5, w5, v5 in iter_fields(fn):  # type: ignore[arg-type]
-                            if f5 == 3 and w5 == 2:
-                                _node(v5, used)  # type: ignore[arg-type]
-                            elif f5 == 1 and w5 == 2:  # signature: OpDef, name = 1
-                                for f6, w6, v6 in iter_fields(v5):  # type: ignore[arg-type]
-                                    if f6 == 1 and w6 == 2:
-                                        functions.add(_utf8(v6))
+            for part in iter_fields(meta.data()):
+                if part.number == 1:  # MetaGraphDef.meta_info_def: stripped_op_list = 2
+                    for g in iter_fields(part.data()):
+                        if g.number == 2:
+                            _defaults(g.data(), defaults)
+                elif part.number == 2:  # MetaGraphDef.graph_def: node = 1, library = 2
+                    for item in iter_fields(part.data()):
+                        if item.number == 1:
+                            _node(item.data(), used)
+                        elif item.number == 2:  # FunctionDefLibrary: function = 1
+                            for fn in iter_fields(item.data()):
+                                if fn.number == 1:
+                                    _function(fn.data(), used, functions)
+    except Malformed as e:
+        raise UnreadableGraph(f"saved_model.pb is no SavedModel protobuf: {e.what}") from None
     return {op: a for op, a in used.items() if op not in functions}, defaults
 
 
@@ -129,13 +138,18 @@ def missing(used: Used, defaults: Dict[str, Dict[str, bytes]],
 
 def cannot_load(model_dir: str, tf_version: str) -> str:
     """One line when the SavedModel at ``model_dir`` cannot load on ``tf_version``; "" when it
-    can, or when that cannot be told here (no registry for that version, no saved_model.pb)."""
+    can, or when that cannot be told here (no registry for that version, no saved_model.pb, or
+    one this reader cannot read: the load itself then says why, in TensorFlow's words)."""
     ops = registry(tf_version)
     pb = os.path.join(model_dir, "saved_model.pb")
     if ops is None or not os.path.isfile(pb):
         return ""
     with open(pb, "rb") as f:
-        used, defaults = ops_used(f.read())
+        data = f.read()
+    try:
+        used, defaults = ops_used(data)
+    except UnreadableGraph:
+        return ""
     lacks = missing(used, defaults, ops)
     if not lacks:
         return ""
@@ -144,4 +158,4 @@ def cannot_load(model_dir: str, tf_version: str) -> str:
             f"{', '.join(lacks[:3])}{more}, which that TensorFlow lacks")
 
 
-__all__ = ["cannot_load", "missing", "ops_used", "registry"]
+__all__ = ["UnreadableGraph", "cannot_load", "missing", "ops_used", "registry"]
