@@ -9,10 +9,11 @@ predictions go through the admission queue, and only admitted ones reach the mod
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 from ..backends.holder import ModelHolder
 from ..config import Config
@@ -34,6 +35,14 @@ log = logging.getLogger("tfserverless")
 
 #: requests /metrics does not count (probes and scrapes)
 UNCOUNTED = frozenset(("/healthz", "/healthz/live", "/metrics"))
+
+
+class _Answer:
+    __slots__ = ("held", "resp")
+
+    def __init__(self, held: Held) -> None:
+        self.held = held
+        self.resp = Response(500, b"", {})
 
 
 class Service:
@@ -92,23 +101,12 @@ class Service:
         """Sync servers: queued requests wait in their own thread.  ``routed``: what
         ``route`` said of this request before its body was read; ``held``: the bytes in
         flight its adapter counted for it (released by the adapter)."""
-        t0 = time.perf_counter()
-        own = held is None
-        held = held or self.admission.held()
-        try:
+        with self._answering(req, held, gone_raises=False) as ans:
             target = self._with_body(req, self.route(req) if routed is None else routed)
             if isinstance(target, Job):
-                target = self.runner.run_sync(req, target, held)
-            resp = self._capped(req, target)
-        except TFServerlessError as e:
-            resp = self._error(req, e)
-        except Exception as e:  # our bug, not the client's: log it, answer one line
-            resp = self._bug(req, e)
-        finally:
-            if own:
-                self.admission.release_bytes(held)
-        self.count(req, resp.status, t0)
-        return resp
+                target = self.runner.run_sync(req, target, ans.held)
+            ans.resp = self._capped(req, target)
+        return ans.resp
 
     async def handle_async(self, req: Request, watch: Optional[Watch] = None,
                            routed: Optional[Routed] = None, held: Optional[Held] = None,
@@ -116,26 +114,37 @@ class Service:
         """ASGI servers: queued requests and loads are awaited, holding no thread; ``watch()``
         gives a future that completes when the client disconnects, asked for only if the
         request must queue (then ``ClientGone`` is raised: nobody to answer)."""
-        t0 = time.perf_counter()
-        own = held is None
-        held = held or self.admission.held()
-        try:
+        with self._answering(req, held, gone_raises=True) as ans:
             target = self._with_body(req, self.route(req) if routed is None else routed)
             if isinstance(target, Job):
-                target = await self.runner.run_async(req, target, watch, held)
-            resp = self._capped(req, target)
-        except ClientGone:
-            self.count(req, ClientGone.status, t0)
-            raise
+                target = await self.runner.run_async(req, target, watch, ans.held)
+            ans.resp = self._capped(req, target)
+        return ans.resp
+
+    @contextlib.contextmanager
+    def _answering(self, req: Request, held: Optional[Held], *,
+                   gone_raises: bool) -> Iterator[_Answer]:
+        """What both entries do around a request: its bytes in flight held (and given back,
+        unless the adapter holds them), errors turned into their one-line reply (ours: a 500
+        naming the type, logged), and the reply counted in /metrics.  ``gone_raises``: a
+        client gone while queued has nobody to answer (ASGI)."""
+        t0 = time.perf_counter()
+        ans = _Answer(held or self.admission.held())
+        try:
+            yield ans
+        except ClientGone as e:
+            if gone_raises:
+                self.count(req, ClientGone.status, t0)
+                raise
+            ans.resp = self._error(req, e)
         except TFServerlessError as e:
-            resp = self._error(req, e)
-        except Exception as e:
-            resp = self._bug(req, e)
+            ans.resp = self._error(req, e)
+        except Exception as e:  # our bug, not the client's: log it, answer one line
+            ans.resp = self._bug(req, e)
         finally:
-            if own:
-                self.admission.release_bytes(held)
-        self.count(req, resp.status, t0)
-        return resp
+            if held is None:
+                self.admission.release_bytes(ans.held)
+        self.count(req, ans.resp.status, t0)
 
     def warmup_requests(self, limit: int = 16) -> List[Request]:
         """The warm-up requests that succeeded on the model, as requests to send through an
