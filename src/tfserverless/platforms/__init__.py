@@ -9,10 +9,12 @@ import base64
 import logging
 import threading
 import time
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple, Union
 
 from ..errors import BadRequest, RequestTimeout, TFServerlessError
 from ..messages import Request, Response
+from ..serving.admission import Held
+from ..serving.routes.common import Routed
 from ..serving.service import Service
 
 log = logging.getLogger("tfserverless")
@@ -77,6 +79,29 @@ def read_body(stream: Any, declared: int, limit: int,
     return b"".join(chunks)
 
 
+def admit_head(service: Service, req: Request, peer: str) -> Union[Response, Tuple[Routed, Held]]:
+    """What every server does before reading a body: route and authorise the request on its
+    headers (a refusal is answered at once: a client without the token is never read and
+    holds nothing), then reserve the bytes its declared body will hold (450 now rather than
+    half-way through).  The reply to send, or (what routing decided, the bytes held: the
+    caller gives them back)."""
+    try:
+        routed = service.route(req)
+    except TFServerlessError as e:
+        return service.route_error(req, e)
+    admission = service.admission
+    held = admission.held(peer)
+    declared = req.content_length or 0
+    if declared:
+        try:
+            admission.reserve_bytes(held, min(declared, service.config.max_body_bytes + 1),
+                                    count=False)
+        except TFServerlessError as e:
+            admission.release_bytes(held)
+            return service.route_error(req, e)
+    return routed, held
+
+
 def handle_sync(service: Service, req: Request, stream: Any, peer: str = "") -> Response:
     """A sync server's request whose body is still in ``stream``: routed and authorised on
     its headers first (a client without the token is answered before its body is read and
@@ -85,12 +110,11 @@ def handle_sync(service: Service, req: Request, stream: Any, peer: str = "") -> 
     A sync server cannot interrupt a read that blocks: at ``BODY_READ_TIMEOUT`` the bytes a
     stalled body holds are given back (so it cannot hold the budget for good), and the
     request is answered 408 if its read ever returns."""
-    try:
-        routed = service.route(req)
-    except TFServerlessError as e:
-        return service.route_error(req, e)
+    admitted = admit_head(service, req, peer)
+    if isinstance(admitted, Response):
+        return admitted
+    routed, held = admitted
     cfg, admission = service.config, service.admission
-    held = admission.held(peer)
     expired: List[bool] = []
 
     def count(n: int) -> None:
@@ -110,8 +134,6 @@ def handle_sync(service: Service, req: Request, stream: Any, peer: str = "") -> 
     timer = threading.Timer(cfg.body_read_timeout, expire) \
         if cfg.body_read_timeout > 0 and long else None
     try:
-        if declared:  # refused at once rather than half-way through
-            admission.reserve_bytes(held, min(declared, cfg.max_body_bytes + 1), count=False)
         if timer is not None:
             timer.daemon = True
             timer.start()

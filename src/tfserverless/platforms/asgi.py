@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl
 from ..errors import ClientGone, HeadersTooLarge, RequestTimeout, TFServerlessError
 from ..messages import Request, Response
 from ..serving.service import Service
-from . import declared_length
+from . import admit_head, declared_length
 
 Receive = Callable[[], Awaitable[Dict[str, Any]]]
 Send = Callable[[Dict[str, Any]], Awaitable[None]]
@@ -144,15 +144,12 @@ async def answer(service: Service, scope: Dict[str, Any], receive: Receive) -> O
         req = request_head(scope)
     except TFServerlessError as e:  # 431
         return service.route_error(Request(scope["method"], scope["path"]), e)
-    try:
-        routed = service.route(req)
-    except TFServerlessError as e:
-        return service.route_error(req, e)
-    held = admission.held(peer(scope))
+    admitted = admit_head(service, req, peer(scope))
+    if isinstance(admitted, Response):
+        return admitted
+    routed, held = admitted
     try:
         declared = req.content_length or 0
-        if declared:  # refused at once rather than half-way through
-            admission.reserve_bytes(held, min(declared, cfg.max_body_bytes + 1), count=False)
         req.body = await read_body_async(
             receive, declared, cfg.max_body_bytes, timeout=cfg.body_read_timeout,
             count=lambda n: admission.reserve_bytes(held, n))
