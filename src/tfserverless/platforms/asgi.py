@@ -15,6 +15,7 @@ import logging
 from typing import Any, Awaitable, Callable, Dict, List, Optional
 from urllib.parse import parse_qsl
 
+from ..config import MAX_HEADER_BYTES
 from ..errors import ClientGone, HeadersTooLarge, RequestTimeout, TFServerlessError
 from ..messages import Request, Response
 from ..service import Service
@@ -25,9 +26,6 @@ Send = Callable[[Dict[str, Any]], Awaitable[None]]
 App = Callable[[Dict[str, Any], Receive, Send], Awaitable[None]]
 
 log = logging.getLogger("tfserverless")
-
-
-MAX_HEADER_BYTES = 64 << 10  # request headers past this are a 431
 
 
 def request_head(scope: Dict[str, Any]) -> Request:
