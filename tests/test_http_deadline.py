@@ -230,3 +230,22 @@ def test_a_pipelined_head_past_the_cap_behind_a_response_closes_after_it() -> No
         loop.close()
     out = proto.transport.out
     assert out.startswith(b"HTTP/1.1 200 ") and b"431" not in out and proto.transport.closed
+
+
+def test_h11_takes_heads_up_to_the_cap_in_any_number_of_reads() -> None:
+    """h11's own bound on an incomplete head (16 KiB in uvicorn) made a 40 KiB head that came
+    in 4 KiB reads a bare 400; now the cap is the bound, and past it a 431."""
+    served = head(40 << 10)
+    loop = asyncio.new_event_loop()
+    try:
+        ok, over = (connect("h11", loop, sized, timeout=0, limit=64 << 10) for _ in range(2))
+        for proto, request in ((ok, served), (over, head(80 << 10))):
+            for i in range(0, len(request), 4096):
+                if proto.transport.closed:  # a socket would read no more
+                    break
+                proto.data_received(request[i:i + 4096])
+        loop.run_until_complete(asyncio.sleep(0.05))
+    finally:
+        loop.close()
+    assert ok.transport.out.startswith(b"HTTP/1.1 200 "), ok.transport.out
+    assert over.transport.out.startswith(b"HTTP/1.1 431 ") and over.transport.closed

@@ -193,13 +193,26 @@ class HttptoolsHeadDeadline(HeadDeadline):
 
 class H11HeadDeadline(HeadDeadline):
     """h11's connection says whether it waits for a head: ``their_state`` is IDLE until a
-    request's head is parsed (and again once both sides are done with it)."""
+    request's head is parsed (and again once both sides are done with it).
 
-    h11_idle: Any = None  # h11.IDLE, set by ``wrap``
+    h11 keeps its own bound on an incomplete head, uvicorn's ``h11_max_incomplete_event_size``
+    (16 KiB unless set), checked only when a read leaves the head incomplete: a head over it
+    that arrives in more than one read was a bare 400, so the app's 64 KiB limit and its 431
+    held only for heads that came in one read.  Where that setting is left unset, h11's bound
+    is the cap, which is counted first and answered with its 431."""
+
+    h11: Any = None  # the h11 module, set by ``wrap``
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        config = getattr(self, "config", None)
+        if self.head_limit > 0 and getattr(config, "h11_max_incomplete_event_size", None) is None:
+            self.conn = self.h11.Connection(self.h11.SERVER,
+                                            max_incomplete_event_size=self.head_limit)
 
     def _awaiting_head(self) -> bool:
         conn = getattr(self, "conn", None)
-        return conn is not None and getattr(conn, "their_state", None) is self.h11_idle
+        return conn is not None and getattr(conn, "their_state", None) is self.h11.IDLE
 
     _reading_head = _awaiting_head
 
@@ -232,7 +245,7 @@ def wrap(base: Any, timeout: float, limit: int = MAX_HEAD_BYTES) -> Optional[Any
             import h11
         except ImportError:
             return None
-        mixin, attrs["h11_idle"] = H11HeadDeadline, h11.IDLE
+        mixin, attrs["h11"] = H11HeadDeadline, h11
     else:
         return None
     return type(base.__name__ + "HeadDeadline", (mixin, base), attrs)
