@@ -117,12 +117,12 @@ def _seconds(key: str, value: str) -> float:
     return n
 
 
-#: seconds a request line and its headers may take to arrive (``http_deadline``)
+#: seconds a request line and its headers may take to arrive (``http_guard``)
 HEADER_READ_TIMEOUT = 10.0
 #: bytes of request header names and values the app takes (``platforms.asgi``); more is a 431
 MAX_HEADER_BYTES = 64 << 10
 #: bytes a request line and its header block may take on the wire before they are complete
-#: (``http_deadline``; more is a 431, read no further): the app's 64 KiB of headers and as
+#: (``http_guard``; more is a 431, read no further): the app's 64 KiB of headers and as
 #: much again for the URL and each field's ": " and CRLF
 MAX_HEAD_BYTES = 2 * MAX_HEADER_BYTES
 

@@ -15,16 +15,17 @@ import os
 import sys
 from typing import Any, Dict, Optional
 
-#: uvicorn's gunicorn worker with a deadline on request heads (``HEADER_READ_TIMEOUT``)
-WORKER = "tfserverless.http_deadline.HeaderDeadlineWorker"
+#: uvicorn's gunicorn worker with a deadline and a byte cap on request heads
+#: (``HEADER_READ_TIMEOUT``, ``config.MAX_HEAD_BYTES``)
+WORKER = "tfserverless.http_guard.HeadGuardWorker"
 ENTRY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "entrypoints.py")
 
 
 def worker_class() -> Optional[str]:
     """``WORKER`` where uvicorn's gunicorn worker is installed (it subclasses it), else None."""
-    from . import http_deadline
+    from . import http_guard
 
-    return WORKER if http_deadline.BaseWorker is not None else None
+    return WORKER if http_guard.BaseWorker is not None else None
 
 
 def options(host: str, port: int, workers: int, worker: str) -> Dict[str, Any]:

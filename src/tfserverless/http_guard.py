@@ -3,7 +3,7 @@
 uvicorn's parsers put no limit on how long a request line and its headers may take to
 arrive: a connection that stops mid-headers, or sends nothing, stays open for ever, and so
 does one that sends a header byte a second (slowloris).  httptools' puts none on their size
-either: header lines sent without end are each parsed and kept.  ``HeaderDeadlineWorker`` is
+either: header lines sent without end are each parsed and kept.  ``HeadGuardWorker`` is
 uvicorn's gunicorn worker with its HTTP protocol wrapped (``CONFIG_KWARGS["http"]``, which
 uvicorn's ``Config`` takes as a class).
 
@@ -79,7 +79,7 @@ def reply_431(limit: int, default_headers: List[Tuple[bytes, bytes]]) -> bytes:
                  "shorter headers", default_headers)
 
 
-class HeadDeadline(asyncio.Protocol):
+class HeadGuard(asyncio.Protocol):
     """What both wrapped protocols share: one timer for the head being read, if any, and the
     count of its bytes; ``_reading_head`` says whether the bytes arriving are a head's."""
 
@@ -168,7 +168,7 @@ class HeadDeadline(asyncio.Protocol):
         super().connection_lost(exc)
 
 
-class HttptoolsHeadDeadline(HeadDeadline):
+class HttptoolsHeadGuard(HeadGuard):
     """httptools' parser calls back at a request's first byte, at the end of its head and at
     the end of its body."""
 
@@ -191,7 +191,7 @@ class HttptoolsHeadDeadline(HeadDeadline):
         super().on_message_complete()  # type: ignore[misc]
 
 
-class H11HeadDeadline(HeadDeadline):
+class H11HeadGuard(HeadGuard):
     """h11's connection says whether it waits for a head: ``their_state`` is IDLE until a
     request's head is parsed (and again once both sides are done with it).
 
@@ -239,16 +239,16 @@ def wrap(base: Any, timeout: float, limit: int = MAX_HEAD_BYTES) -> Optional[Any
     attrs: Dict[str, Any] = {"head_timeout": timeout, "head_limit": limit}
     if all(callable(getattr(base, m, None)) for m in
            ("on_message_begin", "on_headers_complete", "connection_made", "connection_lost")):
-        mixin: Any = HttptoolsHeadDeadline
+        mixin: Any = HttptoolsHeadGuard
     elif base.__module__.endswith("h11_impl") and callable(getattr(base, "data_received", None)):
         try:
             import h11
         except ImportError:
             return None
-        mixin, attrs["h11"] = H11HeadDeadline, h11
+        mixin, attrs["h11"] = H11HeadGuard, h11
     else:
         return None
-    return type(base.__name__ + "HeadDeadline", (mixin, base), attrs)
+    return type(base.__name__ + "HeadGuard", (mixin, base), attrs)
 
 
 def protocol_class(timeout: float, limit: int = MAX_HEAD_BYTES) -> Optional[Any]:
@@ -276,9 +276,10 @@ def base_worker() -> Optional[Any]:
 BaseWorker = base_worker()
 
 if BaseWorker is not None:
-    class HeaderDeadlineWorker(BaseWorker):  # type: ignore[misc,valid-type]
-        """uvicorn's worker with ``protocol_class(HEADER_READ_TIMEOUT)`` as its protocol,
-        chosen in each worker process as it starts (uvicorn's own where there is none)."""
+    class HeadGuardWorker(BaseWorker):  # type: ignore[misc,valid-type]
+        """uvicorn's worker with ``protocol_class(HEADER_READ_TIMEOUT)`` (and the byte cap) as
+        its protocol, chosen in each worker process as it starts (uvicorn's own where there
+        is none)."""
 
         CONFIG_KWARGS: Dict[str, Any]  # uvicorn's: what its Config is built with
 

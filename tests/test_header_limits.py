@@ -24,12 +24,12 @@ DEADLINE = 1.0
 BOUND = 15.0  # against a 1 s deadline: a loaded 2-core machine must not flake
 PARTIAL = b"GET / HTTP/1.1\r\nHost: x\r\nX-Stalled: "
 
-#: uvicorn on its h11 protocol, wrapped by ``http_deadline.wrap``, before an app that answers
+#: uvicorn on its h11 protocol, wrapped by ``http_guard.wrap``, before an app that answers
 #: every request with 200 and the length of its body
 H11_SERVER = """
 import sys, uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
-from tfserverless.http_deadline import wrap
+from tfserverless.http_guard import wrap
 
 async def app(scope, receive, send):
     size, more = 0, True

@@ -1,5 +1,5 @@
-"""http_deadline, fast lane: which uvicorn protocols get a head deadline and byte cap, and both on
-a mock transport (no socket; ``test_header_deadline`` runs them over real ones)."""
+"""http_guard, fast lane: which uvicorn protocols get a head deadline and byte cap, and both on
+a mock transport (no socket; ``test_header_limits`` runs them over real ones)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ pytest.importorskip("uvicorn")
 from uvicorn.config import Config
 from uvicorn.server import ServerState
 
-from tfserverless.http_deadline import protocol_class, wrap
+from tfserverless.http_guard import protocol_class, wrap
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
 PARTIAL = b"GET / HTTP/1.1\r\nHost: x\r\nX-Stalled: "
@@ -103,7 +103,7 @@ def head(size: int, path: bytes = b"/") -> bytes:
     return start + b"a" * (size - len(start) - 4) + b"\r\n\r\n"
 
 
-def test_unknown_protocols_and_0_get_no_deadline() -> None:
+def test_unknown_protocols_and_no_limits_are_not_wrapped() -> None:
     from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
     assert wrap(asyncio.Protocol, 1.0) is None  # neither httptools' nor h11's: left as it is
