@@ -35,6 +35,8 @@ def options(host: str, port: int, workers: int, worker: str) -> Dict[str, Any]:
         "worker_class": worker,
         "timeout": 0,  # a model load or a long prediction is not a hung worker
         "loglevel": os.environ.get("GUNICORN_LOG_LEVEL", "error"),
+        # as functions-framework sets it (its PR #173: no 4094-byte cap on URLs); uvicorn's
+        # worker passes no gunicorn limit_request_* on: a head's size is http_guard's cap
         "limit_request_line": 0,
     }
 
