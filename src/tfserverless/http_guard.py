@@ -238,7 +238,8 @@ def wrap(base: Any, timeout: float, limit: int = MAX_HEAD_BYTES) -> Optional[Any
         return None
     attrs: Dict[str, Any] = {"head_timeout": timeout, "head_limit": limit}
     if all(callable(getattr(base, m, None)) for m in
-           ("on_message_begin", "on_headers_complete", "connection_made", "connection_lost")):
+           ("on_message_begin", "on_headers_complete", "on_message_complete", "connection_made",
+            "connection_lost", "data_received")):
         mixin: Any = HttptoolsHeadGuard
     elif base.__module__.endswith("h11_impl") and callable(getattr(base, "data_received", None)):
         try:
