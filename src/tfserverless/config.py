@@ -19,8 +19,14 @@ from .config_values import MAX_BATCH_ROWS, MAX_WORKER_THREADS, MAX_WORKERS, pars
 from .errors import ConfigError
 
 PLATFORM_INIT_BUDGET = {"aws": 9.0, "fc": 280.0}
-#: seconds a request line and its headers may take to arrive (``http_deadline``)
+#: seconds a request line and its headers may take to arrive (``http_guard``)
 HEADER_READ_TIMEOUT = 10.0
+#: bytes of request header names and values the app takes (``platforms.asgi``); more is a 431
+MAX_HEADER_BYTES = 64 << 10
+#: bytes a request line and its header block may take on the wire before they are complete
+#: (``http_guard``; more is a 431, read no further): the app's 64 KiB of headers and as
+#: much again for the URL and each field's ": " and CRLF
+MAX_HEAD_BYTES = 2 * MAX_HEADER_BYTES
 
 
 def detect_platform(environ: Mapping[str, str]) -> str:

@@ -15,16 +15,17 @@ import os
 import sys
 from typing import Any, Dict, Optional
 
-#: uvicorn's gunicorn worker with a deadline on request heads (``HEADER_READ_TIMEOUT``)
-WORKER = "tfserverless.http_deadline.HeaderDeadlineWorker"
+#: uvicorn's gunicorn worker with a deadline and a byte cap on request heads
+#: (``HEADER_READ_TIMEOUT``, ``config.MAX_HEAD_BYTES``)
+WORKER = "tfserverless.http_guard.HeadGuardWorker"
 ENTRY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "entrypoints.py")
 
 
 def worker_class() -> Optional[str]:
     """``WORKER`` where uvicorn's gunicorn worker is installed (it subclasses it), else None."""
-    from . import http_deadline
+    from . import http_guard
 
-    return WORKER if http_deadline.BaseWorker is not None else None
+    return WORKER if http_guard.BaseWorker is not None else None
 
 
 def options(host: str, port: int, workers: int, worker: str) -> Dict[str, Any]:
@@ -34,6 +35,8 @@ def options(host: str, port: int, workers: int, worker: str) -> Dict[str, Any]:
         "worker_class": worker,
         "timeout": 0,  # a model load or a long prediction is not a hung worker
         "loglevel": os.environ.get("GUNICORN_LOG_LEVEL", "error"),
+        # as functions-framework sets it (its PR #173: no 4094-byte cap on URLs); uvicorn's
+        # worker passes no gunicorn limit_request_* on: a head's size is http_guard's cap
         "limit_request_line": 0,
     }
 

@@ -16,6 +16,7 @@ import time
 from typing import Any, Awaitable, Callable, Dict, List, Optional
 from urllib.parse import parse_qsl
 
+from ..config import MAX_HEADER_BYTES
 from ..errors import ClientGone, HeadersTooLarge, RequestTimeout, TFServerlessError
 from ..messages import Request, Response
 from ..serving.service import Service
@@ -28,7 +29,6 @@ App = Callable[[Dict[str, Any], Receive, Send], Awaitable[None]]
 log = logging.getLogger("tfserverless")
 
 
-MAX_HEADER_BYTES = 64 << 10  # request headers past this are a 431
 #: the scope extension that marks a warm-up replay (only ``replay`` sets it: a server builds
 #: every client's scope itself)
 WARMUP = "tfserverless.warmup"

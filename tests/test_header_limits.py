@@ -1,6 +1,7 @@
-"""HEADER_READ_TIMEOUT over raw sockets (issue #25): request heads that stall or trickle get a
-408 and are closed at the deadline, on ``tfserverless serve`` (uvicorn's "auto" protocol,
-httptools where it is installed) and on uvicorn's h11 protocol wrapped the same way."""
+"""HEADER_READ_TIMEOUT and MAX_HEAD_BYTES over raw sockets (issue #25): request heads that stall
+or trickle get a 408 and are closed at the deadline, heads that do not end get a 431 and are
+closed at the byte cap, on ``tfserverless serve`` (uvicorn's "auto" protocol, httptools where
+it is installed) and on uvicorn's h11 protocol wrapped the same way."""
 
 from __future__ import annotations
 
@@ -8,11 +9,14 @@ import os
 import selectors
 import socket
 import subprocess
+import threading
 import time
 from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
 import requests
+
+from tfserverless.config import MAX_HEAD_BYTES, MAX_HEADER_BYTES
 
 from .conftest import PYTHON, ROOT, Server, free_port
 
@@ -20,12 +24,12 @@ DEADLINE = 1.0
 BOUND = 15.0  # against a 1 s deadline: a loaded 2-core machine must not flake
 PARTIAL = b"GET / HTTP/1.1\r\nHost: x\r\nX-Stalled: "
 
-#: uvicorn on its h11 protocol, wrapped by ``http_deadline.wrap``, before an app that answers
+#: uvicorn on its h11 protocol, wrapped by ``http_guard.wrap``, before an app that answers
 #: every request with 200 and the length of its body
 H11_SERVER = """
 import sys, uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
-from tfserverless.http_deadline import wrap
+from tfserverless.http_guard import wrap
 
 async def app(scope, receive, send):
     size, more = 0, True
@@ -198,3 +202,88 @@ def test_a_slow_body_is_not_cut_by_the_head_deadline(server: Any) -> None:
             conn.sendall(bytes([byte]))
         status, text = response(conn)
     assert status == (200 if isinstance(server, H11Server) else 400), text
+
+
+def is_431(reply: bytes) -> bool:
+    head, _, body = reply.partition(b"\r\n\r\n")
+    return (head.startswith(b"HTTP/1.1 431 ") and b"connection: close" in head.lower()
+            and body == b"request line and headers over %d KiB; expected a shorter URL or "
+            b"fewer or shorter headers\n" % (MAX_HEAD_BYTES >> 10))
+
+
+def test_an_endless_header_block_is_431_and_closed_at_the_byte_cap(server: Any) -> None:
+    """Header lines without end, as fast as the client can send them: the server answers 431
+    and closes once the head passes MAX_HEAD_BYTES, long before the client sends 8 MiB (before
+    the cap the server read and kept every line until the deadline: all 8 MiB here; 200 MiB cost
+    the worker +229 MiB RSS)."""
+    most = 8 << 20
+    conn = socket.create_connection(("127.0.0.1", server.port), timeout=BOUND)
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 << 10)  # sent ~ what it read
+    sent, stopped = [0], []
+
+    def push() -> None:
+        line = b"X-Pad: " + b"a" * 1015 + b"\r\n"
+        try:
+            conn.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
+            while sent[0] < most:
+                conn.sendall(line * 16)
+                sent[0] += 16 << 10
+            stopped.append("sent it all")
+        except OSError as e:  # the server closed (reset), or BOUND passed (timeout)
+            stopped.append(repr(e))
+
+    pusher = threading.Thread(target=push, daemon=True)
+    reply, took, t0 = b"", float("inf"), time.monotonic()
+    pusher.start()
+    try:
+        while True:  # blocking reads (the pusher's sends must block too), each within BOUND
+            try:
+                chunk = conn.recv(4096)
+            except socket.timeout:
+                break
+            except ConnectionError:  # reset: it closed with the client's bytes unread
+                chunk = b""
+            if not chunk:
+                took = time.monotonic() - t0
+                break
+            reply += chunk
+        pusher.join(BOUND)
+    finally:
+        conn.close()
+    assert not pusher.is_alive() and stopped, "the client is still sending"
+    assert is_431(reply), (took, sent[0], stopped, reply)  # the cap's answer, not the timer's
+    assert took < BOUND and sent[0] < most, (took, sent[0], stopped)
+
+
+def head_of(url_bytes: int, header_bytes: int) -> bytes:
+    """A GET / whose request line is ``url_bytes`` long and whose header names and values
+    come to ``header_bytes``, as the app counts them (in fields of ~1 KiB)."""
+    line = b"GET /?pad=" + b"u" * (url_bytes - 21) + b" HTTP/1.1\r\n"
+    fields, left = [b"host: x"], header_bytes - len(b"host" b"x")
+    while left > 0:
+        name = b"x-pad-%03d" % len(fields)
+        value = b"h" * min(left - len(name), 1015)
+        fields.append(name + b": " + value)
+        left -= len(name) + len(value)
+    assert len(line) == url_bytes and left == 0
+    return line + b"\r\n".join(fields) + b"\r\n\r\n"
+
+
+def test_a_head_at_the_apps_limit_with_a_long_url_is_served(server: Any) -> None:
+    """Headers of exactly the app's 64 KiB and a 60 KiB URL, sent in 4 KiB pieces (several
+    reads): the normal answer, not the wire cap's 431; a byte more of headers is the app's
+    own 431 (tfserverless serve; the h11 test app has no header limit)."""
+    ok = head_of(60 << 10, MAX_HEADER_BYTES)
+    assert len(ok) <= MAX_HEAD_BYTES
+    over = head_of(60 << 10, MAX_HEADER_BYTES + 1)
+    replies = []
+    for request in (ok, over):
+        with socket.create_connection(("127.0.0.1", server.port), timeout=BOUND) as conn:
+            for i in range(0, len(request), 4096):
+                conn.sendall(request[i:i + 4096])
+                time.sleep(0.002)
+            replies.append(response(conn))
+    (status, body), (over_status, over_body) = replies
+    assert status == 200, body
+    if not isinstance(server, H11Server):
+        assert over_status == 431 and b"request headers over 64 KiB" in over_body, over_body
