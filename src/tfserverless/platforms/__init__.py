@@ -31,7 +31,13 @@ def event_body(body: Any, base64_encoded: Any) -> bytes:
             return base64.b64decode(body)
         except (ValueError, TypeError):
             raise BadRequest("isBase64Encoded body is not valid base64") from None
-    return body.encode("utf-8") if isinstance(body, str) else bytes(body)
+    if isinstance(body, str):
+        try:
+            return body.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: JSON's "\ud800" decodes to one
+            raise BadRequest("the event's body is not valid UTF-8 text; expected UTF-8, or "
+                             "base64 with isBase64Encoded") from None
+    return bytes(body)
 
 
 def event_reply_body(resp: Response) -> Tuple[str, bool]:
