@@ -3,12 +3,15 @@ are marked only by the adapter (never by a client), not counted, and readiness m
 
 from __future__ import annotations
 
+import base64
+from types import SimpleNamespace
 from typing import Any, Dict, List
 
 from tfserverless.backends.holder import ModelHolder
 from tfserverless.config import Config
 from tfserverless.platforms.asgi import WARMUP, request_head
-from tfserverless.serving.service import Service
+from tfserverless.serving import warmup
+from tfserverless.serving.service import PATH_WARMUP_REQUESTS, Service
 
 
 def service(**env: str) -> Service:
@@ -59,3 +62,25 @@ def test_health_is_503_while_the_path_warms_up() -> None:
     assert svc.health(detailed=False).status == 503
     svc.holder.release()
     assert svc.health(detailed=False).status == 200
+
+
+def replayed(env: Dict[str, str], bodies: List[bytes]) -> List[bytes]:
+    cfg = Config.from_environ(dict({"MODEL_PATH": "/m", "WARM_UP_DATA_PATH": "w.txt",
+                                    "WARM_UP_COUNT": "1"}, **env))
+    data = b"\n".join(base64.b64encode(b) for b in bodies)
+    return warmup.replay(cfg, SimpleNamespace(path="/m"), lambda model, body: None,
+                         lambda path, config: data, {}, keep=PATH_WARMUP_REQUESTS)
+
+
+def test_only_the_bodies_the_path_replays_are_kept() -> None:
+    # every other one stayed in each worker's memory for its life (all 1000 of them)
+    bodies = [b"request %d" % i for i in range(1000)]
+    assert replayed({}, bodies) == bodies[:PATH_WARMUP_REQUESTS]
+    assert len(service().warmup_requests()) <= PATH_WARMUP_REQUESTS
+
+
+def test_kept_bodies_are_bounded_by_max_body_bytes() -> None:
+    # a body over MAX_BODY_BYTES could only be refused (413) by the path; and all the kept
+    # ones together take no more than one request may
+    big, small = b"x" * 3000, b"y" * 600
+    assert replayed({"MAX_BODY_BYTES": "2k"}, [big, small, small, small, small]) == [small] * 3
