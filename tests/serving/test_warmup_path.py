@@ -9,9 +9,14 @@ from typing import Any, Dict, List
 
 from tfserverless.backends.holder import ModelHolder
 from tfserverless.config import Config
+from tfserverless.messages import Request
 from tfserverless.platforms.asgi import WARMUP, request_head
+from tfserverless.protocol.base import Call
 from tfserverless.serving import warmup
+from tfserverless.serving.predictor import Context
 from tfserverless.serving.service import PATH_WARMUP_REQUESTS, Service
+
+NO_CALL = Call()
 
 
 def service(**env: str) -> Service:
@@ -84,3 +89,20 @@ def test_kept_bodies_are_bounded_by_max_body_bytes() -> None:
     # ones together take no more than one request may
     big, small = b"x" * 3000, b"y" * 600
     assert replayed({"MAX_BODY_BYTES": "2k"}, [big, small, small, small, small]) == [small] * 3
+
+
+def test_warm_up_replays_are_not_in_the_queue_histogram() -> None:
+    # /metrics does not count them: neither as requests nor as predictions that queued
+    svc = service()
+    queued: List[float] = []
+    svc.metrics.queued = queued.append  # type: ignore[method-assign]
+    codec = SimpleNamespace(
+        decode=lambda body, headers, model, call: SimpleNamespace(sig=None, feeds={}, outputs=[]),
+        encode=lambda outputs, d, call: (b"{}", {}))
+    model = SimpleNamespace(run=lambda sig, feeds, outputs: {})
+    for req in svc.warmup_requests():
+        assert svc.predictor.predict(req, model, Context(), codec, NO_CALL).status == 200  # type: ignore[arg-type]
+    assert queued == []
+    client = Request("POST", "/", {}, b"one")
+    svc.predictor.predict(client, model, Context(), codec, NO_CALL)  # type: ignore[arg-type]
+    assert len(queued) == 1
