@@ -4,9 +4,10 @@ real threads (a numpy 'model' that sleeps)."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, List
+from typing import Any, Dict, List, Tuple
 
 import numpy as np
 
@@ -80,3 +81,51 @@ def test_no_load_runs_at_once_as_without_batching() -> None:
     asyncio.run(main())
     assert m.calls == [1] * (ALONE_LIMIT + 20)
     assert b._skipped > 0  # lone requests skipped the extra turn of the loop
+
+
+class PerRow:
+    """A model whose call takes ``seconds`` a row; records the thread each call ran in."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.ran: List[Tuple[int, bool]] = []  # (rows, on the event loop's thread)
+
+    def run(self, sig: Any, feeds: Dict[str, np.ndarray], outputs: Any) -> Dict[str, np.ndarray]:
+        x = feeds["x"]
+        self.ran.append((int(x.shape[0]), threading.current_thread() is threading.main_thread()))
+        time.sleep(x.shape[0] * self.seconds)
+        return {"y": x * 2}
+
+
+async def warmed(b: AsyncBatcher, m: PerRow) -> None:
+    """Recent calls of one row each, far under ``inline``; the batcher then runs at once."""
+    for i in range(ALONE_LIMIT + 3):
+        await b.run(m.run, SIG, {"x": rows(1, seed=i)}, ["y"])
+    assert m.ran[-1] == (1, True)
+
+
+def test_a_request_many_times_larger_than_recent_calls_runs_off_the_loop() -> None:
+    # 4000 rows at 50 us a row is 200 ms: the event loop (every other connection, the health
+    # probes) stalled for it because calls of one row had taken under 2 ms
+    m, b = PerRow(50e-6), AsyncBatcher(batcher(max_calls=1).policy, ThreadPoolExecutor(2))
+
+    async def main() -> None:
+        await warmed(b, m)
+        y, _ = await b.run(m.run, SIG, {"x": rows(4000)}, ["y"])
+        assert np.array_equal(y["y"], rows(4000) * 2)
+
+    asyncio.run(main())
+    assert m.ran[-1] == (4000, False)
+
+
+def test_a_batch_many_times_larger_than_recent_calls_runs_off_the_loop() -> None:
+    m = PerRow(50e-6)
+    b = AsyncBatcher(batcher(max_calls=1, max_batch_size=4096).policy, ThreadPoolExecutor(2))
+
+    async def main() -> None:
+        await warmed(b, m)
+        await asyncio.gather(*(b.run(m.run, SIG, {"x": rows(250, seed=i)}, ["y"])
+                               for i in range(16)))
+
+    asyncio.run(main())
+    assert (4000, False) in m.ran and not [r for r in m.ran if r[0] > 1 and r[1]]

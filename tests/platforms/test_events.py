@@ -31,3 +31,9 @@ def test_replies_are_text_or_base64() -> None:
     assert event_reply_body(Response(200, b"{}", {"Content-Type": "application/json"})) == ("{}", False)
     assert event_reply_body(Response(200, b"\x00\x01", {"Content-Type": "application/octet-stream"})) \
         == ("AAE=", True)
+
+
+def test_a_lone_surrogate_in_a_text_body_is_a_400() -> None:
+    # json.loads makes one of "\ud800": an event's text need not be encodable as UTF-8
+    with pytest.raises(BadRequest, match="not valid UTF-8 text"):
+        event_body("{\"x\": \"\ud800\"}", False)

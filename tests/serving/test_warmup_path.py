@@ -3,12 +3,20 @@ are marked only by the adapter (never by a client), not counted, and readiness m
 
 from __future__ import annotations
 
+import base64
+from types import SimpleNamespace
 from typing import Any, Dict, List
 
 from tfserverless.backends.holder import ModelHolder
 from tfserverless.config import Config
+from tfserverless.messages import Request
 from tfserverless.platforms.asgi import WARMUP, request_head
-from tfserverless.serving.service import Service
+from tfserverless.protocol.base import Call
+from tfserverless.serving import warmup
+from tfserverless.serving.predictor import Context
+from tfserverless.serving.service import PATH_WARMUP_REQUESTS, Service
+
+NO_CALL = Call()
 
 
 def service(**env: str) -> Service:
@@ -59,3 +67,42 @@ def test_health_is_503_while_the_path_warms_up() -> None:
     assert svc.health(detailed=False).status == 503
     svc.holder.release()
     assert svc.health(detailed=False).status == 200
+
+
+def replayed(env: Dict[str, str], bodies: List[bytes]) -> List[bytes]:
+    cfg = Config.from_environ(dict({"MODEL_PATH": "/m", "WARM_UP_DATA_PATH": "w.txt",
+                                    "WARM_UP_COUNT": "1"}, **env))
+    data = b"\n".join(base64.b64encode(b) for b in bodies)
+    return warmup.replay(cfg, SimpleNamespace(path="/m"), lambda model, body: None,
+                         lambda path, config: data, {}, keep=PATH_WARMUP_REQUESTS)
+
+
+def test_only_the_bodies_the_path_replays_are_kept() -> None:
+    # every other one stayed in each worker's memory for its life (all 1000 of them)
+    bodies = [b"request %d" % i for i in range(1000)]
+    assert replayed({}, bodies) == bodies[:PATH_WARMUP_REQUESTS]
+    assert len(service().warmup_requests()) <= PATH_WARMUP_REQUESTS
+
+
+def test_kept_bodies_are_bounded_by_max_body_bytes() -> None:
+    # a body over MAX_BODY_BYTES could only be refused (413) by the path; and all the kept
+    # ones together take no more than one request may
+    big, small = b"x" * 3000, b"y" * 600
+    assert replayed({"MAX_BODY_BYTES": "2k"}, [big, small, small, small, small]) == [small] * 3
+
+
+def test_warm_up_replays_are_not_in_the_queue_histogram() -> None:
+    # /metrics does not count them: neither as requests nor as predictions that queued
+    svc = service()
+    queued: List[float] = []
+    svc.metrics.queued = queued.append  # type: ignore[method-assign]
+    codec = SimpleNamespace(
+        decode=lambda body, headers, model, call: SimpleNamespace(sig=None, feeds={}, outputs=[]),
+        encode=lambda outputs, d, call: (b"{}", {}))
+    model = SimpleNamespace(run=lambda sig, feeds, outputs: {})
+    for req in svc.warmup_requests():
+        assert svc.predictor.predict(req, model, Context(), codec, NO_CALL).status == 200  # type: ignore[arg-type]
+    assert queued == []
+    client = Request("POST", "/", {}, b"one")
+    svc.predictor.predict(client, model, Context(), codec, NO_CALL)  # type: ignore[arg-type]
+    assert len(queued) == 1

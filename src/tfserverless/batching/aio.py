@@ -6,8 +6,9 @@ parsed in the same turn join it).  While calls run, arrivals gather; when a call
 oldest group goes next; a full group, or one whose oldest request waited
 ``max_batch_timeout``, may go beside running calls up to ``max_calls``.  A model call runs in
 a thread so the loop keeps reading and answering meanwhile, or on the loop itself when recent
-calls took under ``inline`` seconds (the predictor's ``INLINE_SECONDS``: the one rule for
-what may run on the loop, the delay it may cost requests behind it).
+calls, scaled to its rows, took under ``inline`` seconds (the predictor's ``INLINE_SECONDS``:
+the one rule for what may run on the loop, the delay it may cost requests behind it; the
+predictor scales by body size as this does by rows).
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ class AsyncBatcher:
         self.calls = 0
         self._scheduled = False
         self._timer: Optional[asyncio.TimerHandle] = None
-        self._recent: Deque[float] = collections.deque(maxlen=8)  # seconds of recent calls
+        # (seconds, rows) of recent calls
+        self._recent: Deque[Tuple[float, int]] = collections.deque(maxlen=8)
         self._run: Optional[Run] = None  # the model's run (one model per service)
 
     @property
@@ -59,10 +61,11 @@ class AsyncBatcher:
         completes when the client leaves; it is asked for only if the request must wait."""
         pol = self.policy
         self._run = run
-        if self._at_once() and self._recent and min(self._recent) < self.inline:
+        n = _rows(feeds)
+        if self._at_once() and self._inline(n):
             t0 = time.perf_counter()  # no load: what the unbatched path does, at its cost
-            out = pol.call(run, sig, feeds, outputs, _rows(feeds))
-            self._recent.append(time.perf_counter() - t0)
+            out = pol.call(run, sig, feeds, outputs, n)
+            self._recent.append((time.perf_counter() - t0, max(1, n)))
             return out, 0.0
         keyed = pol.key(sig, feeds, outputs)
         if keyed is None:
@@ -90,6 +93,12 @@ class AsyncBatcher:
         finally:
             if timer is not None:
                 timer.cancel()
+
+    def _inline(self, rows: int) -> bool:
+        """Whether a call of ``rows`` rows may run on the loop: a recent call, scaled to
+        that many rows, took under ``inline`` seconds (a call of one row says nothing of
+        one of thousands)."""
+        return any(s * max(1.0, rows / r) < self.inline for s, r in self._recent)
 
     def _at_once(self) -> bool:
         """Whether a request should run at once: nothing runs or waits, recent calls were
@@ -124,7 +133,7 @@ class AsyncBatcher:
                 continue
             self._alone = self._alone + 1 if len(live) == 1 else 0
             self.calls += 1
-            if self._recent and min(self._recent) < self.inline:
+            if self._inline(sum(max(1, it.rows) for it in live)):
                 self._execute(live)
                 self._done(live)
             else:
@@ -148,7 +157,7 @@ class AsyncBatcher:
         assert self._run is not None
         t0 = time.perf_counter()
         self.policy.execute(self._run, group)
-        self._recent.append(time.perf_counter() - t0)
+        self._recent.append((time.perf_counter() - t0, sum(max(1, it.rows) for it in group)))
 
     def _done(self, group: List[Item]) -> None:
         self.calls -= 1

@@ -33,7 +33,13 @@ def event_body(body: Any, base64_encoded: Any) -> bytes:
             return base64.b64decode(body)
         except (ValueError, TypeError):
             raise BadRequest("isBase64Encoded body is not valid base64") from None
-    return body.encode("utf-8") if isinstance(body, str) else bytes(body)
+    if isinstance(body, str):
+        try:
+            return body.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: JSON's "\ud800" decodes to one
+            raise BadRequest("the event's body is not valid UTF-8 text; expected UTF-8, or "
+                             "base64 with isBase64Encoded") from None
+    return bytes(body)
 
 
 def event_reply_body(resp: Response) -> Tuple[str, bool]:
@@ -158,13 +164,20 @@ def load_in_init(service: Service, hook: str) -> None:
     if service.holder.wait(budget):
         requests = service.warmup_requests()
         t1 = time.perf_counter()
+        sent = 0
         for req in requests:  # then through the path traffic takes, in the thread it runs in
+            if time.monotonic() - t0 >= budget:  # the budget is the load's and all its warm-up's
+                log.warning("%s: init budget of %.0fs spent; %d of %d warm-up request(s) sent "
+                            "through the service (INIT_LOAD_BUDGET)", hook, budget, sent,
+                            len(requests))
+                break
             status = service.handle(req).status
+            sent += 1
             if status != 200:
                 log.warning("%s: warm-up through the service: POST / answered %d", hook, status)
-        if requests:
+        if sent:
             log.info("%s: warm-up through the service: %d request(s) in %.1f ms", hook,
-                     len(requests), (time.perf_counter() - t1) * 1e3)
+                     sent, (time.perf_counter() - t1) * 1e3)
         log.info("%s: model ready in %.2fs", hook, time.monotonic() - t0)
     elif service.holder.state == "loading":
         log.warning("%s: init budget of %.0fs spent and the model is still loading; the first "

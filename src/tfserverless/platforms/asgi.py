@@ -35,6 +35,9 @@ WARMUP = "tfserverless.warmup"
 #: times each warm-up request goes through the server: the first finds no estimate of the
 #: predict's cost and runs in a thread, the next on the loop, where a fast model's traffic runs
 PATH_REPLAYS = 3
+#: seconds ``warm_path`` waits at a time for a load still running (a wait ends as the load
+#: does; ``MODEL_LOAD_TIMEOUT`` is what a request waits, 0 for none, not an interval to poll)
+LOAD_POLL_SECONDS = 60.0
 
 
 def request_head(scope: Dict[str, Any]) -> Request:
@@ -193,7 +196,7 @@ async def warm_path(service: Service, app: App) -> None:
     holder = service.holder
     holder.hold()
     try:
-        while not await holder.wait_async(service.config.load_timeout):
+        while not await holder.wait_async(LOAD_POLL_SECONDS):
             if holder.state != "loading":
                 return  # failed: readiness says so; a later load warms the model only
         t0 = time.perf_counter()

@@ -14,7 +14,7 @@ from ..backends.registry import load_model
 from ..backends.servable import Servable
 from ..config import Config
 from ..errors import ConfigError
-from .service import Service
+from .service import PATH_WARMUP_REQUESTS, Service
 
 log = logging.getLogger("tfserverless")
 
@@ -52,7 +52,8 @@ def create_service(environ: Mapping[str, str], *, config: Optional[Config] = Non
         t0 = time.monotonic()
         try:
             service.warmup_bodies = warmup.replay(config, model, service.predictor.run_predict,
-                                                  storage.read_bytes, service.warmup)
+                                                  storage.read_bytes, service.warmup,
+                                                  keep=PATH_WARMUP_REQUESTS)
         except Exception:
             service.metrics.load(False)
             raise

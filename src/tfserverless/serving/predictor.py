@@ -164,7 +164,8 @@ class Predictor:
         resp = Response(200, body, headers)
         t2 = time.perf_counter()
         queued = ctx.queued + timing["batch"]
-        self.metrics.queued(queued)
+        if not req.warmup:  # /metrics counts no warm-up replay
+            self.metrics.queued(queued)
         if self.config.server_timing:
             resp.headers["Server-Timing"] = (
                 f"queue;dur={queued * 1e3:.3f}, decode;dur={timing['decode'] * 1e3:.3f}, "

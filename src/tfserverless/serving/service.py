@@ -35,6 +35,8 @@ log = logging.getLogger("tfserverless")
 
 #: requests /metrics does not count (probes and scrapes)
 UNCOUNTED = frozenset(("/healthz", "/healthz/live", "/metrics"))
+#: warm-up requests an adapter sends through its whole path (the first that succeeded)
+PATH_WARMUP_REQUESTS = 16
 
 
 class _Answer:
@@ -53,7 +55,8 @@ class Service:
         self.admission = admission or Admission(limits_for(config))
         self.metrics = metrics or Metrics()
         self.warmup: Dict[str, Any] = {}  # what warm-up did (readiness shows it)
-        self.warmup_bodies: List[bytes] = []  # warm-up requests that succeeded (EAS bodies)
+        # warm-up requests that succeeded (EAS bodies), up to PATH_WARMUP_REQUESTS
+        self.warmup_bodies: List[bytes] = []
         self.predictor = Predictor(config, self.admission, self.metrics, self.warmup)
         self.runner = Runner(config, holder, self.admission, self.predictor)
         deps = (config, holder, self.predictor)
@@ -146,7 +149,7 @@ class Service:
                 self.admission.release_bytes(ans.held)
         self.count(req, ans.resp.status, t0)
 
-    def warmup_requests(self, limit: int = 16) -> List[Request]:
+    def warmup_requests(self, limit: int = PATH_WARMUP_REQUESTS) -> List[Request]:
         """The warm-up requests that succeeded on the model, as requests to send through an
         adapter's whole path once the model is loaded (the first client request then finds
         every part of it warm: threads, estimates, first-use costs): EAS requests to ``/``

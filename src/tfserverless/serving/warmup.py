@@ -71,10 +71,13 @@ def load_requests(config: Config, model_dir: str,
 
 
 def replay(config: Config, model: Any, run_predict: Callable[[Any, bytes], Any],
-           read: Callable[[str, Config], bytes], info: Dict[str, Any]) -> List[bytes]:
+           read: Callable[[str, Config], bytes], info: Dict[str, Any], *,
+           keep: int = 0) -> List[bytes]:
     """Replay the warm-up requests ``WARM_UP_COUNT`` times each through ``run_predict`` (the
-    predict path traffic takes), filling ``info`` for /healthz as it goes; the bodies that
-    succeeded (the platform's adapter then sends them through its whole request path).
+    predict path traffic takes), filling ``info`` for /healthz as it goes; the first ``keep``
+    bodies that succeeded (the platform's adapter then sends them through its whole request
+    path), kept for the worker's life, so no more than it replays: none over
+    ``MAX_BODY_BYTES`` (the path would refuse it), and together no more than that either.
 
     Runs as the model holder's after-load hook, so readiness waits for it.  A failing request
     is logged with its reason and recorded; it never stops the service."""
@@ -90,6 +93,7 @@ def replay(config: Config, model: Any, run_predict: Callable[[Any, bytes], Any],
     info.update(source=redact(source), requests=len(bodies))
     first: List[float] = []
     good: List[bytes] = []
+    kept = 0
     for i, body in enumerate(bodies):
         for n in range(config.warm_up_count):
             t = time.perf_counter()
@@ -98,7 +102,9 @@ def replay(config: Config, model: Any, run_predict: Callable[[Any, bytes], Any],
                 info["replayed"] += 1
                 if n == 0:
                     first.append(time.perf_counter() - t)
-                    good.append(body)
+                    if len(good) < keep and kept + len(body) <= config.max_body_bytes:
+                        good.append(body)
+                        kept += len(body)
             except Exception as e:  # a warm-up failure is reported, never fatal
                 msg = first_line(e, named=True)
                 info["failed"] += 1
