@@ -6,15 +6,18 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from typing import Any, Dict, List
+from typing import Any, ClassVar, Dict, List
 
+import numpy as np
 import pytest
 
+from tfserverless import protocol
 from tfserverless.backends.holder import ModelHolder
 from tfserverless.config import Config
 from tfserverless.messages import Request, Response
 from tfserverless.platforms import load_in_init
-from tfserverless.platforms.asgi import warm_path
+from tfserverless.platforms.asgi import make_app, warm_path
+from tfserverless.protocol.signature import Signature, TensorSpec
 from tfserverless.serving.service import Service
 
 
@@ -70,3 +73,39 @@ def test_load_in_init_keeps_the_path_warm_up_within_the_init_budget(monkeypatch:
     load_in_init(svc, "test init")
     assert time.monotonic() - t0 < 0.45
     assert 1 <= len(sent) < 16
+
+
+class Fake:
+    """A servable whose one signature doubles ``x`` (float32, rows of 3)."""
+
+    path = "/models/m/1"
+    default_signature = "serving_default"
+    tf_version = ""
+    runtime = "fake"
+    import_seconds = load_seconds = 0.0
+    sig = Signature("serving_default", {"x": TensorSpec("x", 1, (-1, 3), "x:0")},
+                    {"y": TensorSpec("y", 1, (-1, 3), "y:0")}, "tensorflow/serving/predict")
+    signatures: ClassVar[Dict[str, Signature]] = {"serving_default": sig}
+
+    def signature(self, name: str) -> Signature:
+        return self.sig
+
+    def run(self, sig: Signature, feeds: Dict[str, Any], outputs: Any) -> Dict[str, Any]:
+        return {"y": feeds["x"] * 2}
+
+    def close(self) -> None:
+        pass
+
+
+def test_path_warm_up_spends_no_rate_limit_and_sheds_nothing() -> None:
+    # RPC_RATE_LIMIT is for traffic: 16 warm-up requests x 3 spent the bucket (all but the
+    # first 2 were 429s, counted in tfserverless_shed_total), and the first clients after
+    # readiness found it empty
+    svc = service(Fake, RPC_RATE_LIMIT="2")
+    svc.holder.load_now()
+    svc.warmup_bodies = [protocol.encode_request({"x": np.ones((1, 3), np.float32)})] * 16
+
+    asyncio.run(warm_path(svc, make_app(svc)))
+    assert svc.admission.shed[429] == 0
+    body = svc.warmup_bodies[0]
+    assert svc.handle(Request("POST", "/", {}, body, content_length=len(body))).status == 200

@@ -148,10 +148,12 @@ class Admission:
 
     # slots -----------------------------------------------------------------------------------
 
-    def _enter(self, wake: Callable[[], Callable[[], None]], peer: str = "") -> Optional[_Ticket]:
+    def _enter(self, wake: Callable[[], Callable[[], None]], peer: str = "",
+               rated: bool = True) -> Optional[_Ticket]:
         """Under the lock: None when a slot was taken at once (the common case, which makes
         nothing), else the ticket queued with ``wake()``'s callback.  ``peer``: the client's
-        address, which may have at most ``limits.peer_requests`` running or queued."""
+        address, which may have at most ``limits.peer_requests`` running or queued;
+        ``rated``: it spends ``RPC_RATE_LIMIT``'s tokens (a warm-up replay does not)."""
         lim = self.limits
         if peer and lim.peer_requests:
             mine = self._peer_requests.get(peer, 0)
@@ -162,7 +164,7 @@ class Admission:
                                 "or retry later", headers={"Retry-After": "1"})
             self._peer_requests[peer] = mine + 1
         try:
-            return self._take(wake)
+            return self._take(wake, rated)
         except BaseException:
             self._leave(peer)
             raise
@@ -176,9 +178,9 @@ class Admission:
             else:
                 self._peer_requests.pop(peer, None)
 
-    def _take(self, wake: Callable[[], Callable[[], None]]) -> Optional[_Ticket]:
+    def _take(self, wake: Callable[[], Callable[[], None]], rated: bool) -> Optional[_Ticket]:
         lim = self.limits
-        if lim.rate_limit > 0:
+        if lim.rate_limit > 0 and rated:
             now = self._clock()
             self._tokens = min(max(1.0, lim.rate_limit),
                                self._tokens + (now - self._refilled) * lim.rate_limit)
@@ -237,7 +239,7 @@ class Admission:
         if self._clock() >= deadline:
             raise self.timeout_error()
 
-    def acquire(self, deadline: float, peer: str = "") -> None:
+    def acquire(self, deadline: float, peer: str = "", rated: bool = True) -> None:
         """Take a slot, waiting in the queue until ``deadline`` (sync servers)."""
         events: List[threading.Event] = []
 
@@ -246,7 +248,7 @@ class Admission:
             return events[0].set
 
         with self._lock:
-            ticket = self._enter(wake, peer)
+            ticket = self._enter(wake, peer, rated)
         if ticket is None:
             return
         remaining = deadline - self._clock()
@@ -256,7 +258,7 @@ class Admission:
         self._granted(deadline, peer)
 
     async def acquire_async(self, deadline: float, watch: Optional[Watch] = None,
-                            peer: str = "") -> None:
+                            peer: str = "", rated: bool = True) -> None:
         """Take a slot, awaiting in the queue until ``deadline`` or until the client leaves:
         ``watch()`` gives a future that completes on its disconnect, asked for only when the
         request has to queue (most never do).  Holds no thread meanwhile."""
@@ -272,7 +274,7 @@ class Admission:
             return set_it
 
         with self._lock:
-            ticket = self._enter(wake, peer)
+            ticket = self._enter(wake, peer, rated)
         if ticket is None:
             return
         fut = futs[0]

@@ -46,7 +46,7 @@ class Runner:
         if job.check is not None:
             job.check(self.holder.get(wait=self._load_wait(deadline)))
         t0 = time.perf_counter()
-        adm.acquire(deadline, held.peer)
+        adm.acquire(deadline, held.peer, rated=not req.warmup)  # a replay is not traffic
         try:
             self._prepare(req, job, held)
             model = self.holder.get(wait=self._load_wait(deadline))
@@ -73,7 +73,7 @@ class Runner:
             return job.run(model, ctx)
         if job.check is not None:
             job.check(model)
-        await adm.acquire_async(deadline, watch, held.peer)
+        await adm.acquire_async(deadline, watch, held.peer, rated=not req.warmup)
         pred = self.predictor
         try:
             if job.prepare is not None and is_encoded(req):
