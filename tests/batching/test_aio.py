@@ -1,5 +1,5 @@
 """AsyncBatcher, fast lane: the batching policy awaited on a real event loop, model calls in
-real threads (a numpy 'model' that sleeps)."""
+real threads (a numpy 'model' a test can hold in its call)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import asyncio
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Tuple
 
 import numpy as np
 
@@ -17,9 +17,8 @@ from tfserverless.errors import BadRequest, ClientGone, RequestTimeout
 from .test_threaded import SIG, Model, batcher, rows
 
 
-def make(seconds: float = 0.05, **kw: Any) -> tuple:  # type: ignore[type-arg]
-    m = Model(seconds)
-    return m, AsyncBatcher(batcher(**kw).policy, ThreadPoolExecutor(4))
+def make(**kw: Any) -> tuple:  # type: ignore[type-arg]
+    return Model(), AsyncBatcher(batcher(**kw).policy, ThreadPoolExecutor(4))
 
 
 async def call(b: AsyncBatcher, m: Model, x: np.ndarray, **kw: Any) -> Any:
@@ -29,15 +28,27 @@ async def call(b: AsyncBatcher, m: Model, x: np.ndarray, **kw: Any) -> Any:
         return e
 
 
+async def until(cond: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    """Wait for a state the loop or a model thread reaches (a generous timeout, never a fixed
+    sleep)."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"never {what}"
+        await asyncio.sleep(0.001)
+
+
 def test_arrivals_while_a_call_runs_go_together_and_get_their_own_rows() -> None:
-    m, b = make(0.1)
+    m, b = make()
     xs = [rows(1 + i % 3, seed=i) for i in range(6)] + [-rows(1)]
 
     async def main() -> List[Any]:
+        m.gate.clear()  # the first call is held in its thread while the rest arrive
         first = asyncio.ensure_future(call(b, m, xs[0]))
-        await asyncio.sleep(0.03)  # the first call runs in a thread meanwhile
-        rest = await asyncio.gather(*(call(b, m, x) for x in xs[1:]))
-        return [await first, *rest]
+        await until(lambda: m.calls == [1], "the first call started")
+        rest = [asyncio.ensure_future(call(b, m, x)) for x in xs[1:]]
+        await until(lambda: b.waiting == len(rest), "the rest waiting for a batch")
+        m.gate.set()
+        return [await first, *(await asyncio.gather(*rest))]
 
     got = asyncio.run(main())
     for x, y in zip(xs[:6], got[:6]):
@@ -49,30 +60,33 @@ def test_arrivals_while_a_call_runs_go_together_and_get_their_own_rows() -> None
 
 
 def test_waiters_past_their_deadline_or_whose_client_left_never_run() -> None:
-    m, b = make(0.2)
+    m, b = make()
 
     async def main() -> List[Any]:
-        loop = asyncio.get_running_loop()
-        left = loop.create_future()
+        left = asyncio.get_running_loop().create_future()
+        m.gate.clear()  # the first call is held while the others wait
         first = asyncio.ensure_future(call(b, m, rows(1)))
-        await asyncio.sleep(0.05)
+        await until(lambda: m.calls == [1], "the first call started")
         late = asyncio.ensure_future(call(b, m, rows(1), deadline=time.monotonic() + 0.05))
         gone = asyncio.ensure_future(call(b, m, rows(1), gone=lambda: left))
-        await asyncio.sleep(0.01)
+        await until(lambda: b.waiting == 2, "both waiting for a batch")
         left.set_result(None)  # the client disconnects
-        t0 = time.monotonic()
-        out = [await late, time.monotonic() - t0, await gone, await first]
-        await asyncio.sleep(0.25)
-        return out
+        # both are answered while the first call is still held: at the deadline, at the
+        # disconnect, not when a call ends
+        out = list(await asyncio.wait_for(asyncio.gather(late, gone), 10))
+        assert not first.done() and m.calls == [1] and b.waiting == 0
+        m.gate.set()
+        return [*out, await first]
 
-    late, took, gone, first = asyncio.run(main())
-    assert isinstance(late, RequestTimeout) and took < 0.15  # answered at its deadline
+    late, gone, first = asyncio.run(main())
+    assert isinstance(late, RequestTimeout)
     assert isinstance(gone, ClientGone)
     assert np.array_equal(first, rows(1) * 2) and m.calls == [1]
+    assert b.calls == 0 and b.waiting == 0  # nothing left that could still reach the model
 
 
 def test_no_load_runs_at_once_as_without_batching() -> None:
-    m, b = make(0.0)
+    m, b = make()
 
     async def main() -> None:
         for i in range(ALONE_LIMIT + 20):

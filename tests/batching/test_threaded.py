@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pytest
@@ -18,24 +18,46 @@ SIG = Signature("s", {"x": TensorSpec("x", 1, (-1, -1))}, {"y": TensorSpec("y", 
 
 
 class Model:
-    """y = 2x per row, ``seconds`` a call; records each call's rows; a negative value fails
-    the whole call (as a TF assertion would); ``flat`` sums everything (no batch dim)."""
+    """y = 2x per row; records each call's rows; a negative value fails the whole call (as a
+    TF assertion would); ``flat`` sums everything (no batch dim).  A call blocks while the
+    ``gate`` is closed (open by default): a test holds a call running while requests arrive,
+    instead of hoping a sleep is long enough."""
 
-    def __init__(self, seconds: float = 0.05, flat: bool = False) -> None:
-        self.seconds = seconds
+    def __init__(self, flat: bool = False) -> None:
         self.flat = flat
         self.calls: List[int] = []
         self.lock = threading.Lock()
+        self.gate = threading.Event()
+        self.gate.set()
 
     def run(self, sig: Signature, feeds: Dict[str, np.ndarray],
             outputs: Sequence[str]) -> Dict[str, np.ndarray]:
         x = feeds["x"]
         with self.lock:
             self.calls.append(int(x.shape[0]))
-        time.sleep(self.seconds)
+        assert self.gate.wait(30), "the test never opened the gate"
         if (x < 0).any():
             raise BadRequest("the model rejected the input: x must be >= 0")
         return {"y": np.array(x.sum()) if self.flat else x * 2}
+
+
+class Clock:
+    """The batcher's clock, moved by the test (waits still time out in real time, then look
+    at this clock: a waiter sees its timeout or deadline pass only when the test says)."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def until(cond: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    """Wait for a state other threads reach (a generous timeout, never a fixed sleep)."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"never {what}"
+        time.sleep(0.001)
 
 
 def batcher(**kw: Any) -> Batcher:
@@ -45,10 +67,16 @@ def batcher(**kw: Any) -> Batcher:
     return Batcher(Policy(timeout_error=lambda: RequestTimeout("too late"), **kw))
 
 
-def burst(b: Batcher, model: Model, xs: List[np.ndarray], *, first_alone: bool = True,
-          deadline: float = float("inf")) -> List[Tuple[Optional[np.ndarray], Optional[BaseException]]]:
-    """The first request starts (the model is idle), the rest arrive while it runs."""
-    out: List[Tuple[Optional[np.ndarray], Optional[BaseException]]] = [(None, None)] * len(xs)
+Result = Tuple[Optional[np.ndarray], Optional[BaseException]]
+
+
+def burst(b: Batcher, model: Model, xs: List[np.ndarray], *, gathered: Optional[int] = None,
+          deadline: float = float("inf"), meanwhile: Callable[[], None] = lambda: None,
+          ) -> List[Result]:
+    """The first request starts a call (the model is idle) and is held in it; the rest arrive
+    while it runs and ``gathered`` of them (all, by default) wait for a batch; ``meanwhile()``
+    runs then, and the held call ends."""
+    out: List[Result] = [(None, None)] * len(xs)
 
     def one(i: int) -> None:
         try:
@@ -56,14 +84,19 @@ def burst(b: Batcher, model: Model, xs: List[np.ndarray], *, first_alone: bool =
         except Exception as e:
             out[i] = (None, e)
 
-    ts = [threading.Thread(target=one, args=(i,)) for i in range(len(xs))]
+    ts = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(len(xs))]
+    model.gate.clear()
     ts[0].start()
-    if first_alone:
-        time.sleep(model.seconds / 3)
+    until(lambda: len(model.calls) == 1, "the first call started")
     for t in ts[1:]:
         t.start()
+    want = len(xs) - 1 if gathered is None else gathered
+    until(lambda: b.waiting == want, f"{want} waiting for a batch")
+    meanwhile()
+    model.gate.set()
     for t in ts:
         t.join(30)
+    assert not any(t.is_alive() for t in ts)
     return out
 
 
@@ -72,15 +105,22 @@ def rows(n: int, k: int = 3, seed: int = 0) -> np.ndarray:
 
 
 def test_idle_model_runs_at_once_alone() -> None:
-    b, m = batcher(max_batch_timeout=10.0), Model(0.0)
-    t0 = time.monotonic()
-    (out, waited) = b.run(m.run, SIG, {"x": rows(2)}, ["y"])
-    assert time.monotonic() - t0 < 1.0 and waited < 0.01  # no timeout paid at low load
+    clock = Clock()  # it never moves: a request that waited for a batch would wait for ever
+    b, m = Batcher(Policy(max_batch_size=16, max_batch_timeout=10.0, max_calls=1,
+                          timeout_error=lambda: RequestTimeout("too late"), clock=clock)), Model()
+    got: List[Any] = []
+    t = threading.Thread(target=lambda: got.append(b.run(m.run, SIG, {"x": rows(2)}, ["y"])),
+                         daemon=True)
+    t.start()
+    t.join(10)
+    assert not t.is_alive(), "an idle model's request waited for a batch"
+    [(out, waited)] = got
+    assert waited == 0.0 and b.calls == 0 and b.waiting == 0  # no timeout paid at low load
     assert m.calls == [2] and np.array_equal(out["y"], rows(2) * 2)
 
 
 def test_arrivals_gather_while_a_call_runs_and_split_back_by_rows() -> None:
-    b, m = batcher(), Model(0.1)
+    b, m = batcher(), Model()
     xs = [rows(1 + i % 3, seed=i) for i in range(7)]
     out = burst(b, m, xs)
     assert m.calls == [1, sum(x.shape[0] for x in xs[1:])]
@@ -89,7 +129,7 @@ def test_arrivals_gather_while_a_call_runs_and_split_back_by_rows() -> None:
 
 
 def test_max_batch_size_counts_rows_and_a_big_request_goes_alone() -> None:
-    b, m = batcher(max_batch_size=4), Model(0.1)
+    b, m = batcher(max_batch_size=4), Model()
     xs = [rows(1)] + [rows(2, seed=i) for i in range(1, 5)] + [rows(9)]
     out = burst(b, m, xs)
     assert all(err is None for _, err in out)
@@ -98,7 +138,7 @@ def test_max_batch_size_counts_rows_and_a_big_request_goes_alone() -> None:
 
 
 def test_different_shapes_and_dtypes_go_in_different_calls() -> None:
-    b, m = batcher(), Model(0.1)
+    b, m = batcher(), Model()
     xs = [rows(1), rows(1, 3), rows(1, 4), rows(2, 3), rows(1, 3).astype(np.float64)]
     out = burst(b, m, xs)
     assert all(err is None for _, err in out)
@@ -106,16 +146,21 @@ def test_different_shapes_and_dtypes_go_in_different_calls() -> None:
 
 
 def test_timeout_starts_a_second_call_when_calls_may_overlap() -> None:
-    b, m = batcher(max_calls=2, max_batch_timeout=0.05), Model(0.5)
-    t0 = time.monotonic()
-    out = burst(b, m, [rows(1), rows(1, seed=1)], first_alone=True)
-    took = time.monotonic() - t0
+    clock = Clock()
+    b, m = batcher(max_calls=2, max_batch_timeout=0.05, clock=clock), Model()
+
+    def meanwhile() -> None:
+        assert m.calls == [1]  # the second waits for its batch timeout, not for the first call
+        clock.now += 0.06  # its batch timeout passed
+        # the first call is still held: the second did not wait for it to end
+        until(lambda: m.calls == [1, 1], "a second call beside the first")
+
+    out = burst(b, m, [rows(1), rows(1, seed=1)], meanwhile=meanwhile)
     assert all(err is None for _, err in out) and m.calls == [1, 1]
-    assert took < 0.9  # the second did not wait for the first call to end
 
 
 def test_a_failing_request_never_fails_its_neighbours() -> None:
-    b, m = batcher(), Model(0.1)
+    b, m = batcher(), Model()
     bad = -rows(1)
     xs = [rows(1), rows(1, seed=1), bad, rows(2, seed=2)]
     out = burst(b, m, xs)
@@ -126,7 +171,7 @@ def test_a_failing_request_never_fails_its_neighbours() -> None:
 
 
 def test_outputs_without_the_batch_dim_run_alone_and_are_remembered(caplog: Any) -> None:
-    b, m = batcher(), Model(0.1, flat=True)
+    b, m = batcher(), Model(flat=True)
     xs = [rows(1), rows(2, seed=1), rows(1, seed=2)]
     out = burst(b, m, xs)
     for x, (y, err) in zip(xs, out):
@@ -134,14 +179,27 @@ def test_outputs_without_the_batch_dim_run_alone_and_are_remembered(caplog: Any)
     assert ("s", ("y",)) in b.policy.unbatchable
     assert sum("do not keep the batch dimension" in r.message for r in caplog.records) == 1
     m.calls.clear()
-    burst(b, m, xs)
-    assert sorted(m.calls) == [1, 1, 2]  # never batched again
+    out = burst(b, m, xs, gathered=0, meanwhile=lambda: until(
+        lambda: len(m.calls) == 3, "all three in calls of their own"))  # none waits for a batch
+    assert sorted(m.calls) == [1, 1, 2] and all(err is None for _, err in out)  # never batched again
 
 
-def test_deadline_passed_while_gathering_is_dropped_before_the_call() -> None:
-    b, m = batcher(), Model(0.3)
-    deadline = time.monotonic() + 0.1
-    out = burst(b, m, [rows(1), rows(1, seed=1), rows(1, seed=2)], deadline=deadline)
+@pytest.mark.parametrize("seconds_left", [0.01, 30.0], ids=["waiter-wakes", "call-ends"])
+def test_deadline_passed_while_gathering_is_dropped_before_the_call(seconds_left: float) -> None:
+    """Whoever notices first, the waiter (its wait times out: it had 0.01 s left) or the end
+    of the running call (it had 30 s: still asleep), a request whose deadline passed while it
+    waited for a batch never reaches the model."""
+    clock = Clock()
+    b, m = batcher(clock=clock), Model()
+
+    def meanwhile() -> None:
+        clock.now += 31  # the deadline passes while the first call still runs
+        if seconds_left < 1:
+            until(lambda: b.waiting == 0, "the late ones dropped")
+            assert m.calls == [1]
+
+    out = burst(b, m, [rows(1), rows(1, seed=1), rows(1, seed=2)],
+                deadline=clock.now + seconds_left, meanwhile=meanwhile)
     assert out[0][1] is None  # started before its deadline: answered
     assert all(isinstance(err, RequestTimeout) for _, err in out[1:])
     assert m.calls == [1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import copy
 import hashlib
@@ -13,7 +14,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 import pytest
 
 from tfserverless.config import Config
-from tfserverless.platforms import aws_lambda, fc, wsgi
+from tfserverless.platforms import asgi, aws_lambda, fc, wsgi
 from tfserverless.serving.app import create_service
 from tfserverless.serving.auth import eas_signature
 from tfserverless.serving.service import Service
@@ -153,6 +154,61 @@ def wsgi_caller(service: Service) -> Caller:
         return int(status[0].split()[0]), status[1], b"".join(chunks)
 
     assert wsgi.is_wsgi_call({"REQUEST_METHOD": "GET"}, print)
+    return call
+
+
+def asgi_caller(service: Service, *, chunk: int = 0) -> Caller:
+    """``make_app`` (what ``tfserverless serve`` and Cloud Run run) called in-process with the
+    scope, ``receive`` and ``send`` an ASGI server would give it: lower-case header names,
+    ``content-length`` as a client declares it, the body in ``chunk``-byte messages (0: one);
+    a ``None`` body is a client that disconnects instead of sending one.  Returns the status
+    (0 when nothing was sent), the headers and the body, checking what every reply must hold
+    (``content-length`` is the body's, HEAD sends none of it)."""
+    app = asgi.make_app(service)
+
+    def call(method: str, path: str, headers: Optional[Dict[str, str]] = None,
+             body: Optional[bytes] = b"", query: Optional[Dict[str, str]] = None) -> Reply:
+        from urllib.parse import urlencode
+
+        raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
+        if body and not chunk and "content-length" not in {k.lower() for k in headers or {}}:
+            raw.append((b"content-length", str(len(body)).encode()))
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+                 "method": method, "scheme": "http", "path": path,
+                 "raw_path": path.encode("latin-1"),
+                 "query_string": urlencode(query or {}).encode("latin-1"), "headers": raw,
+                 "client": ("127.0.0.1", 40000), "server": ("127.0.0.1", 8080)}
+        if body is None:
+            messages: List[Dict[str, Any]] = [{"type": "http.disconnect"}]
+        else:
+            step = chunk or max(1, len(body))
+            parts = [body[i:i + step] for i in range(0, len(body), step)] or [b""]
+            messages = [{"type": "http.request", "body": p, "more_body": i < len(parts) - 1}
+                        for i, p in enumerate(parts)]
+        sent: List[Dict[str, Any]] = []
+
+        async def receive() -> Dict[str, Any]:
+            if messages:
+                return messages.pop(0)
+            await asyncio.get_running_loop().create_future()  # a client that stays
+            raise AssertionError("unreachable")
+
+        async def send(message: Dict[str, Any]) -> None:
+            sent.append(message)
+
+        asyncio.run(app(scope, receive, send))
+        if not sent:
+            return 0, {}, b""
+        start, reply = sent
+        assert start["type"] == "http.response.start" and reply["type"] == "http.response.body"
+        got = {k.decode("latin-1"): v.decode("latin-1") for k, v in start["headers"]}
+        assert len(got) == len(start["headers"])  # no header sent twice
+        if method == "HEAD":
+            assert reply["body"] == b""
+        else:
+            assert int(got["content-length"]) == len(reply["body"])
+        return int(start["status"]), got, reply["body"]
+
     return call
 
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import time
-from typing import List
+from typing import Callable, List, Tuple
 
 import pytest
 
@@ -22,14 +23,40 @@ class Clock:
         return self.now
 
 
+def until(cond: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    """Wait for a state another thread reaches (a generous timeout, never a fixed sleep)."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"never {what}"
+        time.sleep(0.001)
+
+
+def in_thread(fn: Callable[[], None]) -> Tuple[threading.Thread, List[BaseException]]:
+    """``fn`` in a thread of its own; what it raised lands in the list."""
+    raised: List[BaseException] = []
+
+    def run() -> None:
+        try:
+            fn()
+        except BaseException as e:  # handed to the test
+            raised.append(e)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, raised
+
+
 def test_full_queue_is_450_at_once_naming_the_knobs() -> None:
     adm = Admission(Limits(workers=1, queue_size=0, keepalive=5))
     adm.acquire(adm.deadline())
-    t0 = time.monotonic()
-    with pytest.raises(QueueFull, match=r"RPC_WORKER_THREADS=1.*RPC_MAX_QUEUE_SIZE=0") as e:
-        adm.acquire(adm.deadline())
-    assert time.monotonic() - t0 < 0.05 and e.value.status == 450
-    assert e.value.headers["Retry-After"] == "1" and adm.shed[450] == 1
+    # no deadline at all: a request that queued would wait for ever; a full queue never waits
+    t, raised = in_thread(lambda: adm.acquire(float("inf")))
+    t.join(10)
+    assert not t.is_alive() and adm.waiting == 0, "the refused request waited"
+    [e] = raised
+    assert isinstance(e, QueueFull) and e.status == 450
+    assert re.search(r"RPC_WORKER_THREADS=1.*RPC_MAX_QUEUE_SIZE=0", e.message), e.message
+    assert e.headers["Retry-After"] == "1" and adm.shed == {450: 1, 408: 0, 429: 0}
     adm.release()
     adm.acquire(adm.deadline())  # the slot is free again
 
@@ -47,7 +74,7 @@ def test_slots_are_handed_over_in_arrival_order() -> None:
         t = threading.Thread(target=wait)
         t.start()
         threads.append(t)
-        time.sleep(0.05)
+        until(lambda i=i: adm.waiting == i + 1, f"{i + 1} queued")  # arrival order is this order
     assert adm.waiting == 4 and adm.running == 1
     adm.release()
     for t in threads:
@@ -56,26 +83,48 @@ def test_slots_are_handed_over_in_arrival_order() -> None:
 
 
 def test_a_queued_request_past_its_deadline_is_408_and_leaves_the_queue() -> None:
-    adm = Admission(Limits(workers=1, queue_size=4, keepalive=0.1))
+    clock = Clock()
+    adm = Admission(Limits(workers=1, queue_size=4, keepalive=0.1), clock=clock)
     adm.acquire(adm.deadline())
-    t0 = time.monotonic()
-    with pytest.raises(RequestTimeout, match="RPC_KEEPALIVE=100 ms") as e:
-        adm.acquire(adm.deadline())
-    assert 0.09 < time.monotonic() - t0 < 1.0 and e.value.status == 408
+    deadline = adm.deadline()
+    clock.now = deadline  # RPC_KEEPALIVE passed: it queues with nothing left to wait
+    t, raised = in_thread(lambda: adm.acquire(deadline))
+    t.join(10)
+    assert not t.is_alive(), "it kept waiting past its deadline"
+    [e] = raised
+    assert isinstance(e, RequestTimeout) and "RPC_KEEPALIVE=100 ms" in e.message
+    assert e.status == 408 and adm.shed[408] == 1
     assert adm.waiting == 0
     adm.release()
     assert adm.running == 0  # nobody was waiting: the slot is simply free
 
 
+def test_a_queued_request_is_woken_by_its_own_deadline() -> None:
+    """Nothing releases the slot: the waiter's own timeout ends its wait (real time, no bound
+    on how long it took), and it leaves the queue."""
+    adm = Admission(Limits(workers=1, queue_size=4, keepalive=0.05))
+    adm.acquire(adm.deadline())
+    t, raised = in_thread(lambda: adm.acquire(adm.deadline()))
+    t.join(10)
+    assert not t.is_alive() and [type(e) for e in raised] == [RequestTimeout]
+    assert adm.waiting == 0 and adm.running == 1 and adm.shed[408] == 1
+
+
 def test_a_slot_granted_after_the_deadline_goes_to_the_next_waiter() -> None:
     clock = Clock()
-    adm = Admission(Limits(workers=1, queue_size=4, keepalive=1), clock=clock)
+    adm = Admission(Limits(workers=1, queue_size=4, keepalive=60), clock=clock)
     adm.acquire(adm.deadline())
-    clock.now += 5  # the deadline is long gone before the slot frees
-    with pytest.raises(RequestTimeout):
-        adm.check_deadline(clock.now - 1)
+    late, late_raised = in_thread(lambda: adm.acquire(adm.deadline()))
+    until(lambda: adm.waiting == 1, "the first waiter queued")
+    got: List[str] = []
+    patient, patient_raised = in_thread(lambda: (adm.acquire(float("inf")), got.append("slot")))
+    until(lambda: adm.waiting == 2, "the second waiter queued")
+    clock.now += 61  # the first waiter's deadline is long gone before the slot frees
     adm.release()
-    assert adm.running == 0
+    late.join(10)
+    patient.join(10)
+    assert [type(e) for e in late_raised] == [RequestTimeout] and not patient_raised
+    assert got == ["slot"] and adm.running == 1 and adm.waiting == 0 and adm.shed[408] == 1
 
 
 def test_rate_limit_is_429() -> None:
@@ -134,20 +183,26 @@ def test_one_client_address_holds_at_most_its_share() -> None:
     assert adm.inflight == 0 and not adm._peers  # addresses that hold nothing are forgotten
 
 
+async def until_async(cond: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"never {what}"
+        await asyncio.sleep(0.001)
+
+
 def test_async_waiters_leave_when_the_client_goes() -> None:
     async def main() -> None:
         adm = Admission(Limits(workers=1, queue_size=4, keepalive=10))
         await adm.acquire_async(adm.deadline())
         gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         waiter = asyncio.ensure_future(adm.acquire_async(adm.deadline(), lambda: gone))
-        await asyncio.sleep(0.05)
-        assert adm.waiting == 1
+        await until_async(lambda: adm.waiting == 1, "it queued")
         gone.set_result(None)
         with pytest.raises(ClientGone):
             await waiter
         assert adm.waiting == 0
         other = asyncio.ensure_future(adm.acquire_async(adm.deadline()))
-        await asyncio.sleep(0.01)
+        await until_async(lambda: adm.waiting == 1, "the other queued")
         adm.release()  # handed to the live waiter, not the one that left
         await asyncio.wait_for(other, 1)
         assert adm.running == 1
@@ -180,17 +235,13 @@ def test_one_client_address_may_hold_at_most_its_requests() -> None:
     adm = Admission(Limits(workers=1, queue_size=8, keepalive=10, peer_requests=2))
     adm.acquire(adm.deadline(), "10.0.0.1")  # running
     waiter = threading.Thread(target=adm.acquire, args=(adm.deadline(), "10.0.0.1"))
-    waiter.start()  # queued
-    deadline = time.monotonic() + 5
-    while adm.waiting < 1 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    waiter.start()
+    until(lambda: adm.waiting == 1, "queued")
     with pytest.raises(QueueFull, match="MAX_REQUESTS_PER_CLIENT=2"):
         adm.acquire(adm.deadline(), "10.0.0.1")  # a third from the same address
     other = threading.Thread(target=adm.acquire, args=(adm.deadline(), "10.0.0.2"))
     other.start()  # another address still queues
-    while adm.waiting < 2 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert adm.waiting == 2
+    until(lambda: adm.waiting == 2, "the other address queued")
     adm.release("10.0.0.1")  # the first ends: the queued one of 10.0.0.1 runs
     waiter.join(5)
     adm.release("10.0.0.1")

@@ -26,12 +26,12 @@ def slow_body(ms: float) -> bytes:
 
 
 def post(url: str, body: bytes, timeout: float = 30.0) -> Tuple[int, float, bytes]:
-    t0 = time.monotonic()
+    """``(status, when the reply was in, body)``: ``when`` orders replies, never timed."""
     try:
         r = requests.post(url + "/", data=body, timeout=timeout)
     except requests.RequestException:
-        return -1, time.monotonic() - t0, b""
-    return r.status_code, time.monotonic() - t0, r.content
+        return -1, time.monotonic(), b""
+    return r.status_code, time.monotonic(), r.content
 
 
 def burst(url: str, body: bytes, count: int, timeout: float) -> List[Tuple[int, float, bytes]]:
@@ -64,20 +64,21 @@ def test_overload_sheds_450_at_once_then_408_never_500(slow_server: Server) -> N
     statuses = [r[0] for r in results]
     assert 500 not in statuses and -1 not in statuses, statuses
     shed = [r for r in results if r[0] == 450]
-    # 2 run and 4 wait: the other 18 are shed at once (most before the first 0.4 s call can
-    # have ended, however busy the machine), with a line naming the knobs
+    # 2 run and 4 wait: the other 18 are shed at once, with a line naming the knobs
     assert len(shed) >= 24 - 6, statuses
-    ok_first = min(r[1] for r in results if r[0] == 200)
-    assert sorted(r[1] for r in shed)[len(shed) // 2] < min(0.4, ok_first), \
-        [round(r[1], 3) for r in shed]
-    assert b"RPC_MAX_QUEUE_SIZE=4" in shed[0][2] and shed[0][2].count(b"\n") == 1
     ok = [r for r in results if r[0] == 200]
     late = [r for r in results if r[0] == 408]
     # 0.4 s calls two at a time: the first pair finishes within RPC_KEEPALIVE=1000 ms; the
     # third cannot start before 0.8 s, so it cannot end before the deadline
     assert len(ok) >= 2 and late, statuses
-    # ASGI answers at the deadline; a sync server when the call it could not stop ends
-    assert all(r[1] < 2.0 for r in late), [round(r[1], 2) for r in late]
+    # at once: most 450s were in before the first call ended (order, however busy the machine)
+    first_ok = min(r[1] for r in ok)
+    assert sorted(r[1] for r in shed)[len(shed) // 2] < first_ok
+    assert b"RPC_MAX_QUEUE_SIZE=4" in shed[0][2] and shed[0][2].count(b"\n") == 1
+    # a 408 went to a request that queued behind running calls, not one refused at once
+    # (ASGI answers at the deadline, a sync server when the call it could not stop ends;
+    # no client gave up first: -1 above)
+    assert all(r[1] > first_ok for r in late)
     assert b"RPC_KEEPALIVE=1000" in late[0][2]
     assert requests.get(s.url + "/healthz").json()["queue"]["shed"]["450"] >= len(shed)
 
@@ -101,8 +102,8 @@ def test_abandoned_requests_never_reach_the_model(slow_server: Server, target: s
     results = burst(s.url, slow_body(600), 16, 0.3)
     assert all(r[0] in (-1, 450) for r in results), str([r[0] for r in results])
     wait_idle(s)  # a sync server runs what it granted before the deadline, then drops the rest
-    status, took, body = post(s.url, slow_body(0))
-    assert status == 200 and took < 1.0, (status, took)
+    status, _, body = post(s.url, slow_body(0))
+    assert status == 200, status
     executed = int(protocol.decode_response(body)["calls"]) - before - 1
     # ASGI: queued requests whose client left are dropped at once, so only the two running
     # when the clients gave up ran.  Flask cannot see a disconnect: queued ones are dropped at
@@ -138,16 +139,15 @@ def test_health_answers_at_once_while_a_load_is_stuck(start_server: Any, target:
                    for _ in range(12)]
         for t in threads:
             t.start()
-        time.sleep(0.5)  # the 12 predicts now wait for the stuck load
-        worst = 0.0
+        time.sleep(0.5)  # the scenario: the 12 predicts now wait for the stuck load
         for _ in range(20):
-            t0 = time.monotonic()
             r = requests.get(s.url + "/healthz", timeout=5)
-            worst = max(worst, time.monotonic() - t0)
             assert r.status_code == 503 and r.json()["status"] == "loading"
             assert requests.get(s.url + "/healthz/live", timeout=5).status_code == 200
             time.sleep(0.05)
-        assert worst < 0.5, worst
+        # every probe was answered while the predicts sent before them still waited for the
+        # load (MODEL_LOAD_TIMEOUT): health never queues behind predictions (order, not ms)
+        assert waiting == [], waiting
         for t in threads:
             t.join()
         # they waited MODEL_LOAD_TIMEOUT, then 503 with Retry-After; never 500
@@ -161,15 +161,19 @@ def test_stalled_bodies_are_408_and_huge_headers_431(start_server: Any, models: 
     if not serves_asgi(target):
         pytest.skip("read timeouts and header limits need the ASGI server")
     s = start_server({"MODEL_PATH": models["slow"], "BODY_READ_TIMEOUT": "1"}, target=target)
-    with socket.create_connection(("127.0.0.1", s.port), timeout=10) as conn:
+    with socket.create_connection(("127.0.0.1", s.port), timeout=30) as conn:
         conn.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n" + b"\x0a" * 10)
-        t0 = time.monotonic()
-        reply = conn.recv(4096)
-        took = time.monotonic() - t0
-        while b"BODY_READ_TIMEOUT" not in reply and time.monotonic() - t0 < 5:
-            reply += conn.recv(4096)
+        sent = time.monotonic()
+        reply = b""
+        while b"BODY_READ_TIMEOUT" not in reply:  # however long it takes, up to the 30 s
+            chunk = conn.recv(4096)
+            if not chunk:
+                break
+            reply += chunk
+        answered = time.monotonic()
     assert reply.startswith(b"HTTP/1.1 408") and b"BODY_READ_TIMEOUT" in reply, reply
-    assert 0.9 < took < 3.0, took
+    # never before BODY_READ_TIMEOUT=1 (a lower bound: a slow machine cannot fail it)
+    assert answered - sent >= 0.9, answered - sent
     r = requests.post(s.url + "/", data=b"\x0a\x00", headers={"X-Big": "a" * (70 << 10)})
     assert r.status_code == 431 and "64" in r.text
     assert requests.get(s.url + "/healthz").status_code == 200

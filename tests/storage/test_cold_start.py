@@ -149,7 +149,10 @@ def test_corrupt_archive_is_503_naming_it_over_http(start_server: Any, files: Fi
         time.sleep(0.2)
     assert r.status_code == 503 and "m.tar.gz: corrupt archive" in r.text, r.text
     assert not list((tmp_path / "c").rglob("v-*"))
-    time.sleep(3.5)  # the load's backoff retries (1 s, 2 s) ran without downloading it again
+    # the load's backoff retries (after 1 s, 2 s) ran: waited for in the log, not slept on
+    while "model not loaded (attempt 3," not in s.log():
+        assert time.monotonic() < deadline + 60, s.log()[-2000:]
+        time.sleep(0.2)
     r = requests.post(s.url + "/", data=b"\x0a\x00")
     assert r.status_code == 503 and "refused before" in r.text, r.text
     assert files.gets["/m.tar.gz"] == 1

@@ -155,69 +155,24 @@ def test_concurrent_processes_download_once(files: FileServer, tmp_path: Any,
     assert files.gets["/m.tgz"] == 1
 
 
-HOSTILE = ["dotdot", "absolute", "symlink", "symlink_up", "hardlink", "device", "fifo"]
+# hostile and corrupt archives are refused from a local file in the fast lane
+# (test_hostile_archives); what needs the store's server stays here
 
 
-@pytest.mark.parametrize("kind", HOSTILE)
-def test_hostile_tar_refused(files: FileServer, tmp_path: Any, model_dir: str, kind: str) -> None:
-    files.files["/evil.tgz"] = archives.hostile_tar(kind, model_dir)
-    with pytest.raises(ModelUnavailable, match="refused") as e:
-        storage.fetch_model(cfg(tmp_path, files.url + "/evil.tgz"))
-    assert e.value.status == 503 and "evil.tgz" in e.value.message
-    assert not os.path.exists(tmp_path / "escaped.txt")
-    assert not os.path.exists("/tmp/tfs-absolute-escape.txt")
-    cache = tmp_path / "cache"
-    assert not any(n.startswith("v-") for _r, ds, _f in os.walk(cache) for n in ds)
-
-
-@pytest.mark.parametrize("name", ["../escape.txt", "/abs.txt"])
-def test_hostile_zip_refused(files: FileServer, tmp_path: Any, model_dir: str, name: str) -> None:
-    files.files["/evil.zip"] = archives.hostile_zip(name, model_dir)
-    with pytest.raises(ModelUnavailable, match="refused"):
-        storage.fetch_model(cfg(tmp_path, files.url + "/evil.zip"))
-
-
-def test_zip_symlink_refused(files: FileServer, tmp_path: Any, model_dir: str) -> None:
-    files.files["/evil.zip"] = archives.symlink_zip(model_dir)
-    with pytest.raises(ModelUnavailable, match="symlink; refused"):
-        storage.fetch_model(cfg(tmp_path, files.url + "/evil.zip"))
-
-
-@pytest.mark.parametrize("kind", ["tgz", "zip"])
-def test_bombs_refused(files: FileServer, tmp_path: Any, kind: str) -> None:
-    data = archives.bomb_tar(20 << 20) if kind == "tgz" else archives.bomb_zip(20 << 20)
-    assert len(data) < 100_000
-    files.files[f"/bomb.{kind}"] = data
-    with pytest.raises(ModelUnavailable, match="MAX_EXTRACT_BYTES"):
-        storage.fetch_model(cfg(tmp_path, f"{files.url}/bomb.{kind}",
-                                {"MAX_EXTRACT_BYTES": "4MiB"}))
-
-
-def test_member_count_bounded(files: FileServer, tmp_path: Any) -> None:
-    files.files["/many.tgz"] = archives.many_members_tar(50)
-    with pytest.raises(ModelUnavailable, match="more than 20 members"):
-        storage.fetch_model(cfg(tmp_path, files.url + "/many.tgz", {"MAX_ARCHIVE_MEMBERS": "20"}))
-
-
-def test_truncated_and_corrupt_downloads(files: FileServer, tmp_path: Any, model_dir: str) -> None:
+def test_a_download_cut_mid_stream_is_not_cached(files: FileServer, tmp_path: Any,
+                                                 model_dir: str) -> None:
+    """The connection drops half-way (the server sent less than it declared): a 503 naming
+    the object, nothing half-written kept, the next fetch downloads it whole."""
     data = archives.tar_of(model_dir)
     files.files["/t.tgz"] = data
     files.truncate["/t.tgz"] = len(data) // 2
     with pytest.raises(ModelUnavailable, match=r"t\.tgz") as e:
         storage.fetch_model(cfg(tmp_path, files.url + "/t.tgz"))
     assert "truncated" in e.value.message or "interrupted" in e.value.message
-    files.files["/c.tar.gz"] = b"\x1f\x8b" + os.urandom(5000)
-    with pytest.raises(ModelUnavailable, match=r"c\.tar\.gz: corrupt archive"):
-        storage.fetch_model(cfg(tmp_path, files.url + "/c.tar.gz"))
-    files.files["/plain.bin"] = os.urandom(1000)
-    with pytest.raises(ModelUnavailable, match=r"not a \.tar"):
-        storage.fetch_model(cfg(tmp_path, files.url + "/plain.bin"))
-    files.files["/empty.tgz"] = archives.many_members_tar(3)
-    with pytest.raises(ModelUnavailable, match=r"no saved_model\.pb"):
-        storage.fetch_model(cfg(tmp_path, files.url + "/empty.tgz"))
-    # nothing half-written was kept: the good archive now fetches cleanly
+    assert e.value.status == 503
     files.truncate.clear()
     same_tree(storage.fetch_model(cfg(tmp_path, files.url + "/t.tgz")).path, model_dir)
+    assert files.gets["/t.tgz"] == 2
 
 
 def test_not_enough_disk(files: FileServer, tmp_path: Any, model_dir: str) -> None:
@@ -257,45 +212,6 @@ def test_missing_things_name_the_object_and_no_secret(moto: MotoServer, bucket: 
             assert secret not in msg
 
 
-def _flip(data: bytes, at: int, n: int = 64) -> bytes:
-    return data[:at] + bytes(b ^ 0xA5 for b in data[at:at + n]) + data[at + n:]
-
-
-def _cached_versions(tmp_path: Any) -> list:
-    root = tmp_path / "cache"
-    return [p for p in root.rglob("v-*")] if root.exists() else []
-
-
-def test_corrupt_archives_are_never_cached(files: FileServer, tmp_path: Any, model_dir: str) -> None:
-    """A .tar.gz with 64 bytes flipped used to extract with files missing and be cached as a
-    verified model: gzip CRC and length, zip CRCs and the tar end marker are now checked
-    before anything is renamed into place."""
-    tgz = archives.tar_of(model_dir)
-    files.files["/flip.tar.gz"] = _flip(tgz, len(tgz) // 2)
-    with pytest.raises(ModelUnavailable, match=r"flip\.tar\.gz: corrupt archive") as e:
-        storage.fetch_model(cfg(tmp_path, files.url + "/flip.tar.gz"))
-    assert e.value.status == 503
-    zipped = archives.zip_of(model_dir)
-    files.files["/flip.zip"] = _flip(zipped, len(zipped) // 3)
-    with pytest.raises(ModelUnavailable, match=r"flip\.zip: corrupt archive"):
-        storage.fetch_model(cfg(tmp_path, files.url + "/flip.zip"))
-    # a plain tar cut at a member boundary lacks only its end-of-archive marker
-    plain = archives.tar_of(model_dir, mode="w")
-    import tarfile
-
-    with tarfile.open(fileobj=__import__("io").BytesIO(plain)) as t:
-        last = t.getmembers()[-1]
-    cut = last.offset_data + ((last.size + 511) // 512) * 512
-    files.files["/cut.tar"] = plain[:cut]
-    with pytest.raises(ModelUnavailable, match=r"cut\.tar: truncated archive.*end-of-archive"):
-        storage.fetch_model(cfg(tmp_path, files.url + "/cut.tar"))
-    assert _cached_versions(tmp_path) == []
-    # with the store gone, nothing partial is served from the cache
-    files.files.clear()
-    with pytest.raises(ModelUnavailable, match="HTTP 404"):
-        storage.fetch_model(cfg(tmp_path, files.url + "/flip.tar.gz"))
-
-
 def test_a_refused_archive_is_not_downloaded_again_until_it_changes(
         files: FileServer, tmp_path: Any, model_dir: str) -> None:
     files.files["/many.tgz"] = archives.many_members_tar(50)
@@ -310,14 +226,6 @@ def test_a_refused_archive_is_not_downloaded_again_until_it_changes(
     files.files["/many.tgz"] = archives.tar_of(model_dir)  # fixed: a new ETag
     same_tree(storage.fetch_model(conf).path, model_dir)
     assert files.gets["/many.tgz"] == 2
-
-
-def test_bomb_refused_by_declared_size_before_writing(files: FileServer, tmp_path: Any) -> None:
-    files.files["/bomb.tgz"] = archives.bomb_tar(64 << 20)
-    with pytest.raises(ModelUnavailable, match="declares more than 4194304 bytes"):
-        storage.fetch_model(cfg(tmp_path, files.url + "/bomb.tgz", {"MAX_EXTRACT_BYTES": "4MiB"}))
-    assert not any(p.is_file() and p.stat().st_size > 0
-                   for p in (tmp_path / "cache").rglob("*") if "refused-" not in p.name)
 
 
 def test_opened_is_called_once_the_source_is_open_before_any_download(

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 from ..backends.servable import Servable
 from ..batching.aio import AsyncBatcher
@@ -48,8 +48,11 @@ class Context:
 
 class Predictor:
     def __init__(self, config: Config, admission: Admission, metrics: Metrics,
-                 warmup: Dict[str, Any]) -> None:
+                 warmup: Dict[str, Any], *, clock: Callable[[], float] = time.perf_counter) -> None:
         self.config = config
+        # what predicts are timed with (Server-Timing, metrics, the inline estimate); tests
+        # replace it to decide what a predict cost
+        self.clock = clock
         self.admission = admission
         self.metrics = metrics
         self.warmup = warmup
@@ -105,7 +108,7 @@ class Predictor:
         """A prediction through the ``AsyncBatcher``: decode and encode on the loop (in a
         thread when this body looks costly), the model call shared with other requests."""
         assert self.abatcher is not None
-        t0 = time.perf_counter()
+        t0 = self.clock()
         inline = self.runs_inline(req)
         if inline:
             d = codec.decode(req.body, req.headers, model, call)
@@ -113,10 +116,10 @@ class Predictor:
             ctx.contended = self.admission.running > 1
             d = await asyncio.get_running_loop().run_in_executor(
                 self.executor, codec.decode, req.body, req.headers, model, call)
-        t1 = time.perf_counter()
+        t1 = self.clock()
         result, waited = await self.abatcher.run(model.run, d.sig, d.feeds, d.outputs,
                                                  deadline=ctx.deadline, gone=watch)
-        t2 = time.perf_counter()
+        t2 = self.clock()
         timing = {"decode": t1 - t0, "batch": waited, "model": t2 - t1 - waited}
         encode = (codec, d, call)
         if inline:
@@ -130,25 +133,25 @@ class Predictor:
                     ) -> Tuple[Decoded, Dict[str, Any]]:
         """Decode, validate, run (batched with other requests when batching is on): the one
         path traffic and warm-up share.  ``timing`` gets decode, batch-wait and model seconds."""
-        t0 = time.perf_counter()
+        t0 = self.clock()
         d = codec.decode(body, headers or {}, model, call)
         sig, feeds, outputs = d.sig, d.feeds, d.outputs
-        t1 = time.perf_counter()
+        t1 = self.clock()
         batched = 0.0
         if self.batcher is None:
             result = model.run(sig, feeds, outputs)
-            self.metrics.runtime(1, time.perf_counter() - t1)
+            self.metrics.runtime(1, self.clock() - t1)
         else:
             ctx = ctx or Context()
             result, batched = self.batcher.run(model.run, sig, feeds, outputs,
                                                deadline=ctx.deadline)
         if timing is not None:
-            timing.update(decode=t1 - t0, batch=batched, model=time.perf_counter() - t1 - batched)
+            timing.update(decode=t1 - t0, batch=batched, model=self.clock() - t1 - batched)
         return d, result
 
     def predict(self, req: Request, model: Servable, ctx: Context, codec: Codec,
                 call: Call) -> Response:
-        t0 = time.perf_counter()
+        t0 = self.clock()
         timing: Dict[str, float] = {}
         d, outputs = self.run_predict(model, req.body, ctx, timing, codec=codec, call=call,
                                       headers=req.headers)
@@ -158,11 +161,11 @@ class Predictor:
                  ctx: Context, timing: Dict[str, float], t0: float, own: float = 0.0) -> Response:
         """Encode the reply; ``own``: seconds of this request's run that were not its own
         work on the loop (a batch's model call), left out of the inline estimate."""
-        t1 = time.perf_counter()
+        t1 = self.clock()
         codec, d, call = encode
         body, headers = codec.encode(outputs, d, call)
         resp = Response(200, body, headers)
-        t2 = time.perf_counter()
+        t2 = self.clock()
         queued = ctx.queued + timing["batch"]
         if not req.warmup:  # /metrics counts no warm-up replay
             self.metrics.queued(queued)
@@ -175,7 +178,7 @@ class Predictor:
         if not self._first_request_logged and not req.warmup:
             self._first_request_logged = True
             w = self.warmup
-            log.info("first request: %.1f ms (%s)", (time.perf_counter() - t0) * 1e3,
+            log.info("first request: %.1f ms (%s)", (self.clock() - t0) * 1e3,
                      f"after warm-up of {w['replayed']} replays" if w.get("replayed")
                      else "no warm-up")
         return resp
