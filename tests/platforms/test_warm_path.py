@@ -69,10 +69,9 @@ def test_load_in_init_keeps_the_path_warm_up_within_the_init_budget(monkeypatch:
         return Response(200)
 
     monkeypatch.setattr(svc, "handle", slow)
-    t0 = time.monotonic()
     load_in_init(svc, "test init")
-    assert time.monotonic() - t0 < 0.45
-    assert 1 <= len(sent) < 16
+    # each replay takes at least 0.1 s: within 0.3 s at most four can have started
+    assert 1 <= len(sent) <= 4
 
 
 class Fake:
