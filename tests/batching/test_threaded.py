@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -13,6 +12,8 @@ from tfserverless.batching.policy import Policy, batch_key
 from tfserverless.batching.threaded import Batcher
 from tfserverless.errors import BadRequest, RequestTimeout
 from tfserverless.protocol import Signature, TensorSpec
+
+from ..waiting import Clock, until
 
 SIG = Signature("s", {"x": TensorSpec("x", 1, (-1, -1))}, {"y": TensorSpec("y", 1, (-1, -1))})
 
@@ -41,23 +42,8 @@ class Model:
         return {"y": np.array(x.sum()) if self.flat else x * 2}
 
 
-class Clock:
-    """The batcher's clock, moved by the test (waits still time out in real time, then look
-    at this clock: a waiter sees its timeout or deadline pass only when the test says)."""
-
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
-def until(cond: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    """Wait for a state other threads reach (a generous timeout, never a fixed sleep)."""
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, f"never {what}"
-        time.sleep(0.001)
 
 
 def batcher(**kw: Any) -> Batcher:

@@ -14,21 +14,7 @@ from tfserverless.config import Config
 from tfserverless.errors import ClientGone, ConfigError, QueueFull, RequestTimeout, TooManyRequests
 from tfserverless.serving.admission import Admission, Limits, limits_for
 
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def until(cond: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    """Wait for a state another thread reaches (a generous timeout, never a fixed sleep)."""
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, f"never {what}"
-        time.sleep(0.001)
+from ..waiting import Clock, until
 
 
 def in_thread(fn: Callable[[], None]) -> Tuple[threading.Thread, List[BaseException]]:

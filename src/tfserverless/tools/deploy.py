@@ -85,6 +85,16 @@ def _num(field: str, value: Any, *, kind: type = int, minimum: float = 0,
     return n
 
 
+def _section(name: str, value: Any, known: Any, warnings: List[str]) -> Dict[str, Any]:
+    """An object of the config (``metadata``, ``metadata.rpc``); a field not used here is a
+    warning (with the nearest known name), not an error."""
+    if not isinstance(value, dict):
+        raise ConfigError(f"{name}={value!r} is not an object")
+    warnings += [f"field '{name}.{k}' is not used here{_did_you_mean(k, known)}; ignored"
+                 for k in value if k not in known]
+    return value
+
+
 def parse_service(data: Any, processors: Mapping[str, Any]) -> Deployment:
     """Validate an EAS service config; every error is one line naming the field."""
     if not isinstance(data, dict):
@@ -117,18 +127,8 @@ def parse_service(data: Any, processors: Mapping[str, Any]) -> Deployment:
     token = data.get("token", "")
     if not isinstance(token, str):
         raise ConfigError("token is not a string")
-    meta = data.get("metadata", {})
-    if not isinstance(meta, dict):
-        raise ConfigError(f"metadata={meta!r} is not an object")
-    warnings += [f"field 'metadata.{k}' is not used here{_did_you_mean(k, KNOWN_METADATA)}; "
-                 "ignored" for k in meta
-                 if k not in KNOWN_METADATA]
-    rpc = meta.get("rpc", {})
-    if not isinstance(rpc, dict):
-        raise ConfigError(f"metadata.rpc={rpc!r} is not an object")
-    warnings += [f"field 'metadata.rpc.{k}' is not used here{_did_you_mean(k, KNOWN_RPC)}; "
-                 "ignored" for k in rpc
-                 if k not in KNOWN_RPC]
+    meta = _section("metadata", data.get("metadata", {}), KNOWN_METADATA, warnings)
+    rpc = _section("metadata.rpc", meta.get("rpc", {}), KNOWN_RPC, warnings)
     gpu = _num("metadata.gpu", meta.get("gpu", 0))
     device = processors["processors"][processor]["device"]
     if gpu and device != "gpu":
