@@ -24,7 +24,7 @@ import time
 from typing import Dict, List, Tuple
 
 import numpy as np
-from _common import ROOT
+from _common import ROOT, write_result
 
 from tfserverless import protocol
 
@@ -92,17 +92,20 @@ def main() -> None:
         runs = [start({"WARM_UP_DATA_PATH": warm.name, "WARM_UP_COUNT": "5"}) for _ in range(RUNS)]
     finally:
         os.unlink(warm.name)
-    print(f"first request after ready, client side, `tfserverless serve` (1 worker), {MODEL}, "
-          f"EAS batch 1, each on a new connection; medians of {N} sent {GAP * 1e3:.0f} ms apart "
-          f"(as the first) and of {N} back to back")
+    lines: List[str] = []
+    say = lines.append
+    say(f"first request after ready, client side, `tfserverless serve` (1 worker), {MODEL}, "
+        f"EAS batch 1, each on a new connection; medians of {N} sent {GAP * 1e3:.0f} ms apart "
+        f"(as the first) and of {N} back to back")
     rows = [("no warm-up (baseline)", base)] + [(f"warm-up, start {i}", r)
                                                  for i, r in enumerate(runs, 1)]
     for name, (first, paced, tight) in rows:
-        print(f"  {name:22s} first {first:6.2f} ms, median {paced:5.2f} ms ({first / paced:5.2f}x), "
-              f"back to back {tight:5.2f} ms ({first / tight:5.2f}x)")
+        say(f"  {name:22s} first {first:6.2f} ms, median {paced:5.2f} ms ({first / paced:5.2f}x), "
+            f"back to back {tight:5.2f} ms ({first / tight:5.2f}x)")
     worst = max(first / paced for first, paced, _ in runs)
-    print(f"RATIO first/median with warm-up, worst of {RUNS} starts: {worst:.2f}x (target <= 1.5x; "
-          f"without warm-up {base[0] / base[1]:.2f}x)")
+    say(f"RATIO first/median with warm-up, worst of {RUNS} starts: {worst:.2f}x (target <= 1.5x; "
+        f"without warm-up {base[0] / base[1]:.2f}x)")
+    write_result("warmup.md", "```\n" + "\n".join(lines) + "\n```\n")
 
 
 if __name__ == "__main__":
