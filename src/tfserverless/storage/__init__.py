@@ -94,7 +94,7 @@ def fetch(url: str, config: Config, opened: Optional[Callable[[], None]] = None)
                 nbytes = download_prefix(source, info, dest, config, stats)
             else:
                 nbytes = download_object(source, info, dest, config, stats)
-            find_saved_model_root(dest, quiet=True)  # refuse to cache what cannot be served
+            find_saved_model_root(dest, quiet=True, name=redact(url))  # never cache what cannot be served
             write_manifest(dest, url, info.version)
             os.rename(dest, final)
         except ArchiveRefused as e:

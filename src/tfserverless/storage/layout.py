@@ -15,9 +15,11 @@ log = logging.getLogger("tfserverless.storage")
 MARKERS = ("saved_model.pb", "litert.json")
 
 
-def find_saved_model_root(path: str, *, quiet: bool = False) -> str:
+def find_saved_model_root(path: str, *, quiet: bool = False, name: str = "") -> str:
     """The directory holding saved_model.pb (or a converted model's litert.json); for TF
-    Serving's ``<name>/<version>/`` layout the highest numeric version (said in the log)."""
+    Serving's ``<name>/<version>/`` layout the highest numeric version (said in the log).
+    ``name``: what the error calls it (the model's URL, where ``path`` is where it was just
+    extracted to)."""
     if any(os.path.isfile(os.path.join(path, m)) for m in MARKERS):
         return path
     found: List[str] = []
@@ -27,7 +29,7 @@ def find_saved_model_root(path: str, *, quiet: bool = False) -> str:
             found.append(root)
             dirs[:] = []
     if not found:
-        raise ModelUnavailable(f"no saved_model.pb found under {os.path.basename(path) or path}; "
+        raise ModelUnavailable(f"no saved_model.pb found under {name or os.path.basename(path) or path}; "
                                "expected a SavedModel (or <name>/<version>/saved_model.pb) or the "
                                "output of `tfserverless convert`")
     depth = min(f.count(os.sep) for f in found)
