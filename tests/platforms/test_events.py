@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import os
+from typing import Any, Dict
+
 import pytest
 
 from tfserverless.errors import BadRequest
 from tfserverless.messages import Response
-from tfserverless.platforms import event_body, event_reply_body
+from tfserverless.platforms import aws_lambda, event_body, event_reply_body, fc
+
+from ..conftest import DATA
 
 
 def test_text_base64_and_nothing() -> None:
@@ -37,3 +43,36 @@ def test_a_lone_surrogate_in_a_text_body_is_a_400() -> None:
     # json.loads makes one of "\ud800": an event's text need not be encodable as UTF-8
     with pytest.raises(BadRequest, match="not valid UTF-8 text"):
         event_body("{\"x\": \"\ud800\"}", False)
+
+
+def _service() -> Any:
+    from tfserverless.backends.holder import ModelHolder
+    from tfserverless.config import Config
+    from tfserverless.serving.service import Service
+
+    return Service(Config.from_environ({"MODEL_PATH": "/m"}),
+                   ModelHolder(lambda: object()))  # type: ignore[arg-type,return-value]
+
+
+FC_EVENT = {"version": "v1", "rawPath": "/", "headers": {}, "queryParameters": {}, "body": "",
+            "isBase64Encoded": False, "requestContext": {"http": {"method": "GET", "path": "/"}}}
+
+
+@pytest.mark.parametrize("over", [
+    {"headers": [1, 2]}, {"headers": "x"}, {"queryParameters": [1]},
+    {"requestContext": {"http": "x"}}, {"requestContext": [1]},
+    {"requestContext": {"http": {"method": 5}}}])
+def test_a_malformed_fc_event_is_a_400_naming_it(over: Dict[str, Any]) -> None:
+    reply = fc.make_handler(_service())(json.dumps(dict(FC_EVENT, **over)), None)
+    assert reply["statusCode"] == 400 and "malformed FC HTTP trigger event" in reply["body"]
+
+
+@pytest.mark.parametrize("over", [
+    {"headers": [1]}, {"cookies": 5}, {"queryStringParameters": [1]},
+    {"requestContext": {"http": "x"}}])
+def test_a_malformed_lambda_event_is_a_400_naming_it(over: Dict[str, Any]) -> None:
+    with open(os.path.join(DATA, "apigw_v2_http.json")) as f:
+        event = dict(json.load(f), **over)
+    reply = aws_lambda.make_handler(_service())(event, None)
+    assert reply["statusCode"] == 400, reply
+    assert "malformed" in reply["body"] or "unsupported Lambda event" in reply["body"], reply

@@ -42,6 +42,20 @@ def event_body(body: Any, base64_encoded: Any) -> bytes:
     return bytes(body)
 
 
+def from_event(decode: Callable[[Any], Request], event: Any, what: str) -> Request:
+    """``decode(event)``; an event whose parts have the wrong JSON types (a list for headers,
+    a number for a method, a string for requestContext) is a 400 naming it, not our 500 (a
+    Lambda or FC event may come from any caller allowed to invoke the function)."""
+    try:
+        return decode(event)
+    except TFServerlessError:
+        raise
+    except (AttributeError, TypeError, KeyError, ValueError) as e:
+        raise BadRequest(f"malformed {what} event ({type(e).__name__}); expected headers and "
+                         "query parameters as objects of strings, method and path as "
+                         "strings") from None
+
+
 def event_reply_body(resp: Response) -> Tuple[str, bool]:
     """A reply's body for a JSON event reply: (text, False), or (base64, True) if binary."""
     if resp.is_binary:

@@ -14,7 +14,7 @@ from urllib.parse import unquote_plus
 from ..errors import BadRequest
 from ..messages import PayloadLimit, Request, Response, error_response
 from ..serving.service import Service
-from . import event_body, event_reply_body, load_in_init
+from . import event_body, event_reply_body, from_event, load_in_init
 
 # Lambda's synchronous invocation payload cap (request and response, after base64)
 LAMBDA_PAYLOAD = PayloadLimit("AWS Lambda's 6 MB synchronous payload", 6 * 1024 * 1024 * 3 // 4)
@@ -152,7 +152,7 @@ def make_handler(service: Service) -> Callable[[Event, Any], Dict[str, Any]]:
                 "Function URL or an ALB event"))
             return EventSource().encode(err, {})
         try:
-            req = source.decode(event)
+            req = from_event(source.decode, event, source.name)
         except BadRequest as e:
             return source.encode(error_response(e), event)
         return source.encode(service.handle(req), event)

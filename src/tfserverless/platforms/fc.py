@@ -16,7 +16,7 @@ from typing import Any, Callable, Dict
 from ..errors import BadRequest
 from ..messages import PayloadLimit, Request, Response, error_response
 from ..serving.service import Service
-from . import event_body, event_reply_body, load_in_init
+from . import event_body, event_reply_body, from_event, load_in_init
 from .wsgi import is_wsgi_call, make_app
 
 # FC's synchronous invocation payload cap
@@ -52,7 +52,7 @@ def make_handler(service: Service) -> Callable[[Any, Any], Any]:
         if is_wsgi_call(event, context):  # FC 2.0 / custom runtime: (environ, start_response)
             return wsgi_app(event, context)
         try:
-            req = decode_event(event)
+            req = from_event(decode_event, event, "FC HTTP trigger")
         except BadRequest as e:
             return encode_response(error_response(e))
         return encode_response(service.handle(req))
