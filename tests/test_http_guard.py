@@ -128,9 +128,9 @@ def test_a_stalled_head_is_408_and_a_complete_one_is_not(impl: str) -> None:
     assert served.transport.out.startswith(b"HTTP/1.1 200 ") and not served.transport.closed
 
 
-def test_a_pipelined_head_stalled_behind_a_response_closes_after_it() -> None:
-    """httptools reads a pipelined head while the response before it is still being made: at
-    the deadline nothing is written into that response; the connection closes after it."""
+def behind_a_slow_response(data: bytes, wait: float, **kw: Any) -> bytes:
+    """``data`` fed at once to httptools' guarded protocol whose app answers the first request
+    only when let; asserts nothing was written after ``wait`` s; then lets it: the output."""
     loop = asyncio.new_event_loop()
     try:
         async def event() -> asyncio.Event:  # made in the loop (bound to it before 3.10)
@@ -141,16 +141,23 @@ def test_a_pipelined_head_stalled_behind_a_response_closes_after_it() -> None:
         async def slow(scope: Dict[str, Any], receive: Any, send: Any) -> None:
             await hello(scope, receive, send, gate)
 
-        proto = connect("httptools", loop, slow)
-        proto.data_received(REQUEST + PARTIAL)
-        loop.run_until_complete(asyncio.sleep(0.3))  # past the second head's deadline
+        proto = connect("httptools", loop, slow, **kw)
+        proto.data_received(data)
+        loop.run_until_complete(asyncio.sleep(wait))
         assert proto.transport.out == b"" and not proto.transport.closed
         gate.set()
         loop.run_until_complete(asyncio.sleep(0.05))
     finally:
         loop.close()
-    out = proto.transport.out
-    assert out.startswith(b"HTTP/1.1 200 ") and b"408" not in out and proto.transport.closed
+    assert proto.transport.closed
+    return bytes(proto.transport.out)
+
+
+def test_a_pipelined_head_stalled_behind_a_response_closes_after_it() -> None:
+    """httptools reads a pipelined head while the response before it is still being made: at
+    the deadline nothing is written into that response; the connection closes after it."""
+    out = behind_a_slow_response(REQUEST + PARTIAL, 0.3)  # past the second head's deadline
+    assert out.startswith(b"HTTP/1.1 200 ") and b"408" not in out
 
 
 @pytest.mark.parametrize("impl", ["httptools", "h11"])
@@ -210,26 +217,9 @@ def test_a_pipelined_head_past_the_cap_behind_a_response_closes_after_it() -> No
     """httptools reads a pipelined head while the response before it is still being made:
     past the cap nothing is written into that response, nothing more is read, and the
     connection closes after it."""
-    loop = asyncio.new_event_loop()
-    try:
-        async def event() -> asyncio.Event:
-            return asyncio.Event()
-
-        gate = loop.run_until_complete(event())
-
-        async def slow(scope: Dict[str, Any], receive: Any, send: Any) -> None:
-            await hello(scope, receive, send, gate)
-
-        proto = connect("httptools", loop, slow, timeout=0, limit=1 << 10)
-        proto.data_received(REQUEST + PARTIAL + b"a" * (4 << 10))
-        loop.run_until_complete(asyncio.sleep(0.05))
-        assert proto.transport.out == b"" and not proto.transport.closed
-        gate.set()
-        loop.run_until_complete(asyncio.sleep(0.05))
-    finally:
-        loop.close()
-    out = proto.transport.out
-    assert out.startswith(b"HTTP/1.1 200 ") and b"431" not in out and proto.transport.closed
+    out = behind_a_slow_response(REQUEST + PARTIAL + b"a" * (4 << 10), 0.05, timeout=0,
+                                 limit=1 << 10)
+    assert out.startswith(b"HTTP/1.1 200 ") and b"431" not in out
 
 
 def test_h11_takes_heads_up_to_the_cap_in_any_number_of_reads() -> None:

@@ -133,11 +133,12 @@ class AsyncBatcher:
                 continue
             self._alone = self._alone + 1 if len(live) == 1 else 0
             self.calls += 1
-            if self._inline(sum(max(1, it.rows) for it in live)):
-                self._execute(live)
+            rows = sum(max(1, it.rows) for it in live)
+            if self._inline(rows):
+                self._execute(live, rows)
                 self._done(live)
             else:
-                self.executor.submit(self._execute, live).add_done_callback(
+                self.executor.submit(self._execute, live, rows).add_done_callback(
                     self._finisher(asyncio.get_running_loop(), live))
 
     def _finisher(self, loop: asyncio.AbstractEventLoop, group: List[Item]) -> Callable[[Any], object]:
@@ -153,11 +154,11 @@ class AsyncBatcher:
         self._timer = None
         self._launch()
 
-    def _execute(self, group: List[Item]) -> None:
+    def _execute(self, group: List[Item], rows: int) -> None:
         assert self._run is not None
         t0 = time.perf_counter()
         self.policy.execute(self._run, group)
-        self._recent.append((time.perf_counter() - t0, sum(max(1, it.rows) for it in group)))
+        self._recent.append((time.perf_counter() - t0, rows))
 
     def _done(self, group: List[Item]) -> None:
         self.calls -= 1
