@@ -65,28 +65,34 @@ def test_burst_of_mixed_requests_gets_what_each_gets_alone(server: Server) -> No
     bodies = [protocol.encode_request({"x": x}) for x in xs] + \
         [protocol.encode_request({"x": c}, signature_name="check") for c in checks]
     alone = [requests.post(server.url + "/", data=b, timeout=60).content for b in bodies]
-    before = scrape(server.url)
-    got = send_all(server.url, bodies)
-    after = scrape(server.url)
-    biggest = 0
-    for i, (status, body, headers) in enumerate(got):
-        assert status == 200, body
-        out = protocol.decode_response(body)
-        if i < len(xs):
-            np.testing.assert_allclose(out["y"], softmax(xs[i]), rtol=1e-5, atol=1e-6)
-            np.testing.assert_allclose(out["y"], protocol.decode_response(alone[i])["y"], rtol=1e-6)
-            biggest = max(biggest, int(out["rows"][0]))
-            assert out["rows"].shape == (xs[i].shape[0],)
-        else:
-            np.testing.assert_array_equal(out["y"], checks[i - len(xs)] * 2)
-        timing = headers["Server-Timing"]
-        assert all(f"{k};dur=" in timing for k in ("queue", "decode", "model", "encode"))
+    # whether a burst's requests meet in one call depends on how they reach the loop: up to
+    # five bursts, every answer checked in each, until one shows a call of several requests
+    for _ in range(5):
+        before = scrape(server.url)
+        got = send_all(server.url, bodies)
+        after = scrape(server.url)
+        biggest = 0
+        for i, (status, body, headers) in enumerate(got):
+            assert status == 200, body
+            out = protocol.decode_response(body)
+            if i < len(xs):
+                np.testing.assert_allclose(out["y"], softmax(xs[i]), rtol=1e-5, atol=1e-6)
+                np.testing.assert_allclose(out["y"], protocol.decode_response(alone[i])["y"],
+                                           rtol=1e-6)
+                biggest = max(biggest, int(out["rows"][0]))
+                assert out["rows"].shape == (xs[i].shape[0],)
+            else:
+                np.testing.assert_array_equal(out["y"], checks[i - len(xs)] * 2)
+            timing = headers["Server-Timing"]
+            assert all(f"{k};dur=" in timing for k in ("queue", "decode", "model", "encode"))
+        ok = (":tensorflow:serving:request_count_total", (("protocol", "eas"), ("status", "200")))
+        assert after[ok] - before[ok] == len(bodies)  # the scrape itself is not counted
+        if biggest > 3:
+            break
     assert biggest > 3  # some call carried more than one request's rows
     sizes = ":tensorflow:serving:batching_session:processed_batch_size_count"
     calls = after[(sizes, ())] - before[(sizes, ())]
     assert calls < len(bodies)  # fewer model calls than requests
-    ok = (":tensorflow:serving:request_count_total", (("protocol", "eas"), ("status", "200")))
-    assert after[ok] - before[ok] == len(bodies)  # the scrape itself is not counted
 
 
 def test_a_bad_request_in_a_burst_fails_alone(server: Server) -> None:
