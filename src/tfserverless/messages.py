@@ -26,7 +26,7 @@ class Request:
     """An HTTP request as every platform can describe it (header names any case)."""
 
     __slots__ = ("body", "content_length", "headers", "method", "path", "payload_limit",
-                 "protocol", "query", "warmup")
+                 "protocol", "query", "timeout", "warmup")
 
     def __init__(
         self,
@@ -53,6 +53,9 @@ class Request:
         self.protocol = ""
         # a warm-up replay through the serving path (not counted in /metrics)
         self.warmup = warmup
+        # seconds the client gives the call (a gRPC deadline), if it said; RPC_KEEPALIVE
+        # bounds it either way
+        self.timeout: Optional[float] = None
 
 
 class Response:

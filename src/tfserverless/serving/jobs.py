@@ -39,7 +39,7 @@ class Runner:
 
     def run_sync(self, req: Request, job: Job, held: Held) -> Response:
         adm = self.admission
-        ctx = Context(adm.deadline())
+        ctx = Context(adm.deadline(req.timeout))
         deadline = ctx.deadline
         if not job.admitted:
             return job.run(self.holder.get(wait=self._load_wait(deadline)), ctx)
@@ -63,7 +63,7 @@ class Runner:
     async def run_async(self, req: Request, job: Job, watch: Optional[Watch],
                         held: Held) -> Response:
         adm = self.admission
-        ctx = Context(adm.deadline())
+        ctx = Context(adm.deadline(req.timeout))
         deadline = ctx.deadline
         t0 = time.perf_counter()
         if self.holder.model is None:
