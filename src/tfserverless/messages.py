@@ -25,8 +25,8 @@ class PayloadLimit:
 class Request:
     """An HTTP request as every platform can describe it (header names any case)."""
 
-    __slots__ = ("body", "content_length", "headers", "method", "path", "payload_limit",
-                 "protocol", "query", "timeout", "warmup")
+    __slots__ = ("body", "content_length", "headers", "infer", "method", "path",
+                 "payload_limit", "protocol", "query", "timeout", "warmup")
 
     def __init__(
         self,
@@ -56,6 +56,8 @@ class Request:
         # seconds the client gives the call (a gRPC deadline), if it said; RPC_KEEPALIVE
         # bounds it either way
         self.timeout: Optional[float] = None
+        # a prediction (admitted to the model), as /metrics and V2's statistics count them
+        self.infer = False
 
 
 class Response:

@@ -43,6 +43,7 @@ class Runner:
         deadline = ctx.deadline
         if not job.admitted:
             return job.run(self.holder.get(wait=self._load_wait(deadline)), ctx)
+        req.infer = True
         if job.check is not None:
             job.check(self.holder.get(wait=self._load_wait(deadline)))
         t0 = time.perf_counter()
@@ -71,6 +72,7 @@ class Runner:
         model = self.holder.ready()
         if not job.admitted:
             return job.run(model, ctx)
+        req.infer = True
         if job.check is not None:
             job.check(model)
         await adm.acquire_async(deadline, watch, held.peer, rated=not req.warmup)

@@ -189,7 +189,7 @@ class Service:
         if req.path in UNCOUNTED or req.warmup:
             return
         m, adm = self.metrics, self.admission
-        m.request(req.protocol or "none", status, time.perf_counter() - t0)
+        m.request(req.protocol or "none", status, time.perf_counter() - t0, req.infer)
         m.gauges(adm.running, adm.waiting + self.predictor.waiting, adm.shed)
 
     def error(self, req: Request, e: TFServerlessError) -> Response:
