@@ -42,7 +42,7 @@ class InputTensor:
         self.dims: List[int] = []
         self.rank_over = False  # more dims than MAX_RANK: not kept, refused in to_numpy
         self.parameters: Dict[str, Param] = {}
-        self.contents = Contents(owner.buf)
+        self.contents: Optional[Contents] = None  # made at its first part (raw inputs: never)
         self.raw: Optional[memoryview] = None
         self.dtype = 0
 
@@ -55,7 +55,7 @@ class InputTensor:
         if _SHM in self.parameters:
             raise BadRequest(f"input '{self.name}' is in shared memory, which is not supported; "
                              "expected its data in contents or raw_input_contents")
-        if raw is not None and self.contents.fields_present():
+        if raw is not None and self.contents is not None and self.contents.fields_present():
             raise BadRequest(f"input '{self.name}' has both contents and raw_input_contents; "
                              "expected its data in one of them")
         self.dtype, self.raw = dt.code, raw
@@ -93,8 +93,9 @@ class InputTensor:
         name, shape = self.name, list(self.dims)
         field = FIELD_OF.get(dt.v2)
         where = "raw_input_contents" if field is None else CONTENTS[field].name
-        present = self.contents.fields_present()
-        if not present:
+        contents = self.contents
+        present = contents.fields_present() if contents is not None else []
+        if contents is None or not present:
             if count:
                 raise BadRequest(f"input '{name}' has neither contents nor raw_input_contents; "
                                  f"expected its {count} values in {where}")
@@ -103,7 +104,7 @@ class InputTensor:
             raise BadRequest(f"input '{name}' of datatype {dt.v2} has values in "
                              f"{CONTENTS[present[0]].name}; expected them in {where} "
                              f"(InferTensorContents has no field for {dt.v2})")
-        got = self.contents.count(field)
+        got = contents.count(field)
         if got != count:
             raise BadRequest(f"input '{name}' has {got} values in {where} but shape {shape} "
                              f"needs {count}")
@@ -111,7 +112,7 @@ class InputTensor:
             if other != field:
                 raise BadRequest(f"input '{name}' of datatype {dt.v2} carries values in "
                                  f"{CONTENTS[other].name}; expected them in {where}")
-        values = self.contents.values(field)
+        values = contents.values(field)
         target = np.dtype(dt.numpy)
         if target.kind in "iu" and values.size and not np.can_cast(values.dtype, target):
             info = np.iinfo(target)  # int_contents and uint_contents carry narrower types too
@@ -157,8 +158,9 @@ def read_infer_request(body: Buffer) -> InferRequest:
     req = InferRequest(buf)
     read_message(buf, 0, len(buf), _REQUEST, req)
     for t in req.inputs:
-        t.contents.scan(MAX_STRINGS)  # a string is an object apiece: refused before any is made
-        check_strings(t.name, t.contents.count(8), counted_all=False)
+        if t.contents is not None:  # strings are an object apiece: refused before any is made
+            t.contents.scan(MAX_STRINGS)
+            check_strings(t.name, t.contents.count(8), counted_all=False)
     return req
 
 
@@ -224,6 +226,8 @@ def _add_dims(t: InputTensor, dims: List[int], n: int = 1) -> None:
 
 def _contents(t: InputTensor, buf: memoryview, pos: int, end: int) -> int:
     start, stop = span(buf, pos, end)
+    if t.contents is None:
+        t.contents = Contents(buf)
     t.contents.add_part(start, stop)
     return stop
 
