@@ -6,19 +6,23 @@ from __future__ import annotations
 
 from typing import Dict
 
+from .grpc_wire import reading
 from .wire import iter_fields, varint_bytes
 
 #: HealthCheckResponse.ServingStatus
 UNKNOWN, SERVING, NOT_SERVING, SERVICE_UNKNOWN = 0, 1, 2, 3
 MAX_SERVICE_NAME = 256  # longer names are no service of ours
+HEALTH_REQUEST = "grpc.health.v1.HealthCheckRequest (health.proto)"
 
 
 def read_service(body: bytes) -> str:
-    """The service a ``HealthCheckRequest`` asks about ('' is the server as a whole)."""
+    """The service a ``HealthCheckRequest`` asks about ('' is the server as a whole); a
+    malformed body is a 400 naming the message."""
     name = ""
-    for f in iter_fields(body):
-        if f.number == 1:  # a longer name is kept only long enough to be no service of ours
-            name = bytes(f.data()[:MAX_SERVICE_NAME + 1]).decode("utf-8", "replace")
+    with reading(HEALTH_REQUEST):
+        for f in iter_fields(body):
+            if f.number == 1:  # a longer name is kept only long enough to be no service of ours
+                name = bytes(f.data()[:MAX_SERVICE_NAME + 1]).decode("utf-8", "replace")
     return name
 
 
@@ -31,5 +35,5 @@ def encode_status(status: int) -> bytes:
     return _ANSWERS[status]
 
 
-__all__ = ["MAX_SERVICE_NAME", "NOT_SERVING", "SERVICE_UNKNOWN", "SERVING", "UNKNOWN",
+__all__ = ["HEALTH_REQUEST", "MAX_SERVICE_NAME", "NOT_SERVING", "SERVICE_UNKNOWN", "SERVING", "UNKNOWN",
            "encode_status", "read_service"]
