@@ -372,3 +372,48 @@ def test_empty_tensors_need_no_data_and_scalars_have_rank_0(pb: ModuleType) -> N
     assert decode(shaped(pb, "BYTES", [0])).feeds["bytes"].shape == (0,)
     scalar = decode(shaped(pb, "INT64", [], int64_contents=[-5])).feeds["int64"]
     assert scalar.shape == () and scalar.dtype == np.int64 and int(scalar) == -5
+
+
+def tritonclient_grpc(spec: Dict[str, Any]) -> Dict[str, Any]:
+    """tests/triton_grpc_bytes.py in .venv-triton: the real client's bytes, and its reading."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    python = os.environ.get("TRITON_PYTHON") or next(
+        (p for p in (os.path.join(d, ".venv-triton", "bin", "python")  # a worktree: the venv's
+                     for d in (root, os.path.dirname(sys.prefix))) if os.path.exists(p)), "")
+    assert os.path.exists(python), f"tritonclient venv missing at {python}: run `make triton-venv`"
+    proc = subprocess.run([python, os.path.join(root, "tests", "triton_grpc_bytes.py")],
+                          input=json.dumps(spec), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return dict(json.loads(proc.stdout))
+
+
+def hexed(a: np.ndarray) -> Any:
+    flat = a.reshape(-1)
+    return [bytes(v).hex() for v in flat] if a.dtype == object else flat.tobytes().hex()
+
+
+@pytest.mark.slow  # a subprocess: the real tritonclient.grpc in its own venv
+def test_the_real_tritonclient_grpc_bytes_decode_and_our_replies_read_back() -> None:
+    cases = [(d, s) for d in DATATYPES for s in SHAPES]
+    requests = [{"inputs": [{"name": d.lower(), "datatype": d, "shape": list(s),
+                             "hex": hexed(sample(d, s, seed=i))}],
+                 "parameters": {"signature_name": d.lower(), "custom": 1.5}, "id": f"r{i}",
+                 "outputs": ["y"], "sequence_id": 7, "priority": 2, "timeout": 100}
+                for i, (d, s) in enumerate(cases)]
+    outs = {d.lower(): sample(d, s, seed=5) for d, s in cases[::len(SHAPES)]}
+    body = encode_infer_response(outs, sorted(outs), model="m", version="1")
+    got = tritonclient_grpc({"requests": requests,
+                             "responses": [{"hex": body.hex(), "names": sorted(outs)}]})
+    for i, ((d, s), req) in enumerate(zip(cases, got["requests"])):
+        decoded = decode(bytes.fromhex(req))
+        assert same(decoded.feeds[d.lower()], sample(d, s, seed=i)), (d, s)
+        assert decoded.form.id == f"r{i}" and decoded.outputs == ["y"]
+    read_back = got["responses"][0]
+    for name, a in outs.items():
+        assert read_back[name]["datatype"] == name.upper() and read_back[name]["shape"] == list(a.shape)
+        assert read_back[name]["hex"] == hexed(a), name
