@@ -129,8 +129,11 @@ class Contents:
                 elif wire == 2:  # packed
                     size, at = read_varint(buf, pos, end)
                     pos = at + size
-                    if pos > end or (kind.width and size % kind.width):
-                        raise Malformed(f"packed {kind.name} of {size} bytes")
+                    if pos > end:
+                        raise Malformed(f"packed {kind.name} runs past its message")
+                    if kind.width and size % kind.width:
+                        raise Malformed(f"packed {kind.name} of {size} bytes holds no whole "
+                                        f"{kind.width}-byte values")
                     n = size // kind.width if kind.width else count_varints(buf, at, pos)
                 elif wire == kind.wire:
                     n, pos = _unpacked(buf, pos, end, key, kind)

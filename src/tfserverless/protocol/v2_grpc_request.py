@@ -55,9 +55,11 @@ class InputTensor:
         if _SHM in self.parameters:
             raise BadRequest(f"input '{self.name}' is in shared memory, which is not supported; "
                              "expected its data in contents or raw_input_contents")
-        if raw is not None and self.contents is not None and self.contents.fields_present():
-            raise BadRequest(f"input '{self.name}' has both contents and raw_input_contents; "
-                             "expected its data in one of them")
+        if self.contents is not None:
+            check_strings(self.name, self.contents.count(8), counted_all=False)
+            if raw is not None and self.contents.fields_present():
+                raise BadRequest(f"input '{self.name}' has both contents and raw_input_contents; "
+                                 "expected its data in one of them")
         self.dtype, self.raw = dt.code, raw
         return dt
 
@@ -152,15 +154,15 @@ class InferRequest:
 
 def read_infer_request(body: Buffer) -> InferRequest:
     """Read and validate a serialized ``ModelInferRequest`` (malformed: ``wire.Malformed``;
-    over a limit: a ``BadRequest``).  Every input's contents are validated and counted here;
-    their values are read later, from the body itself."""
+    over a limit: a ``BadRequest``).  Every input's contents are validated and counted here
+    (bytes elements up to ``MAX_STRINGS`` + 1: ``InputTensor.check`` refuses more, once the
+    name is known to be the signature's); their values are read later, from the body."""
     buf = view(body)
     req = InferRequest(buf)
     read_message(buf, 0, len(buf), _REQUEST, req)
     for t in req.inputs:
-        if t.contents is not None:  # strings are an object apiece: refused before any is made
+        if t.contents is not None:  # strings are an object apiece: counted to the limit only
             t.contents.scan(MAX_STRINGS)
-            check_strings(t.name, t.contents.count(8), counted_all=False)
     return req
 
 
