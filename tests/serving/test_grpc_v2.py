@@ -98,6 +98,16 @@ def test_tritonclient_grpc_unchanged(server: Server) -> None:
     stats = out["stats"]["model_stats"]
     assert stats[0]["name"] == "mnist"
     assert int(stats[0]["inference_stats"]["success"]["count"]) >= 4
+    # the same counters over HTTP (Triton's GET /v2/models/<name>/stats)
+    r = requests.get(f"{server.url}/v2/models/mnist/stats", headers={"Authorization": TOKEN},
+                     timeout=30)
+    assert r.status_code == 200, r.text
+    http = r.json()["model_stats"][0]
+    assert http["name"] == "mnist" and http["version"] == "1"
+    assert http["inference_stats"]["success"]["count"] >= int(
+        stats[0]["inference_stats"]["success"]["count"])
+    assert http["inference_stats"]["fail"]["count"] >= 3  # the three refused above
+    assert requests.get(f"{server.url}/v2/models/mnist/stats", timeout=30).status_code == 401
 
 
 def test_without_the_token(server: Server) -> None:
