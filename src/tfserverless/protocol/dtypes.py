@@ -40,10 +40,12 @@ DTYPE_NAMES = {
 # TensorProto field numbers (tensorflow/core/framework/tensor.proto).
 T_DTYPE, T_SHAPE, T_CONTENT, T_FLOAT, T_DOUBLE, T_INT, T_STRING = 1, 2, 4, 5, 6, 7, 8
 T_INT64, T_BOOL, T_HALF, T_UINT32, T_UINT64 = 10, 11, 13, 16, 17
+T_SCOMPLEX, T_DCOMPLEX, T_RESOURCE, T_VARIANT = 9, 12, 14, 15  # never decoded here
 TENSOR_FIELD_NAMES = {
     T_CONTENT: "tensor_content", T_FLOAT: "float_val", T_DOUBLE: "double_val", T_INT: "int_val",
     T_STRING: "string_val", T_INT64: "int64_val", T_BOOL: "bool_val", T_HALF: "half_val",
-    T_UINT32: "uint32_val", T_UINT64: "uint64_val",
+    T_UINT32: "uint32_val", T_UINT64: "uint64_val", T_SCOMPLEX: "scomplex_val",
+    T_DCOMPLEX: "dcomplex_val", T_RESOURCE: "resource_handle_val", T_VARIANT: "variant_val",
 }
 
 
@@ -186,6 +188,7 @@ class Layout(NamedTuple):
     fixed: Dict[int, Tuple[int, int, str]]  # field -> (wire type, width, little-endian dtype)
     varints: FrozenSet[int]  # fields of varint values
     string: int  # the field of string values
+    opaque: FrozenSet[int]  # length-delimited values never decoded: counted, one per occurrence
     content: int  # the field of raw little-endian values (TensorProto's tensor_content); 0: none
     names: Dict[int, str]  # field -> its name in the .proto
     dtypes: Dict[int, DType]  # the dtypes it carries
@@ -196,11 +199,14 @@ class Layout(NamedTuple):
 
 ARRAY_PROTO = Layout(
     "ArrayProto", F_DTYPE, F_SHAPE, False, {F_FLOAT: (5, 4, "<f4"), F_DOUBLE: (1, 8, "<f8")},
-    frozenset((F_INT, F_INT64, F_BOOL)), F_STRING, 0, FIELD_NAMES, DTYPES,
+    frozenset((F_INT, F_INT64, F_BOOL)), F_STRING, frozenset(), 0, FIELD_NAMES, DTYPES,
     {c: d.field for c, d in DTYPES.items()}, SUPPORTED_NAMES, "")
 TENSOR_PROTO = Layout(
-    "TensorProto", T_DTYPE, T_SHAPE, True, {T_FLOAT: (5, 4, "<f4"), T_DOUBLE: (1, 8, "<f8")},
-    frozenset((T_INT, T_INT64, T_BOOL, T_HALF, T_UINT32, T_UINT64)), T_STRING, T_CONTENT,
+    "TensorProto", T_DTYPE, T_SHAPE, True,
+    {T_FLOAT: (5, 4, "<f4"), T_DOUBLE: (1, 8, "<f8"), T_SCOMPLEX: (5, 4, "<f4"),
+     T_DCOMPLEX: (1, 8, "<f8")},
+    frozenset((T_INT, T_INT64, T_BOOL, T_HALF, T_UINT32, T_UINT64)), T_STRING,
+    frozenset((T_RESOURCE, T_VARIANT)), T_CONTENT,
     TENSOR_FIELD_NAMES, TENSOR_DTYPES, {c: d.tensor_field for c, d in TENSOR_DTYPES.items()},
     TENSOR_NAMES, "; expected exactly one value per element (TensorFlow pads a short field with "
     "its last value; refused here, or a few bytes could fill gigabytes)")

@@ -93,6 +93,7 @@ class WireArray:
         lay = self.layout
         fixed_fields, varint_fields, names = lay.fixed, lay.varints, lay.names
         string, dtype_field, shape_field, content = lay.string, lay.dtype, lay.shape, lay.content
+        opaque = lay.opaque
         room = (1 << 62) if max_strings is None else max_strings  # strings still allowed
         for pos, end in self._parts:
             while pos < end:
@@ -139,6 +140,11 @@ class WireArray:
                     v, pos = read_varint(buf, pos, end)
                     self.dtype = (v + (1 << 31)) % (1 << 32) - (1 << 31)  # enums are int32
                     continue
+                elif field in opaque and wire == 2:  # values never decoded: counted, checked
+                    size, pos = read_varint(buf, pos, end)
+                    if pos + size > end:
+                        raise Malformed(f"{names[field]} runs past its message")
+                    n, pos = 1, pos + size
                 elif field in (shape_field, content) and wire == 2:
                     size, pos = read_varint(buf, pos, end)
                     if pos + size > end:
