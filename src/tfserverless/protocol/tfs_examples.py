@@ -237,7 +237,7 @@ def read_multi(body: Buffer) -> Tuple[List[Task], Buffer]:
         while pos < end:
             key, pos = read_key(buf, pos, end)
             if key in (0x0A, 0x12):
-                start, pos = span(buf, pos, end, "a field")
+                start, pos = span(buf, pos, end, "input" if key == 0x12 else "a task")
                 if key == 0x12:
                     spans.append((start, pos))
                 elif len(raw) >= MAX_INPUTS:

@@ -32,6 +32,7 @@ from .tfs_messages import ModelSpec, encode_spec, merge_spec
 from .wire import Buffer, Malformed, read_key, skip_field
 
 GRPC = {"Content-Type": "application/grpc"}
+_PREDICT_FIELDS = {0x0A: "model_spec", 0x12: "an inputs entry", 0x1A: "output_filter"}
 
 
 class PredictWire(NamedTuple):
@@ -52,10 +53,10 @@ def decode_predict(body: Buffer) -> PredictWire:
     try:
         while pos < end:
             key, pos = read_key(buf, pos, end)
-            if key not in (0x0A, 0x12, 0x1A):
+            if key not in _PREDICT_FIELDS:
                 pos = skip_field(buf, pos, end, key & 7)
                 continue
-            start, pos = span(buf, pos, end, "a field")
+            start, pos = span(buf, pos, end, _PREDICT_FIELDS[key])
             if key == 0x0A:
                 spec = merge_spec(spec, buf, start, pos)
             elif key == 0x12:
@@ -95,7 +96,7 @@ def read_examples_request(body: Buffer, message: str) -> Tuple[ModelSpec, np.nda
         while pos < end:
             key, pos = read_key(buf, pos, end)
             if key in (0x0A, 0x12):
-                start, pos = span(buf, pos, end, "a field")
+                start, pos = span(buf, pos, end, "model_spec" if key == 0x0A else "input")
                 if key == 0x0A:
                     spec = merge_spec(spec, buf, start, pos)
                 else:
