@@ -6,6 +6,7 @@ TensorFlow itself (``make_tensor_proto``/``make_ndarray``, the installed ``tenso
 
 from __future__ import annotations
 
+import contextlib
 import struct
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -481,3 +482,46 @@ def test_long_hostile_layouts_decode_in_linear_passes() -> None:
     assert got.tolist() == [-v for v in range(n)]
     dims = ld(2, b"".join(ld(2, key(2, 2) + b"\x00" + key(1, 0) + b"\x01") for _ in range(n)))
     assert "rank over 32" in x_of(DT + dims)
+
+
+def root(a: Any) -> Any:
+    """What an array's memory belongs to: an array it allocated, or the body it views."""
+    while isinstance(a, np.ndarray) and a.base is not None:
+        a = a.base
+    return a
+
+
+@pytest.mark.slow  # tracemalloc over multi-MB adversarial bodies: seconds
+@pytest.mark.parametrize("layout", ["int singles + unknown", "float singles + unknown",
+                                    "half/bool alternating", "empty strings", "empty dims",
+                                    "packed int32", "tensor_content", "resource handles"])
+def test_decode_memory_is_bounded_by_the_body(layout: str) -> None:
+    """Peak extra memory (tracemalloc sees numpy's buffers) stays under 4x the body plus the
+    output array and 1 MiB of block scratch, whatever the layout, as for EAS's ArrayProto."""
+    import tracemalloc
+
+    n = 1 << 16
+    tensors = {
+        "int singles + unknown": (3, n, b"\x38\x01\xa8\x06\x01" * n),  # int_val, field 101
+        "float singles + unknown": (1, n, b"\x2d\x00\x00\x80\x3f\xa8\x06\x01" * n),
+        "half/bool alternating": (19, n, b"\x68\x01\x58\x01" * n),
+        "empty strings": (7, 0, b"\x42\x00" * n),
+        "empty dims": (1, 0, b""),
+        "packed int32": (3, 4 * n, ld(7, b"\x01" * (4 * n))),
+        "tensor_content": (2, n, ld(4, b"\0" * (8 * n))),
+        "resource handles": (1, 0, b"\x72\x00" * n),
+    }
+    dtype, count, payload = tensors[layout]
+    dims = ld(2, ld(2, b"") * n) if layout == "empty dims" else shape(count)
+    body = one_input(key(1, 0) + varint(dtype) + dims + payload)
+    out: List[Any] = []
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        with contextlib.suppress(BadRequest):
+            out.append(decode_predict(body).inputs["x"].to_numpy("x"))
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    produced = sum(a.nbytes for a in out if isinstance(root(a), np.ndarray))  # not body views
+    assert peak - produced <= 4 * len(body) + (1 << 20), (peak, produced, len(body))
