@@ -438,6 +438,7 @@ def test_tensors_refused_in_one_line(tensor_bytes: bytes, words: str) -> None:
     (ld(3, b"\xfe"), "output_filter is not valid UTF-8"),
     (ld(2, ld(1, b"x") + ld(2, b"") * 65), "split into more than 64 parts"),
     (ld(2, ld(1, b"x") + ld(2, DT + ld(2, b"\x12\x05\x08"))), "tensor_shape.dim runs past"),
+    (ld(2, ld(1, b"x") + ld(2, DT + b"\x12\x05\x08")), "tensor_shape runs past its message"),
 ])
 def test_malformed_requests_name_the_message(body: bytes, words: str) -> None:
     msg = refused(lambda: decode_predict(body))

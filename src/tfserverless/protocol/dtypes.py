@@ -42,7 +42,8 @@ T_DTYPE, T_SHAPE, T_CONTENT, T_FLOAT, T_DOUBLE, T_INT, T_STRING = 1, 2, 4, 5, 6,
 T_INT64, T_BOOL, T_HALF, T_UINT32, T_UINT64 = 10, 11, 13, 16, 17
 T_SCOMPLEX, T_DCOMPLEX, T_RESOURCE, T_VARIANT = 9, 12, 14, 15  # never decoded here
 TENSOR_FIELD_NAMES = {
-    T_CONTENT: "tensor_content", T_FLOAT: "float_val", T_DOUBLE: "double_val", T_INT: "int_val",
+    T_SHAPE: "tensor_shape", T_CONTENT: "tensor_content", T_FLOAT: "float_val",
+    T_DOUBLE: "double_val", T_INT: "int_val",
     T_STRING: "string_val", T_INT64: "int64_val", T_BOOL: "bool_val", T_HALF: "half_val",
     T_UINT32: "uint32_val", T_UINT64: "uint64_val", T_SCOMPLEX: "scomplex_val",
     T_DCOMPLEX: "dcomplex_val", T_RESOURCE: "resource_handle_val", T_VARIANT: "variant_val",
