@@ -155,15 +155,17 @@ def example(**features: Any) -> Any:
     return e
 
 
-EXAMPLES = [example(x=1.0, s=b"a"), example(x=2.0), example()]
+def three() -> List[Any]:
+    """Three Examples: two features, one, none."""
+    return [example(x=1.0, s=b"a"), example(x=2.0), example()]
 
 
 def examples_request(kind: str, sig: str, context: Any = None) -> Any:
     req = proto(kind, model_spec=proto("ModelSpec", name="m", signature_name=sig))
     if context is None:
-        req.input.example_list.examples.extend(EXAMPLES)
+        req.input.example_list.examples.extend(three())
     else:
-        req.input.example_list_with_context.examples.extend(EXAMPLES)
+        req.input.example_list_with_context.examples.extend(three())
         req.input.example_list_with_context.context.CopyFrom(context)
     return req
 
@@ -172,7 +174,7 @@ def test_classify_feeds_serialized_examples_and_replies_as_tf_serving() -> None:
     body = ser(examples_request("ClassificationRequest", "cls"))
     d = CODEC.decode(body, {}, Sigs(), Call("m", "3", "classify"))
     assert d.sig.name == "cls" and d.outputs == ["classes", "scores"]
-    assert d.feeds["inputs"].tolist() == [ser(e) for e in EXAMPLES]
+    assert d.feeds["inputs"].tolist() == [ser(e) for e in three()]
     classes = np.array([[b"a", b""], [b"c", "d\u00e9"], [b"e", b"f"]], dtype=object)
     scores = np.array([[0.5, 0.0], [-1.5, 2.0], [np.inf, 3.25]], dtype=np.float32)
     reply, headers = CODEC.encode({"classes": classes, "scores": scores}, d, Call("m", "3", "classify"))
@@ -222,7 +224,7 @@ def test_context_is_merged_into_each_example_as_tf_serving_merges_it() -> None:
     context = example(x=9.0, c=b"ctx")
     body = ser(examples_request("ClassificationRequest", "cls", context))
     feeds = CODEC.decode(body, {}, Sigs(), Call("m", "", "classify")).feeds["inputs"]
-    assert feeds.tolist() == [ser(context) + ser(e) for e in EXAMPLES]
+    assert feeds.tolist() == [ser(context) + ser(e) for e in three()]
     merged = [P["tensorflow.Example"].FromString(f) for f in feeds]
     assert merged[0].features.feature["x"].float_list.value == [1.0]  # the example's own wins
     assert merged[2].features.feature["x"].float_list.value == [9.0]  # else the context's
@@ -231,9 +233,9 @@ def test_context_is_merged_into_each_example_as_tf_serving_merges_it() -> None:
 
 def test_input_oneof_and_merges_follow_protobuf() -> None:
     a = proto("Input")
-    a.example_list.examples.extend(EXAMPLES[:2])
+    a.example_list.examples.extend(three()[:2])
     b = proto("Input")
-    b.example_list_with_context.examples.extend(EXAMPLES[2:])
+    b.example_list_with_context.examples.extend(three()[2:])
     for body in (ser(a) + ser(b), ser(b) + ser(a), ser(a) * 2):
         msg = proto("Input").FromString(body)
         kind = getattr(msg, msg.WhichOneof("kind"))
@@ -302,14 +304,14 @@ def multi(*tasks: Any) -> Any:
     req = proto("MultiInferenceRequest")
     for name, sig, method in tasks:
         req.tasks.add(model_spec=proto("ModelSpec", name=name, signature_name=sig), method_name=method)
-    req.input.example_list.examples.extend(EXAMPLES)
+    req.input.example_list.examples.extend(three())
     return req
 
 
 def test_multi_inference_reads_tasks_and_writes_results_as_tf_serving() -> None:
     tasks, inp = read_multi(ser(multi(("m", "cls", CLASSIFY), ("m", "", REGRESS))))
     assert tasks == [(ModelSpec("m", None, "", "cls"), "classify"), (ModelSpec("m"), "regress")]
-    assert decode_input(inp).tolist() == [ser(e) for e in EXAMPLES]
+    assert decode_input(inp).tolist() == [ser(e) for e in three()]
     cls = encode_result("classify", {"scores": np.ones((3, 1), np.float32)}, 3)
     reg = encode_result("regress", {"outputs": np.ones(3, np.float32)}, 3)
     got = proto("MultiInferenceResponse").FromString(encode_multi([
