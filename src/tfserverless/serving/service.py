@@ -28,6 +28,7 @@ from .routes.common import Job, Route, Routed, allow, ready_reply, split_prefix
 from .routes.eas import EASRoutes
 from .routes.tfserving import PREFIX as TFS_PREFIX
 from .routes.tfserving import TFServingRoutes
+from .routes.tfserving_grpc import TFServingGrpcRoutes
 from .routes.v2 import PREFIX as V2_PREFIX
 from .routes.v2 import V2Routes
 from .routes.v2_grpc import V2GrpcRoutes
@@ -104,7 +105,8 @@ class Service:
         }
         # the gRPC methods (the gRPC front door serves these paths and no others)
         self._grpc: Dict[str, Callable[[Request], Routed]] = {HEALTH_CHECK: self._grpc_health_route}
-        self.v2_grpc = V2GrpcRoutes(*deps)
+        self.tfs_grpc, self.v2_grpc = TFServingGrpcRoutes(*deps), V2GrpcRoutes(*deps)
+        self._grpc.update(self.tfs_grpc.methods())
         self._grpc.update(self.v2_grpc.methods())
         self._exact.update(self._grpc)
         # then by prefix, in order: EAS's gateway path, TF Serving REST, the V2 protocol

@@ -6,7 +6,7 @@ TF Serving's own JSON."""
 from __future__ import annotations
 
 import re
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 from ...backends.servable import Servable
 from ...errors import NotFound
@@ -47,17 +47,30 @@ class TFServingRoutes(Routes):
 
     def status(self, name: str, version: Optional[str]) -> Response:
         """``GetModelStatus``: AVAILABLE, LOADING, or END with the load's error."""
-        model = self.loaded_version(name, version)
-        if model is not None and self.holder.serving:
-            state, code, message = "AVAILABLE", "OK", ""
-        elif self.holder.state == "failed":
-            state, code, message = "END", "UNKNOWN", self.holder.error or ""
-        else:
-            state, code, message = "LOADING", "OK", ""
-        found = model_version(model) if model is not None else (version or "0")
+        found, state, code, message = model_status(self, name, version)
         return json_response(200, {"model_version_status": [{
-            "version": found, "state": state,
-            "status": {"error_code": code, "error_message": message}}]})
+            "version": str(found), "state": state,
+            "status": {"error_code": ERROR_CODES[code], "error_message": message}}]})
+
+
+#: google.rpc codes a model's status carries, by number (REST writes the name)
+ERROR_CODES = {0: "OK", 2: "UNKNOWN"}
+
+
+def model_status(routes: Routes, name: str, version: Optional[str]) -> Tuple[str, str, int, str]:
+    """What ``GetModelStatus`` says over REST and gRPC: the version (the loaded one, else the
+    one asked for, else 0), the state (AVAILABLE, LOADING, or END with the load's error as
+    ``UNKNOWN``, error code 2)."""
+    holder = routes.holder
+    model = routes.loaded_version(name, version)
+    if model is not None and holder.serving:
+        state, code, message = "AVAILABLE", 0, ""
+    elif holder.state == "failed":
+        state, code, message = "END", 2, holder.error or ""
+    else:
+        state, code, message = "LOADING", 0, ""
+    found = str(model_version(model)) if model is not None else (version or "0")
+    return found, state, code, message
 
 
 def _tensor(spec: TensorSpec) -> Dict[str, Any]:
@@ -77,4 +90,4 @@ def metadata(name: str, model: Servable) -> Dict[str, Any]:
             "metadata": {"signature_def": {"signature_def": defs}}}
 
 
-__all__ = ["PREFIX", "TFServingRoutes", "metadata"]
+__all__ = ["ERROR_CODES", "PREFIX", "TFServingRoutes", "metadata", "model_status"]
