@@ -32,6 +32,8 @@ from .routes.v2 import V2Routes
 
 log = logging.getLogger("tfserverless")
 
+#: TF Serving's REST API: a path under it that no route takes still gets TF Serving's JSON error
+TFS_API = "/v1/"
 #: requests /metrics does not count (probes and scrapes)
 UNCOUNTED = frozenset(("/healthz", "/healthz/live", "/metrics"))
 #: warm-up requests an adapter sends through its whole path (the first that succeeded)
@@ -118,6 +120,8 @@ class Service:
         route = split_prefix(path, self._prefixed)
         if route is not None:
             return route(req, path)
+        if path.startswith(TFS_API):  # TF Serving's clients read its errors as JSON
+            req.protocol = self.tfserving.codec.name
         raise NotFound(f"no route {req.path}; expected POST / or POST {GATEWAY_PREFIX}<service> "
                        "(EAS), /v1/models/<name>:predict (TF Serving REST), "
                        "/v2/models/<name>/infer (V2), GET /healthz")

@@ -84,7 +84,7 @@ def _tensor(spec: TensorSpec) -> Dict[str, Any]:
 def metadata(name: str, model: Servable) -> Dict[str, Any]:
     """Model metadata as the Open Inference Protocol writes it."""
     sig = model.signature("")
-    return {"name": name, "versions": [model_version(model)], "platform": "tensorflow_savedmodel",
+    return {"name": name, "versions": [str(model_version(model))], "platform": "tensorflow_savedmodel",
             "inputs": [_tensor(s) for _, s in sorted(sig.inputs.items())],
             "outputs": [_tensor(s) for _, s in sorted(sig.outputs.items())]}
 
