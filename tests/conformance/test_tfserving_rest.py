@@ -59,8 +59,7 @@ def tf2() -> Iterator[Server]:
     s.stop()
 
 
-@pytest.fixture(scope="module", params=["tf1", pytest.param("tf2", marks=pytest.mark.xfail(
-    strict=True, reason="TF2 classify/regress signatures have method_name predict: refused"))])
+@pytest.fixture(scope="module", params=["tf1", "tf2"])
 def either(request: Any) -> Server:
     """The TF1 model (upstream's REST cases) and the TF2 one (its ``*Tf2`` cases)."""
     return request.getfixturevalue(str(request.param))  # type: ignore[no-any-return]

@@ -17,6 +17,7 @@ from tfserverless.protocol.tfserving import TFServing
 from tfserverless.protocol.wire import iter_fields
 
 F, S, I64, I32, B, H = 1, 7, 9, 3, 10, 19
+PREDICT_METHOD = "tensorflow/serving/predict"
 
 
 class Sigs:
@@ -36,6 +37,17 @@ class Sigs:
                              {"classes": TensorSpec("classes", S, (-1, 2)),
                               "scores": TensorSpec("scores", F, (-1, 2))},
                              "tensorflow/serving/classify"),
+            # as tf.saved_model.save writes them: method_name predict on every signature
+            "tf2_cls": Signature("tf2_cls", {"inputs": TensorSpec("inputs", S, (-1,))},
+                                 {"scores": TensorSpec("scores", F, (-1, 1))}, PREDICT_METHOD),
+            "tf2_reg": Signature("tf2_reg", {"ex": TensorSpec("ex", S, (-1,))},
+                                 {"outputs": TensorSpec("outputs", F, (-1, 1))}, PREDICT_METHOD),
+            "tf2_float": Signature("tf2_float", {"inputs": TensorSpec("inputs", F, (1,))},
+                                   {"scores": TensorSpec("scores", F, (1,))}, PREDICT_METHOD),
+            "tf2_other": Signature("tf2_other", {"inputs": TensorSpec("inputs", S, (-1,))},
+                                   {"scores": TensorSpec("scores", F, (-1,)),
+                                    "classes": TensorSpec("classes", S, (-1,)),
+                                    "extra": TensorSpec("extra", F, (-1,))}, PREDICT_METHOD),
         }
 
     def signature(self, name: str) -> Signature:
@@ -163,6 +175,36 @@ def test_classify_builds_examples_and_shapes_results() -> None:
         decode({"signature_name": "cls", "examples": [{"x": 1}]}, Call("m", "", "regress"))
     with pytest.raises(BadRequest, match='"examples" must be'):
         decode({"signature_name": "cls", "examples": []}, call)
+
+
+@pytest.mark.parametrize("verb,sig,ok", [
+    ("classify", "tf2_cls", True), ("regress", "tf2_reg", True),
+    ("regress", "tf2_cls", False),  # no 'outputs'
+    ("classify", "tf2_reg", False),  # neither 'classes' nor 'scores'
+    ("classify", "tf2_float", False), ("regress", "tf2_float", False),  # no string input
+    ("classify", "tf2_other", False),  # three outputs: TF Serving takes one or two
+    ("classify", "str", False),  # a string in, but 'o' out
+    ("classify", "two", False),  # two inputs
+])
+def test_examples_on_predict_signatures_as_tf_serving(verb: str, sig: str, ok: bool) -> None:
+    """``tf.saved_model.save`` writes method_name predict on every signature; TF Serving then
+    classifies/regresses on a signature of one DT_STRING input (serialized tf.Example) whose
+    outputs are what the verb gives (its classifier.cc/regressor.cc checks); else one line."""
+    doc = {"signature_name": sig, "examples": [{"x": 2.0}, {"x": 3.0}]}
+    if not ok:
+        with pytest.raises(BadRequest) as e:
+            decode(doc, Call("m", "", verb))
+        assert f"signature '{sig}' is not a {verb} signature (method_name " in e.value.message
+        assert "one DT_STRING input of serialized tf.Example" in e.value.message
+        return
+    call = Call("m", "", verb)
+    d = decode(doc, call)
+    (alias,) = d.feeds
+    assert list(d.feeds[alias]) == serialize_examples([{"x": 2.0}, {"x": 3.0}], {})
+    name = "scores" if verb == "classify" else "outputs"
+    body, _ = CODEC.encode({name: np.array([[3.0], [3.5]], np.float32)}, d, call)
+    want = [[["", 3.0]], [["", 3.5]]] if verb == "classify" else [3.0, 3.5]
+    assert json.loads(body) == {"results": want}
 
 
 def test_example_wire_format() -> None:
