@@ -108,7 +108,6 @@ def test_regress_rest(either: Server) -> None:
     assert got == {"results": [3.0]}
 
 
-@pytest.mark.xfail(strict=True, reason="a shape other than the declared one is refused")
 def test_predict_rest(either: Server) -> None:
     """testPredictREST: rank-1 instances against a signature declaring [-1, 1] (TF2: [1]); TF
     Serving hands them to the graph, which answers them.  (Upstream asks the TF1 model only;
@@ -117,7 +116,6 @@ def test_predict_rest(either: Server) -> None:
     assert got == {"predictions": [3.0, 3.5, 4.0]}
 
 
-@pytest.mark.xfail(strict=True, reason="a shape other than the declared one is refused")
 def test_predict_columnar_rest(either: Server) -> None:
     """testPredictColumnarREST."""
     got = call_rest(either, "/v1/models/default:predict", {"inputs": [2.0, 3.0, 4.0]})
@@ -153,7 +151,6 @@ def test_prometheus_endpoint(tf1: Server) -> None:
 # there is no config for labels, so every label is a 404 (TestLabels below).
 
 
-@pytest.mark.xfail(strict=True, reason="a shape other than the declared one is refused")
 def test_handler_predict(two: Server) -> None:
     """Predict: rows of two against [-1, 1], rank-1 instances, ``/versions/<n>``, an explicit
     ``serving_default``, and the columnar format."""

@@ -120,7 +120,6 @@ def test_strings_and_b64() -> None:
     ({"instances": [[1, 2, 3], [1, 2]]}, "ragged"),
     ({"instances": [["a", "b", "c"]]}, "holds strings"),
     ({"instances": [[True, False, True]]}, "holds true/false"),
-    ({"instances": [[1, 2]]}, "has shape [1, 2]"),
     ({"signature_name": "nope", "instances": [[1, 2, 3]]}, "unknown signature_name"),
     ({"signature_name": 3, "instances": [[1, 2, 3]]}, "must be a string"),
     ({"signature_name": "two", "instances": [[1, 2]]}, "expected each instance as an object"),
@@ -132,6 +131,9 @@ def test_strings_and_b64() -> None:
     ({"signature_name": "str", "instances": [{"b64": "!!"}]}, "not base64"),
     ({"signature_name": "str", "instances": [3]}, "int values where strings"),
     ({"signature_name": "str", "instances": [{"b64": 1}]}, "dict values where strings"),
+    # the rank every protocol allows (numpy's own limit is 64 in numpy 2, 32 before)
+    ({"inputs": json.loads("[" * 33 + "1" + "]" * 33)}, "input 'x' has rank over 32"),
+    ({"signature_name": "str", "inputs": json.loads("[" * 33 + '"s"' + "]" * 33)}, "rank over 32"),
 ])
 def test_bad_requests_are_400_with_one_line(doc: Any, msg: str) -> None:
     with pytest.raises(BadRequest) as e:
@@ -140,11 +142,31 @@ def test_bad_requests_are_400_with_one_line(doc: Any, msg: str) -> None:
 
 
 @pytest.mark.parametrize("body", [b"", b"{", b"[1,", b'{"instances": [1e999]}', b"\xff\xfe",
-                                  b"[" * 100_000, b'{"instances": [1' + b"0" * 40 + b"]}"])
+                                  b"[" * 100_000])
 def test_malformed_json_is_400(body: bytes) -> None:
     with pytest.raises(BadRequest) as e:
         CODEC.decode(body, {}, Sigs(), PREDICT)
     assert "\n" not in e.value.message
+
+
+@pytest.mark.parametrize("doc,shape", [
+    ({"instances": [[1, 2]]}, (1, 2)), ({"instances": [1, 2, 3]}, (3,)),
+    ({"inputs": 7}, ()), ({"inputs": [[[1, 2, 3]]]}, (1, 1, 3)),
+    ({"inputs": json.loads("[" * 32 + "1" + "]" * 32)}, (1,) * 32),
+])
+def test_shapes_other_than_declared_go_to_the_model(doc: Any, shape: Any) -> None:
+    """As TF Serving: ``x`` is declared [-1, 3], but what a tensor's shape means is the
+    graph's to say (half_plus_two answers [3] against [-1, 1]); a backend refuses what its
+    graph cannot take, in one line."""
+    assert decode(doc).feeds["x"].shape == shape
+
+
+def test_an_integer_past_float32_is_infinity_as_tensorflow_casts_it() -> None:
+    """A 41-digit integer for a float input: float32's infinity, as ``tf.cast`` makes it
+    (it was refused only for its shape, [1] against [-1, 3], before shapes were the model's)."""
+    for body in (b'{"instances": [1' + b"0" * 40 + b"]}", b'{"instances": [[1' + b"0" * 40 + b", 1, 2]]}"):
+        x = CODEC.decode(body, {}, Sigs(), PREDICT).feeds["x"]
+        assert x.dtype == np.float32 and x.reshape(-1)[0] == np.inf
 
 
 def test_nan_and_infinity_are_accepted_as_tf_serving_accepts_them() -> None:

@@ -16,13 +16,12 @@ import numpy as np
 from ..errors import BadRequest
 from . import jsonfast
 from .base import Call, Decoded, Signatures
-from .dtypes import DTYPES, check_strings, dtype_name
+from .dtypes import DTYPES, check_dims, check_strings, dtype_name
 from .examples import serialize_examples
 from .jsonio import bool_words, dumps, loads
 from .signature import Given, Signature, TensorSpec, check_names, feeds_for_signature
 from .text import listed
 
-DT_STRING = 7
 PREDICT, CLASSIFY, REGRESS = ("tensorflow/serving/predict", "tensorflow/serving/classify",
                               "tensorflow/serving/regress")
 JSON = {"Content-Type": "application/json"}
@@ -89,6 +88,7 @@ def to_array(value: Any, spec: TensorSpec, name: str,
         except (ValueError, RecursionError):
             raise BadRequest(f"input '{name}' is ragged; expected lists of equal lengths") from None
         check_strings(name, shaped.size)
+        check_dims(name, shaped.shape)
         out = np.empty(shaped.shape, dtype=object)
         out.reshape(-1)[:] = [_one_string(v, name) for v in shaped.reshape(-1)]
         return out
@@ -97,6 +97,7 @@ def to_array(value: Any, spec: TensorSpec, name: str,
     except (ValueError, TypeError, RecursionError):
         raise BadRequest(f"input '{name}' is ragged or nested too deeply; expected lists of "
                          "equal lengths, at most 32 deep") from None
+    check_dims(name, a.shape)  # the rank every protocol allows (numpy's own goes to 64)
     target = np.dtype(dt.numpy)
     if a.size and a.dtype.kind not in _KINDS[target.kind]:
         held = "ragged lists or mixed values" if a.dtype.kind == "O" else \
@@ -256,7 +257,7 @@ class TFServing:
 
 def _takes_examples(sig: Signature) -> bool:
     """One input, of strings: serialized tf.Example, as TF Serving feeds them."""
-    return len(sig.inputs) == 1 and next(iter(sig.inputs.values())).dtype == DT_STRING
+    return len(sig.inputs) == 1 and dtype_name(next(iter(sig.inputs.values())).dtype) == "DT_STRING"
 
 
 def _classifies(outputs: Mapping[str, TensorSpec]) -> bool:
