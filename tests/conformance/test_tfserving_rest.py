@@ -136,7 +136,6 @@ def test_get_model_metadata_rest(tf1: Server) -> None:
     assert sorted_object(got) == sorted_object(expected_metadata("half_plus_two_model_metadata.json"))
 
 
-@pytest.mark.xfail(strict=True, reason="/monitoring/prometheus/metrics is a 404")
 def test_prometheus_endpoint(tf1: Server) -> None:
     """testPrometheusEndpoint: TF Serving's metrics path answers Prometheus text."""
     r = requests.get(tf1.url + "/monitoring/prometheus/metrics", timeout=60)

@@ -34,8 +34,10 @@ log = logging.getLogger("tfserverless")
 
 #: TF Serving's REST API: a path under it that no route takes still gets TF Serving's JSON error
 TFS_API = "/v1/"
+#: TF Serving's Prometheus path (its monitoring config's default): what /metrics answers
+TFS_METRICS = "/monitoring/prometheus/metrics"
 #: requests /metrics does not count (probes and scrapes)
-UNCOUNTED = frozenset(("/healthz", "/healthz/live", "/metrics"))
+UNCOUNTED = frozenset(("/healthz", "/healthz/live", "/metrics", TFS_METRICS))
 #: warm-up requests an adapter sends through its whole path (the first that succeeded)
 PATH_WARMUP_REQUESTS = 16
 
@@ -98,6 +100,7 @@ class Service:
             "/healthz": self._health_route,
             "/healthz/live": self._live_route,
             "/metrics": self._metrics_route,
+            TFS_METRICS: self._metrics_route,
             "/": self.eas.gateway,
         }
         # then by prefix, in order: EAS's gateway path, TF Serving REST, the V2 protocol
@@ -207,9 +210,11 @@ class Service:
     # endpoints -------------------------------------------------------------------------------
 
     def _metrics_route(self, req: Request) -> Response:
+        """``/metrics``, and TF Serving's path for the same: the token when one is set (a
+        signed request signs the path it asked for)."""
         allow(req, "GET", "HEAD")
         if self.config.service_token:
-            check_auth(self.config.service_token, req, "/metrics")
+            check_auth(self.config.service_token, req, req.path.rstrip("/"))
         return Response(200, self.metrics.render(), {"Content-Type": CONTENT_TYPE})
 
     def _live_route(self, req: Request) -> Response:
