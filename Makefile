@@ -21,6 +21,9 @@ $(VENV)/.installed: pyproject.toml requirements-dev.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -r requirements-dev.txt
+	# TF Serving's own Python client (the gRPC tests drive it); --no-deps: it pins `tensorflow`,
+	# which would pull a second TensorFlow beside tensorflow-cpu (its modules are the same)
+	$(BIN)/pip install -q --no-deps tensorflow-serving-api==2.21.0
 	$(BIN)/pip install -q --no-deps -e .
 	touch $@
 

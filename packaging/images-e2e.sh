@@ -27,13 +27,33 @@ if ! docker info >/dev/null 2>&1; then
   for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
   docker info >/dev/null
 fi
-cleanup() { if [ -n "$started" ]; then kill "$started" 2>/dev/null || true; wait "$started" 2>/dev/null || true; fi; }
+# under vfs every layer is a full copy of the image's tree (~13 GB for the current TensorFlow
+# image with its build stage): build, drive and delete one image at a time, and leave only the
+# base images behind, or a run (or the next one) fills the disk ("no space left on device")
+drop_built() {
+  docker ps -aq | xargs -r docker rm -f >/dev/null 2>&1 || true
+  docker images --format '{{.Repository}}:{{.Tag}}' | grep '^tfserverless:' | xargs -r docker rmi -f >/dev/null 2>&1 || true
+  docker image prune -f >/dev/null 2>&1 || true
+}
+cleanup() {
+  if docker info >/dev/null 2>&1; then drop_built; fi
+  if [ -n "$started" ]; then kill "$started" 2>/dev/null || true; wait "$started" 2>/dev/null || true; fi
+}
 trap cleanup EXIT
-# each run re-tags the images it builds; what it replaced is left untagged (~4 GB a run under
-# vfs): drop those, or a few runs fill the disk ("no space left on device" mid-build)
-docker image prune -f >/dev/null
+drop_built
+need_gb=8
+free_gb=$(( $(df -Pk "$DIR" | awk 'NR==2 {print $4}') / 1048576 ))
+if [ "$free_gb" -lt "$need_gb" ]; then
+  echo "images-e2e: $free_gb GB free under $DIR; one image built under vfs needs about $need_gb GB" >&2
+  exit 1
+fi
 
-images=()
+# the test models, built once for every image's run
+rm -rf "$DIR/models"
+"$BIN/python" tests/models.py "$DIR/models" tf1_mnist >"$DIR/models.txt"
+chmod -R a+rX "$DIR/models"
+
+failed=()
 for b in "${BUILDS[@]}"; do
   proc=${b%%:*}; suite=${b##*:}
   if ! docker image inspect "tfserverless-base:$suite" >/dev/null 2>&1; then
@@ -45,16 +65,20 @@ for b in "${BUILDS[@]}"; do
     tar -C "$DIR/rootfs-$suite" -c . | docker import - "tfserverless-base:$suite" >/dev/null
     rm -rf "$DIR/rootfs-$suite"
   fi
+  image="tfserverless:$proc-cloudrun"
   echo "== build $proc (cloudrun) on tfserverless-base:$suite"
   start=$(date +%s)
   "$BIN/python" packaging/build --processor "$proc" --flavour cloudrun \
     --base-image "tfserverless-base:$suite" --out "$DIR/contexts" >"$DIR/build-$proc.log" 2>&1 \
     || { tail -n 40 "$DIR/build-$proc.log"; exit 1; }
-  size=$(docker image inspect -f '{{.Size}}' "tfserverless:$proc-cloudrun")
-  echo "   built tfserverless:$proc-cloudrun in $(( $(date +%s) - start ))s, $(( size / 1000000 )) MB"
-  images+=("tfserverless:$proc-cloudrun")
+  size=$(docker image inspect -f '{{.Size}}' "$image")
+  echo "   built $image in $(( $(date +%s) - start ))s, $(( size / 1000000 )) MB"
+  echo "== run and drive: $image"
+  TFS_IMAGES="$image" TFS_MODELS_LIST="$DIR/models.txt" EAS_PYTHON="$PWD/.venv-eas/bin/python" \
+    "$BIN/pytest" -q -p no:cacheprovider tests/images || failed+=("$image")
+  drop_built
 done
-
-echo "== run and drive: ${images[*]}"
-TFS_IMAGES=$(IFS=,; echo "${images[*]}") EAS_PYTHON="$PWD/.venv-eas/bin/python" \
-  "$BIN/pytest" -q -p no:cacheprovider tests/images
+if [ "${#failed[@]}" -gt 0 ]; then
+  echo "images-e2e: failed on ${failed[*]}" >&2
+  exit 1
+fi

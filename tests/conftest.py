@@ -37,7 +37,12 @@ class Models(Dict[str, str]):
 
 @pytest.fixture(scope="session")
 def models(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, str]:
-    """Build the test SavedModels once, with TensorFlow in a subprocess."""
+    """Build the test SavedModels once, with TensorFlow in a subprocess (``TFS_MODELS_LIST``:
+    a list ``tests/models.py`` printed earlier, for runs that share one build)."""
+    listed = os.environ.get("TFS_MODELS_LIST")
+    if listed:
+        with open(listed, encoding="utf-8") as f:
+            return Models(line.split(" ", 1) for line in f.read().strip().splitlines())
     out = tmp_path_factory.mktemp("models")
     proc = subprocess.run(
         [PYTHON, os.path.join(TESTS, "models.py"), str(out)],

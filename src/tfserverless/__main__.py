@@ -11,6 +11,7 @@ import os
 import sys
 from typing import Any, Dict, List, Optional, Tuple
 
+from .config_values import SERVE_PROTOCOLS
 from .errors import ConfigError
 from .tools import deploy
 from .tools import render as renderers
@@ -140,6 +141,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     serve.add_argument("--host", default="0.0.0.0", help="address to listen on (default: %(default)s)")
     serve.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")),
                        help="port (default: $PORT, else 8080)")
+    serve.add_argument("--grpc-port", type=int, help="also serve gRPC (TF Serving's "
+                       "PredictionService, V2's GRPCInferenceService, health) on this port "
+                       "(default: $GRPC_PORT, else none)")
+    serve.add_argument("--protocol", choices=SERVE_PROTOCOLS, help="what --port speaks: http, "
+                       "or grpc (cleartext HTTP/2, for platforms that route one port; HTTP then "
+                       "listens on a unix socket only) (default: $PROTOCOL, else http)")
     render = sub.add_parser("render", help="print the deploy parameters for a platform")
     render.add_argument("--config", required=True, help="an EAS service config (JSON; required)")
     render.add_argument("--platform", required=True, choices=renderers.PLATFORMS,
@@ -213,6 +220,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(f"tfserverless: configuration error: {refusal}", file=sys.stderr)
             return 2
         os.environ.update(deploy.environment(svc))
+    if args.grpc_port is not None:
+        os.environ["GRPC_PORT"] = str(args.grpc_port)
+    if args.protocol is not None:
+        os.environ["PROTOCOL"] = args.protocol
     from . import server  # gunicorn and the service: only when serving
 
     server.run(args.host, args.port)

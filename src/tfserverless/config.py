@@ -140,6 +140,10 @@ SETTINGS = (
     # worker processes per instance (functions-framework's WORKERS); default: one a core,
     # which ``sizing`` may lower to what the memory limit fits
     Setting("WORKERS", "workers", v.workers, None),
+    # gRPC (TF Serving's PredictionService, V2's GRPCInferenceService, grpc.health.v1) on its
+    # own port beside HTTP in every worker (0: none); or PROTOCOL=grpc: PORT itself is gRPC
+    Setting("GRPC_PORT", "grpc_port", v.port, 0),
+    Setting("PROTOCOL", "protocol", v.serve_protocol, "http"),
 )
 
 
@@ -183,6 +187,8 @@ class Config:
     rpc_max_batch_timeout_ms: int
     server_timing: bool
     workers: int
+    grpc_port: int
+    protocol: str
 
     def __init__(self, *, platform: str = "local", cuda_visible_devices: Optional[str] = None,
                  workers_set: bool = False, platform_memory: int = 0,
@@ -199,6 +205,7 @@ class Config:
         # Credentials and other platform settings stay in the mapping the config came from,
         # so storage backends read them through the config, never from os.environ directly.
         self.environ: Dict[str, str] = dict(environ or {})
+        self.grpc_host = "0.0.0.0"  # where gRPC listens: ``serve --host`` sets it
         # the derived defaults
         self.model_cache_dir = self.model_cache_dir or default_cache_dir(self.environ)
         if self.init_budget is None:

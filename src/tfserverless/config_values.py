@@ -107,6 +107,26 @@ def flag(key: str, value: str) -> bool:
     raise ConfigError(f"{key}={value!r} is not a switch; expected true or false")
 
 
+def port(key: str, value: str) -> int:
+    n = positive_int(key, value)
+    if n > 65535:
+        raise ConfigError(f"{key}={value!r} is not a port; expected 1 to 65535 (0: none)")
+    return n
+
+
+#: what ``tfserverless serve`` speaks on ``PORT``: HTTP/1.1 (every HTTP protocol), or gRPC
+#: over cleartext HTTP/2 for platforms that route one port (the gRPC services only)
+SERVE_PROTOCOLS = ("http", "grpc")
+
+
+def serve_protocol(key: str, value: str) -> str:
+    v = value.strip().lower()
+    if v not in SERVE_PROTOCOLS:
+        raise ConfigError(f"{key}={value!r} is not a protocol; expected one of "
+                          f"{', '.join(SERVE_PROTOCOLS)}")
+    return v
+
+
 def text(key: str, value: str) -> str:
     return value.strip()
 
@@ -132,7 +152,7 @@ def service_name(key: str, value: str) -> str:
     return v
 
 
-__all__ = ["LOG_LEVELS", "MAX_BATCH_ROWS", "MAX_WORKERS", "MAX_WORKER_THREADS", "at_least_one",
-           "at_most", "batch_rows", "body_limit", "connections", "flag", "log_level", "parse_size",
-           "part_size", "positive_int", "seconds", "service_name", "text", "thread_count",
-           "threads", "workers"]
+__all__ = ["LOG_LEVELS", "MAX_BATCH_ROWS", "MAX_WORKERS", "MAX_WORKER_THREADS", "SERVE_PROTOCOLS",
+           "at_least_one", "at_most", "batch_rows", "body_limit", "connections", "flag",
+           "log_level", "parse_size", "part_size", "port", "positive_int", "seconds",
+           "serve_protocol", "service_name", "text", "thread_count", "threads", "workers"]

@@ -50,6 +50,12 @@ class PayloadTooLarge(TFServerlessError):
     status = 413
 
 
+class NotImplementedHere(TFServerlessError):
+    """A method of a protocol this server answers by design with no (gRPC: UNIMPLEMENTED)."""
+
+    status = 501
+
+
 class UnsupportedMediaType(TFServerlessError):
     status = 415
 

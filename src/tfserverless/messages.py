@@ -25,8 +25,8 @@ class PayloadLimit:
 class Request:
     """An HTTP request as every platform can describe it (header names any case)."""
 
-    __slots__ = ("body", "content_length", "headers", "method", "path", "payload_limit",
-                 "protocol", "query", "warmup")
+    __slots__ = ("body", "content_length", "headers", "infer", "method", "path",
+                 "payload_limit", "protocol", "query", "timeout", "warmup")
 
     def __init__(
         self,
@@ -53,6 +53,11 @@ class Request:
         self.protocol = ""
         # a warm-up replay through the serving path (not counted in /metrics)
         self.warmup = warmup
+        # seconds the client gives the call (a gRPC deadline), if it said; RPC_KEEPALIVE
+        # bounds it either way
+        self.timeout: Optional[float] = None
+        # a prediction (admitted to the model), as /metrics and V2's statistics count them
+        self.infer = False
 
 
 class Response:

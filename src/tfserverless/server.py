@@ -11,9 +11,11 @@ functions-framework's ``--target predict`` instead, which serves the same servic
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
-from typing import Any, Dict, Optional
+import tempfile
+from typing import Any, Dict, Mapping, Optional
 
 #: uvicorn's gunicorn worker with a deadline and a byte cap on request heads
 #: (``HEADER_READ_TIMEOUT``, ``config.MAX_HEAD_BYTES``)
@@ -28,9 +30,9 @@ def worker_class() -> Optional[str]:
     return WORKER if http_guard.BaseWorker is not None else None
 
 
-def options(host: str, port: int, workers: int, worker: str) -> Dict[str, Any]:
+def options(bind: str, workers: int, worker: str) -> Dict[str, Any]:
     return {
-        "bind": f"{host}:{port}",
+        "bind": bind,
         "workers": workers,
         "worker_class": worker,
         "timeout": 0,  # a model load or a long prediction is not a hung worker
@@ -41,6 +43,35 @@ def options(host: str, port: int, workers: int, worker: str) -> Dict[str, Any]:
     }
 
 
+def http_bind(host: str, port: int, protocol: str) -> str:
+    """Where gunicorn listens for HTTP: ``host:port``, or with ``PROTOCOL=grpc`` (``port`` is
+    gRPC's) a unix socket of this process, so HTTP stays reachable from the instance only."""
+    if protocol == "grpc":
+        return "unix:" + os.path.join(tempfile.gettempdir(), f"tfserverless-{os.getpid()}.sock")
+    return f"{host}:{port}"
+
+
+def grpc_refusal(environ: Mapping[str, str], port: int, has_worker: bool) -> str:
+    """Why gRPC, as the environment asks for it, cannot be served here ('' if it can or
+    is not asked for).  Read before the service is built: the server's choice depends on it."""
+    grpc_port = environ.get("GRPC_PORT", "").strip()
+    alone = environ.get("PROTOCOL", "").strip().lower() == "grpc"
+    if not alone and grpc_port in ("", "0"):
+        return ""
+    if grpc_port == str(port) and not alone:
+        return (f"GRPC_PORT={grpc_port} is the HTTP port too; expected another port, or "
+                "PROTOCOL=grpc to serve gRPC alone on it")
+    if not has_worker:
+        return ("gRPC (GRPC_PORT, PROTOCOL=grpc) runs in the uvicorn worker, which this Python "
+                "lacks (gunicorn, uvicorn); expected them installed, or no gRPC")
+    # whether grpcio is installed, without importing it before the fork (its threads and
+    # polling do not survive one): platforms.grpc imports it in each worker
+    if importlib.util.find_spec("grpc") is None:
+        return ("gRPC (GRPC_PORT, PROTOCOL=grpc) needs grpcio, which this Python lacks; "
+                "expected `pip install grpcio`")
+    return ""
+
+
 def run(host: str, port: int) -> None:
     """Serve until stopped; the environment holds the service's settings."""
     worker = worker_class()
@@ -48,6 +79,10 @@ def run(host: str, port: int) -> None:
         import gunicorn.app.base
     except ImportError:
         worker = None
+    refusal = grpc_refusal(os.environ, port, worker is not None)
+    if refusal:
+        print(f"tfserverless: configuration error: {refusal}", file=sys.stderr)
+        raise SystemExit(2)
     if worker is None:  # no bare server here: functions-framework serves the same service
         cmd = [sys.executable, "-m", "functions_framework", "--source", ENTRY, "--target",
                "predict", "--host", host, "--port", str(port)]
@@ -58,7 +93,10 @@ def run(host: str, port: int) -> None:
     config = entrypoints.service.config
     # as many model copies as fit the memory limit (the model's size: no TensorFlow)
     config.workers = workers_or_exit(config)
-    opts = options(host, port, config.workers, worker)
+    config.grpc_host = host
+    if config.protocol == "grpc":
+        config.grpc_port = port
+    opts = options(http_bind(host, port, config.protocol), config.workers, worker)
 
     class Application(gunicorn.app.base.BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
@@ -71,4 +109,4 @@ def run(host: str, port: int) -> None:
     Application().run()
 
 
-__all__ = ["options", "run", "worker_class"]
+__all__ = ["grpc_refusal", "http_bind", "options", "run", "worker_class"]

@@ -138,3 +138,24 @@ def test_tf_servings_metrics_path_answers_what_metrics_answers(start_server, sam
         counts = [{k: v for k, v in parse(g.text).items() if k[0] == COUNT} for g in got]
         assert counts[0] == counts[1] == {(COUNT, (("protocol", "eas"), ("status", "200"))): 3}
     assert requests.post(tfs, headers=auth, timeout=10).status_code == 405
+
+
+def test_inference_totals_count_predictions_only() -> None:
+    """What V2's statistics extension reports: predictions by outcome (reads are not), the
+    time queued and in the model, rows and calls; the grpc protocols have their own label."""
+    m = Metrics(max_workers=2)
+    m.request("v2-grpc", 200, 0.002, infer=True)
+    m.request("v2-grpc", 200, 0.004, infer=True)
+    m.request("tfserving-grpc", 400, 0.001, infer=True)
+    m.request("v2", 200, 0.5)  # metadata: not an inference
+    m.runtime(3, 0.001)
+    m.queued(0.0005)
+    t = m.inference_totals()
+    assert (t["success"], t["fail"]) == (2, 1)
+    assert t["success_ns"] == pytest.approx(6e6) and t["fail_ns"] == pytest.approx(1e6)
+    assert (t["execution_count"], t["inference_count"]) == (1, 3)
+    assert t["compute_ns"] == pytest.approx(1e6) and t["queue_ns"] == pytest.approx(5e5)
+    assert t["last_inference"] > 1.7e12
+    text = m.render().decode()
+    assert 'protocol="v2-grpc",status="200"} 2' in text
+    assert 'protocol="tfserving-grpc",status="400"} 1' in text

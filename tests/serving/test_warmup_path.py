@@ -51,7 +51,7 @@ def test_only_the_adapters_replay_is_a_warm_up() -> None:
 def test_warm_up_requests_are_not_counted() -> None:
     svc = service()
     counted: List[str] = []
-    svc.metrics.request = lambda protocol, status, seconds: counted.append(protocol)  # type: ignore[method-assign]
+    svc.metrics.request = lambda protocol, status, seconds, infer=False: counted.append(protocol)  # type: ignore[method-assign]
     svc.count(svc.warmup_requests()[0], 200, 0.0)
     assert counted == []
     client = request_head(scope())

@@ -21,6 +21,7 @@ from ..errors import ClientGone, HeadersTooLarge, RequestTimeout, TFServerlessEr
 from ..messages import Request, Response
 from ..serving.service import Service
 from . import admit_head, declared_length
+from . import grpc as grpc_door
 
 Receive = Callable[[], Awaitable[Dict[str, Any]]]
 Send = Callable[[Dict[str, Any]], Awaitable[None]]
@@ -38,6 +39,8 @@ PATH_REPLAYS = 3
 #: seconds ``warm_path`` waits at a time for a load still running (a wait ends as the load
 #: does; ``MODEL_LOAD_TIMEOUT`` is what a request waits, 0 for none, not an interval to poll)
 LOAD_POLL_SECONDS = 60.0
+#: seconds a stopping worker gives the gRPC calls in flight
+GRPC_STOP_GRACE = 5.0
 
 
 def request_head(scope: Dict[str, Any]) -> Request:
@@ -217,6 +220,7 @@ def make_app(service: Service) -> App:
     the model's load and, once loaded, replays the warm-up through itself (``warm_path``)."""
     logging.getLogger("uvicorn.error").addFilter(QuietWhenClientLeft())
     tasks: List[asyncio.Task[None]] = []
+    servers: List[Any] = []  # the worker's gRPC server, if GRPC_PORT
 
     async def app(scope: Dict[str, Any], receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -225,8 +229,19 @@ def make_app(service: Service) -> App:
                 message = await receive()
                 if message["type"] == "lifespan.startup":
                     tasks.append(asyncio.ensure_future(warm_path(service, app)))
+                    cfg = service.config
+                    if cfg.grpc_port:  # gRPC beside HTTP, in this worker's loop
+                        try:
+                            servers.append(await grpc_door.start(service, cfg.grpc_host,
+                                                                 cfg.grpc_port))
+                        except Exception as e:  # the worker cannot serve what was asked
+                            await send({"type": "lifespan.startup.failed",
+                                        "message": f"gRPC on port {cfg.grpc_port}: {e}"})
+                            return
                     await send({"type": "lifespan.startup.complete"})
                 elif message["type"] == "lifespan.shutdown":
+                    for server in servers:
+                        await server.stop(GRPC_STOP_GRACE)
                     await send({"type": "lifespan.shutdown.complete"})
                     return
         if kind != "http":

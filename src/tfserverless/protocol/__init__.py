@@ -2,10 +2,14 @@
 
 * ``eas``: PAI-EAS's TensorFlow protocol (``proto/predict.proto``, hand-decoded protobuf)
 * ``tfserving``: TF Serving's REST API (``/v1/models/...``, row and columnar JSON)
+* ``tfs_grpc``: TF Serving's gRPC ``PredictionService`` messages (``tensor_proto``: TensorFlow's
+  ``TensorProto``; ``tfs_examples``: Classify, Regress, MultiInference; ``tfs_messages``:
+  ModelSpec, GetModelMetadata, GetModelStatus), hand-decoded protobuf
 * ``v2``: the Open Inference Protocol (KServe, Triton), JSON and the binary tensor extension
 * ``tfrecord``: TF Serving's warm-up file (TFRecord of ``PredictionLog``)
 
-``dtypes`` is the one dtype table all of them convert through, ``wire`` the protobuf
+``dtypes`` is the one dtype table all of them convert through (and the ``Layout`` of each
+array message), ``eas_array`` the one decoder of array messages, ``wire`` the protobuf
 primitives, ``signature`` the checks every request passes before the model.  A protocol
 is a ``Codec``: ``decode`` a body into a signature, feeds and outputs; ``encode`` the model's
 outputs into a reply body.

@@ -86,7 +86,7 @@ def _shape(t: Dict[str, Any], name: str) -> Tuple[Tuple[int, ...], int]:
     return tuple(shape), check_dims(name, shape)
 
 
-def _bytes_elements(raw: memoryview, count: int, name: str) -> np.ndarray:
+def bytes_elements(raw: memoryview, count: int, name: str) -> np.ndarray:
     """BYTES binary data: ``count`` elements, each a uint32 length and its bytes.  The caller
     has checked that ``raw`` holds ``count`` lengths, so what is allocated here is bounded by
     the body."""
@@ -142,7 +142,7 @@ def _input(t: Dict[str, Any], raw: memoryview, pos: int, sig_spec: TensorSpec,
                                  f"{list(shape)} of BYTES needs at least {count * LENGTH_PREFIX} "
                                  f"(a {LENGTH_PREFIX}-byte length per element)")
             check_strings(name, count)
-            arr = _bytes_elements(chunk, count, name)
+            arr = bytes_elements(chunk, count, name)
         else:
             item = np.dtype(dt.numpy).newbyteorder("<")
             if size != count * item.itemsize:
@@ -230,7 +230,7 @@ class V2:
             entry: Dict[str, Any] = {"name": k, "datatype": dt.v2, "shape": list(a.shape)}
             flat = a.reshape(-1)
             if binary.get(k):
-                blob = _binary(flat, dt.numpy)
+                blob = binary_data(flat, dt.numpy)
                 entry["parameters"] = {"binary_data_size": len(blob)}
                 blobs.append(blob)
             elif dt.numpy == "object":
@@ -251,7 +251,7 @@ class V2:
                                         "Inference-Header-Content-Length": str(len(head))}
 
 
-def _binary(flat: np.ndarray, numpy: str) -> bytes:
+def binary_data(flat: np.ndarray, numpy: str) -> bytes:
     if numpy != "object":
         return np.ascontiguousarray(flat, dtype=np.dtype(numpy).newbyteorder("<")).tobytes()
     parts = []
@@ -269,4 +269,4 @@ def _texts(flat: np.ndarray, name: str) -> List[str]:
                          'carry; ask for it with "parameters": {"binary_data": true}') from None
 
 
-__all__ = ["HEADER", "V2", "header_length"]
+__all__ = ["HEADER", "LENGTH_PREFIX", "MAX_TENSORS", "V2", "binary_data", "bytes_elements", "header_length"]

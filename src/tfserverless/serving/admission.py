@@ -97,9 +97,13 @@ class Admission:
     def waiting(self) -> int:
         return len(self._waiting)
 
-    def deadline(self) -> float:
+    def deadline(self, within: Optional[float] = None) -> float:
+        """When a request arriving now must be answered: ``RPC_KEEPALIVE`` from now, or
+        sooner if its client gives it ``within`` seconds (a gRPC deadline)."""
         k = self.limits.keepalive
-        return self._clock() + k if k > 0 else float("inf")
+        now = self._clock()
+        at = now + k if k > 0 else float("inf")
+        return at if within is None else min(at, now + max(0.0, within))
 
     # bytes in flight -------------------------------------------------------------------------
 
@@ -281,8 +285,13 @@ class Admission:
         gone = watch() if watch is not None else None
         remaining = deadline - self._clock()
         waits = {fut} if gone is None else {fut, gone}
-        await asyncio.wait(waits, timeout=None if remaining == float("inf") else max(0.0, remaining),
-                           return_when=asyncio.FIRST_COMPLETED)
+        try:
+            await asyncio.wait(waits, timeout=None if remaining == float("inf")
+                               else max(0.0, remaining), return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:  # its task was cancelled: nothing waits for the slot
+            if not self._abandon(ticket, peer):
+                self.release(peer)
+            raise
         if ticket.state != "granted" and self._abandon(ticket, peer):
             if gone is not None and gone.done():
                 raise ClientGone("client disconnected while queued")

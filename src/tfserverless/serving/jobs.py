@@ -39,10 +39,11 @@ class Runner:
 
     def run_sync(self, req: Request, job: Job, held: Held) -> Response:
         adm = self.admission
-        ctx = Context(adm.deadline())
+        ctx = Context(adm.deadline(req.timeout))
         deadline = ctx.deadline
         if not job.admitted:
             return job.run(self.holder.get(wait=self._load_wait(deadline)), ctx)
+        req.infer = True
         if job.check is not None:
             job.check(self.holder.get(wait=self._load_wait(deadline)))
         t0 = time.perf_counter()
@@ -63,7 +64,7 @@ class Runner:
     async def run_async(self, req: Request, job: Job, watch: Optional[Watch],
                         held: Held) -> Response:
         adm = self.admission
-        ctx = Context(adm.deadline())
+        ctx = Context(adm.deadline(req.timeout))
         deadline = ctx.deadline
         t0 = time.perf_counter()
         if self.holder.model is None:
@@ -71,6 +72,7 @@ class Runner:
         model = self.holder.ready()
         if not job.admitted:
             return job.run(model, ctx)
+        req.infer = True
         if job.check is not None:
             job.check(model)
         await adm.acquire_async(deadline, watch, held.peer, rated=not req.warmup)

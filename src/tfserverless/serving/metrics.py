@@ -16,11 +16,12 @@ import mmap
 import multiprocessing
 import os
 import threading
+import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 MAX_WORKERS = 64
 #: every client ecosystem (``Request.protocol``); "none" for requests no route took
-PROTOCOLS = ("eas", "tfserving", "v2", "none")
+PROTOCOLS = ("eas", "tfserving", "v2", "tfserving-grpc", "v2-grpc", "grpc", "none")
 STATUSES = (200, 400, 401, 403, 404, 405, 408, 413, 415, 429, 431, 450, 499, 500, 501, 503, 0)
 #: microseconds, as TF Serving's latency histograms
 LATENCY_BUCKETS = (100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000,
@@ -49,6 +50,8 @@ class _Layout:
         self.fetch = self._take(len(FETCH))
         self.running = self._take(1)
         self.waiting = self._take(1)
+        self.inferences = self._take(4)  # predictions answered: ok count, ok ns, failed, ns
+        self.last_inference = self._take(1)  # ms since the epoch
 
     def _take(self, n: int) -> int:
         at, self.size = self.size, self.size + n
@@ -105,12 +108,20 @@ class Metrics:
         a[at + len(buckets) + 1] += value
         a[at + len(buckets) + 2] += 1
 
-    def request(self, protocol: str, status: int, seconds: float) -> None:
+    def request(self, protocol: str, status: int, seconds: float, infer: bool = False) -> None:
+        """A request answered; ``infer``: a prediction (Triton's statistics count those)."""
         base = self._row()
         p = PROTOCOLS.index(protocol) if protocol in PROTOCOLS else len(PROTOCOLS) - 1
         s = _STATUS_INDEX.get(status, len(STATUSES) - 1)
-        self._all[base + L.requests + p * len(STATUSES) + s] += 1
+        a = self._all
+        a[base + L.requests + p * len(STATUSES) + s] += 1
         self._hist_add(base + L.request_latency, LATENCY_BUCKETS, seconds * 1e6)
+        if infer:
+            at = base + L.inferences + (0 if status == 200 else 2)
+            a[at] += 1
+            a[at + 1] += seconds * 1e9
+            if status == 200:
+                a[base + L.last_inference] = time.time() * 1e3
 
     def runtime(self, rows: int, seconds: float) -> None:
         """One model call of ``rows`` rows (a batch)."""
@@ -152,6 +163,28 @@ class Metrics:
             if pid:
                 out.append((r * L.size, pid, pid == os.getpid() or _alive(pid)))
         return out
+
+    def inference_totals(self) -> Dict[str, float]:
+        """What Triton's statistics extension reports, summed over the live and past workers:
+        predictions answered (``success``/``fail``: count and ns), time queued and in the
+        model (count and ns), rows inferred and model calls made, the last success (ms)."""
+        self._row()
+        rows = self._rows()
+        a = self._all
+
+        def total(at: int) -> float:
+            return sum(a[b + at] for b, _, _ in rows)
+
+        def hist(at: int, buckets: Sequence[float], scale: float) -> Tuple[float, float]:
+            return total(at + len(buckets) + 2), total(at + len(buckets) + 1) * scale
+
+        q, r = hist(L.queuing_latency, LATENCY_BUCKETS, 1e3), hist(L.runtime_latency, LATENCY_BUCKETS, 1e3)
+        calls, inferred = hist(L.batch_size, BATCH_BUCKETS, 1.0)
+        return {"success": total(L.inferences), "success_ns": total(L.inferences + 1),
+                "fail": total(L.inferences + 2), "fail_ns": total(L.inferences + 3),
+                "queue": q[0], "queue_ns": q[1], "compute": r[0], "compute_ns": r[1],
+                "inference_count": inferred, "execution_count": calls,
+                "last_inference": max((a[b + L.last_inference] for b, _, _ in rows), default=0.0)}
 
     def render(self) -> bytes:
         self._row()

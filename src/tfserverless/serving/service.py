@@ -12,12 +12,13 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, FrozenSet, List, Optional, Tuple, Union
 
 from ..backends.holder import ModelHolder
 from ..config import Config
 from ..errors import ClientGone, NotFound, PayloadTooLarge, TFServerlessError, Unauthorized
 from ..messages import GATEWAY_PREFIX, Request, Response, check_size, error_response, json_response
+from ..protocol import grpc_health
 from .admission import Admission, Held, Watch, limits_for
 from .auth import check_auth, check_content_md5
 from .jobs import Runner
@@ -29,15 +30,18 @@ from .routes.tfserving import PREFIX as TFS_PREFIX
 from .routes.tfserving import TFServingRoutes
 from .routes.v2 import PREFIX as V2_PREFIX
 from .routes.v2 import V2Routes
+from .routes.v2_grpc import V2GrpcRoutes
 
 log = logging.getLogger("tfserverless")
 
+#: the standard gRPC health check (Kubernetes' gRPC probes)
+HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 #: TF Serving's REST API: a path under it that no route takes still gets TF Serving's JSON error
 TFS_API = "/v1/"
 #: TF Serving's Prometheus path (its monitoring config's default): what /metrics answers
 TFS_METRICS = "/monitoring/prometheus/metrics"
 #: requests /metrics does not count (probes and scrapes)
-UNCOUNTED = frozenset(("/healthz", "/healthz/live", "/metrics", TFS_METRICS))
+UNCOUNTED = frozenset(("/healthz", "/healthz/live", "/metrics", TFS_METRICS, HEALTH_CHECK))
 #: warm-up requests an adapter sends through its whole path (the first that succeeded)
 PATH_WARMUP_REQUESTS = 16
 
@@ -103,6 +107,11 @@ class Service:
             TFS_METRICS: self._metrics_route,
             "/": self.eas.gateway,
         }
+        # the gRPC methods (the gRPC front door serves these paths and no others)
+        self._grpc: Dict[str, Callable[[Request], Routed]] = {HEALTH_CHECK: self._grpc_health_route}
+        self.v2_grpc = V2GrpcRoutes(*deps)
+        self._grpc.update(self.v2_grpc.methods())
+        self._exact.update(self._grpc)
         # then by prefix, in order: EAS's gateway path, TF Serving REST, the V2 protocol
         self._prefixed: Tuple[Tuple[str, Route], ...] = (
             (GATEWAY_PREFIX, self.eas.prefixed),
@@ -175,6 +184,10 @@ class Service:
                         content_length=len(body), warmup=True)
                 for body in self.warmup_bodies[:limit]]
 
+    def grpc_methods(self) -> FrozenSet[str]:
+        """The full method names (``/package.Service/Method``) the gRPC front door serves."""
+        return frozenset(self._grpc)
+
     def route_error(self, req: Request, e: TFServerlessError) -> Response:
         """The reply to a request refused before its body was read (counted in /metrics)."""
         resp = self.error(req, e)
@@ -186,7 +199,7 @@ class Service:
         if req.path in UNCOUNTED or req.warmup:
             return
         m, adm = self.metrics, self.admission
-        m.request(req.protocol or "none", status, time.perf_counter() - t0)
+        m.request(req.protocol or "none", status, time.perf_counter() - t0, req.infer)
         m.gauges(adm.running, adm.waiting + self.predictor.waiting, adm.shed)
 
     def error(self, req: Request, e: TFServerlessError) -> Response:
@@ -230,6 +243,24 @@ class Service:
             except Unauthorized:
                 detailed = False  # pid, paths and errors are for the token holder only
         return self.health(detailed=detailed)
+
+    def _grpc_health_route(self, req: Request) -> Response:
+        """``grpc.health.v1.Health/Check``: SERVING once loaded and warmed up, else
+        NOT_SERVING (a status, not an error, as the protocol says); unauthenticated, as
+        ``/healthz`` is, and it says nothing else.  A service we do not serve is NOT_FOUND."""
+        allow(req, "POST")
+        req.protocol = "grpc"
+        name = grpc_health.read_service(req.body)
+        if name and "/" + name + "/" not in self._grpc_services():
+            raise NotFound(f"health of service {name[:grpc_health.MAX_SERVICE_NAME]!r} is not "
+                           "known; expected '' or one of the services this server answers")
+        self.holder.start()  # a probe is what first starts the load on an idle instance
+        status = grpc_health.SERVING if self.holder.serving else grpc_health.NOT_SERVING
+        return Response(200, grpc_health.encode_status(status),
+                        {"Content-Type": "application/grpc"})
+
+    def _grpc_services(self) -> FrozenSet[str]:
+        return frozenset(m[:m.rindex("/") + 1] for m in self._grpc)
 
     def health(self, *, detailed: bool = True) -> Response:
         """Readiness, answered at once in every state: 200 once loaded and warmed up."""

@@ -109,10 +109,19 @@ class Routes:
 
     def model_name(self, req: Request, name: str) -> str:
         """Auth first, then the name: only a caller with the token learns the real one."""
+        self.authorize(req)
+        return self.known_name(name)
+
+    def authorize(self, req: Request) -> None:
         cfg = self.config
         check_auth(cfg.service_token, req, req.path, max_skew=cfg.signature_max_skew, body=False)
-        if cfg.service_name and name != cfg.service_name:
-            raise NotFound(f"model '{name}' not found; this function serves '{cfg.service_name}'")
+
+    def known_name(self, name: str) -> str:
+        """``name`` if it is the model's (any, when ``SERVICE_NAME`` is unset), else a 404;
+        ask only once the caller is authorised."""
+        served = self.config.service_name
+        if served and name != served:
+            raise NotFound(f"model '{name}' not found; this function serves '{served}'")
         return name
 
     def loaded_version(self, name: str, version: Optional[str]) -> Optional[Servable]:
@@ -164,6 +173,15 @@ class Routes:
                    admitted=True,
                    codec=codec, call=call, check=self.version_check(call.model, version),
                    prepare=prepare)
+
+    def message_job(self, req: Request, codec: Codec, call: Call, version: Optional[str]) -> Job:
+        """A prediction whose body is one protobuf message (a gRPC call's: complete, with no
+        Content-Encoding of its own), held to ``MAX_BODY_BYTES``."""
+        check_size(req, self.config.max_body_bytes, "MAX_BODY_BYTES")
+        pred = self.predictor
+        return Job(lambda model, ctx: pred.predict(req, model, ctx, codec, served_call(call, model)),
+                   admitted=True, codec=codec, call=call,
+                   check=self.version_check(call.model, version))
 
     def read_job(self, respond: Callable[[Servable], Response], name: str,
                  version: Optional[str]) -> Job:

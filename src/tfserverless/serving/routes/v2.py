@@ -20,7 +20,7 @@ from .common import Routed, Routes, allow, model_version, ready_reply
 
 PREFIX = "/v2"
 _PATH = re.compile(r"/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?"
-                   r"(?P<what>/ready|/infer)?")
+                   r"(?P<what>/ready|/infer|/stats)?")
 
 
 def _json_part(req: Request) -> int:
@@ -51,6 +51,10 @@ class V2Routes(Routes):
         if m["what"] == "/ready":
             ready = self.loaded_version(name, version) is not None and self.holder.serving
             return ready_reply(ready, {"name": name, "ready": ready})
+        if m["what"] == "/stats":  # Triton's statistics extension
+            totals = self.predictor.metrics.inference_totals
+            return self.read_job(lambda model: json_response(200, stats_json(
+                name, model_version(model), totals())), name, version)
         return self.read_job(lambda model: json_response(200, metadata(name, model)),
                              name, version)
 
@@ -64,7 +68,7 @@ class V2Routes(Routes):
 
     def server(self) -> Response:
         return json_response(200, {"name": "tfserverless", "version": __version__,
-                                   "extensions": ["binary_tensor_data"]})
+                                   "extensions": list(EXTENSIONS)})
 
 
 _SIMPLE: Dict[str, Callable[[V2Routes], Response]] = {
@@ -81,6 +85,27 @@ def _tensor(spec: TensorSpec) -> Dict[str, Any]:
             "shape": list(spec.shape) if spec.shape is not None else [-1]}
 
 
+#: the extensions both V2 front doors say they have (``/v2`` and gRPC's ``ServerMetadata``)
+EXTENSIONS = ("binary_tensor_data", "model_configuration", "parameters", "statistics")
+
+
+def stats_json(name: str, version: Any, totals: Dict[str, float]) -> Dict[str, Any]:
+    """Triton's statistics extension (``GET /v2/models/<name>/stats``) from the counters
+    /metrics keeps (``Metrics.inference_totals``): durations in nanoseconds."""
+    def d(key: str) -> Dict[str, int]:
+        return {"count": int(totals[key]), "ns": int(totals[key + "_ns"])}
+
+    none = {"count": 0, "ns": 0}
+    return {"model_stats": [{
+        "name": name, "version": str(version), "last_inference": int(totals["last_inference"]),
+        "inference_count": int(totals["inference_count"]),
+        "execution_count": int(totals["execution_count"]),
+        "inference_stats": {"success": d("success"), "fail": d("fail"), "queue": d("queue"),
+                            "compute_input": none, "compute_infer": d("compute"),
+                            "compute_output": none},
+        "batch_stats": []}]}
+
+
 def metadata(name: str, model: Servable) -> Dict[str, Any]:
     """Model metadata as the Open Inference Protocol writes it."""
     sig = model.signature("")
@@ -89,4 +114,4 @@ def metadata(name: str, model: Servable) -> Dict[str, Any]:
             "outputs": [_tensor(s) for _, s in sorted(sig.outputs.items())]}
 
 
-__all__ = ["PREFIX", "V2Routes", "metadata"]
+__all__ = ["EXTENSIONS", "PREFIX", "V2Routes", "metadata", "stats_json"]

@@ -1,0 +1,150 @@
+"""TensorFlow's ``TensorProto`` (``tensorflow/core/framework/tensor.proto``) by hand: read with
+the one array decoder (``WireArray`` on the ``TENSOR_PROTO`` layout: every ``*_val`` field and
+``tensor_content``, shapes checked before allocation), written as TF Serving writes its replies
+(numbers and bools as ``tensor_content``, strings as ``string_val``).  Plus the
+length-delimited helpers every TF Serving message here is read with."""
+
+from __future__ import annotations
+
+from typing import Any, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from ..errors import BadRequest
+from .dtypes import (
+    MAX_STRINGS,
+    T_CONTENT,
+    T_DTYPE,
+    T_SHAPE,
+    T_STRING,
+    TENSOR_PROTO,
+    check_strings,
+    tensor_dtype_for_numpy,
+)
+from .eas_array import WireArray
+from .wire import Buffer, Malformed, read_key, read_varint, skip_field, varint_bytes
+
+Part = Union[bytes, memoryview]
+
+
+def as_view(body: Buffer) -> memoryview:
+    return memoryview(body).cast("B") if not isinstance(body, memoryview) else body.cast("B")
+
+
+def span(buf: memoryview, pos: int, end: int, what: str) -> Tuple[int, int]:
+    """The payload of the length-delimited field whose length starts at ``pos``."""
+    n, pos = read_varint(buf, pos, end)
+    if pos + n > end:
+        raise Malformed(f"{what} runs past the end of its message")
+    return pos, pos + n
+
+
+def utf8(buf: memoryview, pos: int, end: int, what: str) -> str:
+    try:
+        return bytes(buf[pos:end]).decode("utf-8")
+    except UnicodeDecodeError:
+        raise Malformed(f"{what} is not valid UTF-8") from None
+
+
+def refused(e: Malformed, message: str) -> BadRequest:
+    """``e`` said of the message a gRPC method takes (``wire.Malformed`` names EAS's)."""
+    return BadRequest(f"malformed protobuf body: {e.what}; expected a serialized {message}")
+
+
+# --- reading --------------------------------------------------------------------------------
+
+
+def read_entry(buf: memoryview, pos: int, end: int) -> Tuple[str, WireArray]:
+    """One ``map<string, TensorProto>`` entry (key = 1, value = 2): the last key wins, every
+    occurrence of the value is a part protobuf merges."""
+    name = ""
+    arr = WireArray(buf, TENSOR_PROTO)
+    while pos < end:
+        key, pos = read_key(buf, pos, end)
+        if key in (0x0A, 0x12):
+            start, stop = span(buf, pos, end, "a map entry")
+            if key == 0x0A:
+                name = utf8(buf, start, stop, "a tensor name")
+            else:
+                arr.add_part(start, stop)
+            pos = stop
+        else:
+            pos = skip_field(buf, pos, end, key & 7)
+    return name, arr
+
+
+def scanned(arr: WireArray, name: str) -> WireArray:
+    """``arr`` validated and counted, its strings held to ``MAX_STRINGS`` before any is made."""
+    arr.scan(MAX_STRINGS)
+    check_strings(name, arr.count(T_STRING), counted_all=False)
+    return arr
+
+
+def decode_tensor(data: Buffer, name: str = "tensor") -> np.ndarray:
+    """One serialized TensorProto as the array TensorFlow's ``make_ndarray`` gives, except that
+    the value count must equal the shape's element count (no padding with the last value)."""
+    buf = as_view(data)
+    arr = WireArray(buf, TENSOR_PROTO)
+    arr.add_part(0, len(buf))
+    try:
+        return scanned(arr, name).to_numpy(name)
+    except Malformed as e:
+        raise refused(e, "tensorflow.TensorProto") from None
+
+
+# --- writing --------------------------------------------------------------------------------
+
+
+def frame(field: int, parts: List[Part]) -> List[Part]:
+    """``parts`` as one length-delimited field, without joining them (one copy, at the end)."""
+    return [varint_bytes(field << 3 | 2) + varint_bytes(sum(len(p) for p in parts)), *parts]
+
+
+def text_field(field: int, value: str) -> bytes:
+    """A string field, omitted when empty (proto3)."""
+    data = value.encode("utf-8")
+    return varint_bytes(field << 3 | 2) + varint_bytes(len(data)) + data if data else b""
+
+
+def shape_parts(dims: Optional[Sequence[int]]) -> List[Part]:
+    """A TensorShapeProto's fields: one ``Dim{size}`` per dim (a zero size left out, as
+    protobuf leaves defaults; -1 as TF writes it, 10 bytes), or ``unknown_rank`` for None."""
+    if dims is None:
+        return [b"\x18\x01"]
+    return [b"\x12\x00" if d == 0 else b"\x12" + _dim(int(d)) for d in dims]
+
+
+def _dim(size: int) -> bytes:
+    v = varint_bytes(size)
+    return varint_bytes(len(v) + 1) + b"\x08" + v
+
+
+def _as_bytes(v: Any) -> bytes:
+    if isinstance(v, bytes):
+        return v
+    return v.encode("utf-8") if isinstance(v, str) else bytes(v)
+
+
+def tensor_parts(array: Any) -> List[Part]:
+    """A TensorProto's fields for ``array`` (numpy or anything ``np.asarray`` takes)."""
+    a = np.asarray(array)
+    dt = tensor_dtype_for_numpy(a)
+    out: List[Part] = [bytes((T_DTYPE << 3,)) + varint_bytes(dt.code)]
+    out += frame(T_SHAPE, shape_parts(a.shape))
+    flat = a.reshape(-1)
+    if dt.numpy == "object":
+        for v in flat:
+            out += frame(T_STRING, [_as_bytes(v)])
+    elif flat.size:
+        raw = np.ascontiguousarray(flat, dtype=flat.dtype.newbyteorder("<"))
+        out += frame(T_CONTENT, [raw.view(np.uint8).data])  # no copy of the values
+    return out
+
+
+def encode_tensor(array: Any) -> bytes:
+    """One serialized TensorProto, as TF Serving's replies carry it."""
+    return b"".join(tensor_parts(array))
+
+
+__all__ = ["Part", "as_view", "decode_tensor", "encode_tensor", "frame", "read_entry", "refused",
+           "scanned", "shape_parts", "span", "tensor_parts", "text_field", "utf8"]
