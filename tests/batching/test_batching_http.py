@@ -112,6 +112,30 @@ def test_a_bad_request_in_a_burst_fails_alone(server: Server) -> None:
     assert got[15][1][-1:] == b"\n" and got[15][1].count(b"\n") == 1
 
 
+def test_shapes_other_than_declared_run_alone_in_a_burst(server: Server) -> None:
+    """``x`` is declared [None, None]: rank-1 and rank-3 requests reach the model (as TF
+    Serving lets them) but never share its call with others' rows; a rank-2 ``check`` input
+    (declared [None]) the model refuses fails alone."""
+    rng = np.random.RandomState(1)
+    xs = [rng.rand(1, 4).astype(np.float32) for _ in range(10)] + \
+        [rng.rand(4).astype(np.float32) for _ in range(3)] + \
+        [rng.rand(1, 1, 4).astype(np.float32) for _ in range(2)]
+    bodies = [protocol.encode_request({"x": x}) for x in xs] + \
+        [protocol.encode_request({"x": np.array([[1, 2]], np.int32)}, signature_name="check")]
+    alone = [protocol.decode_response(requests.post(server.url + "/", data=b, timeout=60).content)
+             for b in bodies[:len(xs)]]
+    got = send_all(server.url, bodies)
+    for i, x in enumerate(xs):
+        assert got[i][0] == 200, got[i][1]
+        out = protocol.decode_response(got[i][1])
+        assert out["y"].shape == x.shape
+        np.testing.assert_allclose(out["y"], alone[i]["y"], rtol=1e-6)
+        if x.ndim != 2:  # its own call: rows says its own first dimension
+            assert list(out["rows"]) == [x.shape[0]] * x.shape[0]
+    assert got[-1][0] == 400 and got[-1][1].count(b"\n") == 1
+    assert b"the model rejected the input" in got[-1][1], got[-1][1]
+
+
 def test_output_without_batch_dimension_is_never_split_wrongly(server: Server) -> None:
     xs = [np.arange(1 + i % 4, dtype=np.float32) + i for i in range(16)]
     for _ in range(2):

@@ -58,7 +58,7 @@ Result = Tuple[Optional[np.ndarray], Optional[BaseException]]
 
 def burst(b: Batcher, model: Model, xs: List[np.ndarray], *, gathered: Optional[int] = None,
           deadline: float = float("inf"), meanwhile: Callable[[], None] = lambda: None,
-          ) -> List[Result]:
+          sig: Signature = SIG) -> List[Result]:
     """The first request starts a call (the model is idle) and is held in it; the rest arrive
     while it runs and ``gathered`` of them (all, by default) wait for a batch; ``meanwhile()``
     runs then, and the held call ends."""
@@ -66,7 +66,7 @@ def burst(b: Batcher, model: Model, xs: List[np.ndarray], *, gathered: Optional[
 
     def one(i: int) -> None:
         try:
-            out[i] = (b.run(model.run, SIG, {"x": xs[i]}, ["y"], deadline=deadline)[0]["y"], None)
+            out[i] = (b.run(model.run, sig, {"x": xs[i]}, ["y"], deadline=deadline)[0]["y"], None)
         except Exception as e:
             out[i] = (None, e)
 
@@ -131,6 +131,23 @@ def test_different_shapes_and_dtypes_go_in_different_calls() -> None:
     assert sorted(m.calls) == [1, 1, 1, 3]  # (3 cols f32: 1+2), (4 cols), (f64), the first
 
 
+def test_shapes_the_signature_did_not_declare_run_alone() -> None:
+    """As TF Serving, a shape other than the declared one reaches the model; but its first
+    dimension may not be the batch's, so it is never stacked with other requests' rows (nor
+    with another of its kind: [3] and [3] are not [6] to a graph that reads [-1, 1])."""
+    declared = Signature("d", {"x": TensorSpec("x", 1, (-1, 3))}, {"y": TensorSpec("y", 1, (-1, 3))})
+    b, m = batcher(), Model()
+    odd = [np.ones(3, np.float32), np.ones(3, np.float32) * 2, np.ones((1, 4), np.float32),
+           np.ones((1, 1, 3), np.float32)]
+    fit = [rows(1), rows(2, seed=1), rows(1, seed=2)]
+    xs = fit[:1] + odd + fit[1:]
+    out = burst(b, m, xs, gathered=len(fit) - 1, sig=declared)
+    assert all(err is None for _, err in out)
+    assert all(np.array_equal(y, x * 2) for x, (y, _) in zip(xs, out))
+    assert m.calls[0] == 1 and m.calls[-1] == 3  # the first alone, then the fitting two together
+    assert sorted(m.calls[1:-1]) == [1, 1, 3, 3]  # each odd one alone, beside them
+
+
 def test_timeout_starts_a_second_call_when_calls_may_overlap() -> None:
     clock = Clock()
     b, m = batcher(max_calls=2, max_batch_timeout=0.05, clock=clock), Model()
@@ -192,6 +209,18 @@ def test_deadline_passed_while_gathering_is_dropped_before_the_call(seconds_left
 
 
 @pytest.mark.parametrize("feeds", [{"x": np.float32(1)}, {"x": rows(2), "z": rows(3)},
-                                   {"x": np.zeros((0, 3), np.float32)}])
+                                   {"x": np.zeros((0, 3), np.float32)}, {"x": np.ones(3)},
+                                   {"x": np.ones((1, 1, 3))}, {"z": rows(2)}])
 def test_unbatchable_inputs_have_no_key(feeds: Dict[str, np.ndarray]) -> None:
+    """A scalar, unequal rows, no rows, a rank the signature did not declare ([-1, -1]), a
+    name it does not have."""
     assert batch_key(SIG, feeds, ["y"]) is None
+
+
+def test_batch_key_reads_the_declared_shape_but_the_batch_dimension() -> None:
+    fixed = Signature("f", {"x": TensorSpec("x", 1, (2, 3))}, {"y": TensorSpec("y", 1, (2, 3))})
+    anyrank = Signature("a", {"x": TensorSpec("x", 1, None)}, {"y": TensorSpec("y", 1, None)})
+    assert batch_key(fixed, {"x": rows(2)}, ["y"]) is not None
+    assert batch_key(fixed, {"x": rows(5)}, ["y"]) is not None  # the first dim is the batch's
+    assert batch_key(fixed, {"x": rows(2, 4)}, ["y"]) is None
+    assert batch_key(anyrank, {"x": np.ones((4, 1, 2))}, ["y"]) is not None

@@ -17,6 +17,7 @@ from tfserverless.protocol.tfserving import TFServing
 from tfserverless.protocol.wire import iter_fields
 
 F, S, I64, I32, B, H = 1, 7, 9, 3, 10, 19
+PREDICT_METHOD = "tensorflow/serving/predict"
 
 
 class Sigs:
@@ -36,6 +37,17 @@ class Sigs:
                              {"classes": TensorSpec("classes", S, (-1, 2)),
                               "scores": TensorSpec("scores", F, (-1, 2))},
                              "tensorflow/serving/classify"),
+            # as tf.saved_model.save writes them: method_name predict on every signature
+            "tf2_cls": Signature("tf2_cls", {"inputs": TensorSpec("inputs", S, (-1,))},
+                                 {"scores": TensorSpec("scores", F, (-1, 1))}, PREDICT_METHOD),
+            "tf2_reg": Signature("tf2_reg", {"ex": TensorSpec("ex", S, (-1,))},
+                                 {"outputs": TensorSpec("outputs", F, (-1, 1))}, PREDICT_METHOD),
+            "tf2_float": Signature("tf2_float", {"inputs": TensorSpec("inputs", F, (1,))},
+                                   {"scores": TensorSpec("scores", F, (1,))}, PREDICT_METHOD),
+            "tf2_other": Signature("tf2_other", {"inputs": TensorSpec("inputs", S, (-1,))},
+                                   {"scores": TensorSpec("scores", F, (-1,)),
+                                    "classes": TensorSpec("classes", S, (-1,)),
+                                    "extra": TensorSpec("extra", F, (-1,))}, PREDICT_METHOD),
         }
 
     def signature(self, name: str) -> Signature:
@@ -108,7 +120,6 @@ def test_strings_and_b64() -> None:
     ({"instances": [[1, 2, 3], [1, 2]]}, "ragged"),
     ({"instances": [["a", "b", "c"]]}, "holds strings"),
     ({"instances": [[True, False, True]]}, "holds true/false"),
-    ({"instances": [[1, 2]]}, "has shape [1, 2]"),
     ({"signature_name": "nope", "instances": [[1, 2, 3]]}, "unknown signature_name"),
     ({"signature_name": 3, "instances": [[1, 2, 3]]}, "must be a string"),
     ({"signature_name": "two", "instances": [[1, 2]]}, "expected each instance as an object"),
@@ -120,6 +131,9 @@ def test_strings_and_b64() -> None:
     ({"signature_name": "str", "instances": [{"b64": "!!"}]}, "not base64"),
     ({"signature_name": "str", "instances": [3]}, "int values where strings"),
     ({"signature_name": "str", "instances": [{"b64": 1}]}, "dict values where strings"),
+    # the rank every protocol allows (numpy's own limit is 64 in numpy 2, 32 before)
+    ({"inputs": json.loads("[" * 33 + "1" + "]" * 33)}, "input 'x' has rank over 32"),
+    ({"signature_name": "str", "inputs": json.loads("[" * 33 + '"s"' + "]" * 33)}, "rank over 32"),
 ])
 def test_bad_requests_are_400_with_one_line(doc: Any, msg: str) -> None:
     with pytest.raises(BadRequest) as e:
@@ -128,11 +142,31 @@ def test_bad_requests_are_400_with_one_line(doc: Any, msg: str) -> None:
 
 
 @pytest.mark.parametrize("body", [b"", b"{", b"[1,", b'{"instances": [1e999]}', b"\xff\xfe",
-                                  b"[" * 100_000, b'{"instances": [1' + b"0" * 40 + b"]}"])
+                                  b"[" * 100_000])
 def test_malformed_json_is_400(body: bytes) -> None:
     with pytest.raises(BadRequest) as e:
         CODEC.decode(body, {}, Sigs(), PREDICT)
     assert "\n" not in e.value.message
+
+
+@pytest.mark.parametrize("doc,shape", [
+    ({"instances": [[1, 2]]}, (1, 2)), ({"instances": [1, 2, 3]}, (3,)),
+    ({"inputs": 7}, ()), ({"inputs": [[[1, 2, 3]]]}, (1, 1, 3)),
+    ({"inputs": json.loads("[" * 32 + "1" + "]" * 32)}, (1,) * 32),
+])
+def test_shapes_other_than_declared_go_to_the_model(doc: Any, shape: Any) -> None:
+    """As TF Serving: ``x`` is declared [-1, 3], but what a tensor's shape means is the
+    graph's to say (half_plus_two answers [3] against [-1, 1]); a backend refuses what its
+    graph cannot take, in one line."""
+    assert decode(doc).feeds["x"].shape == shape
+
+
+def test_an_integer_past_float32_is_infinity_as_tensorflow_casts_it() -> None:
+    """A 41-digit integer for a float input: float32's infinity, as ``tf.cast`` makes it
+    (it was refused only for its shape, [1] against [-1, 3], before shapes were the model's)."""
+    for body in (b'{"instances": [1' + b"0" * 40 + b"]}", b'{"instances": [[1' + b"0" * 40 + b", 1, 2]]}"):
+        x = CODEC.decode(body, {}, Sigs(), PREDICT).feeds["x"]
+        assert x.dtype == np.float32 and x.reshape(-1)[0] == np.inf
 
 
 def test_nan_and_infinity_are_accepted_as_tf_serving_accepts_them() -> None:
@@ -163,6 +197,36 @@ def test_classify_builds_examples_and_shapes_results() -> None:
         decode({"signature_name": "cls", "examples": [{"x": 1}]}, Call("m", "", "regress"))
     with pytest.raises(BadRequest, match='"examples" must be'):
         decode({"signature_name": "cls", "examples": []}, call)
+
+
+@pytest.mark.parametrize("verb,sig,ok", [
+    ("classify", "tf2_cls", True), ("regress", "tf2_reg", True),
+    ("regress", "tf2_cls", False),  # no 'outputs'
+    ("classify", "tf2_reg", False),  # neither 'classes' nor 'scores'
+    ("classify", "tf2_float", False), ("regress", "tf2_float", False),  # no string input
+    ("classify", "tf2_other", False),  # three outputs: TF Serving takes one or two
+    ("classify", "str", False),  # a string in, but 'o' out
+    ("classify", "two", False),  # two inputs
+])
+def test_examples_on_predict_signatures_as_tf_serving(verb: str, sig: str, ok: bool) -> None:
+    """``tf.saved_model.save`` writes method_name predict on every signature; TF Serving then
+    classifies/regresses on a signature of one DT_STRING input (serialized tf.Example) whose
+    outputs are what the verb gives (its classifier.cc/regressor.cc checks); else one line."""
+    doc = {"signature_name": sig, "examples": [{"x": 2.0}, {"x": 3.0}]}
+    if not ok:
+        with pytest.raises(BadRequest) as e:
+            decode(doc, Call("m", "", verb))
+        assert f"signature '{sig}' is not a {verb} signature (method_name " in e.value.message
+        assert "one DT_STRING input of serialized tf.Example" in e.value.message
+        return
+    call = Call("m", "", verb)
+    d = decode(doc, call)
+    (alias,) = d.feeds
+    assert list(d.feeds[alias]) == serialize_examples([{"x": 2.0}, {"x": 3.0}], {})
+    name = "scores" if verb == "classify" else "outputs"
+    body, _ = CODEC.encode({name: np.array([[3.0], [3.5]], np.float32)}, d, call)
+    want = [[["", 3.0]], [["", 3.5]]] if verb == "classify" else [3.0, 3.5]
+    assert json.loads(body) == {"results": want}
 
 
 def test_example_wire_format() -> None:

@@ -117,6 +117,29 @@ def test_shed_requests_are_counted_and_metrics_need_the_token(start_server, samp
     assert got[(COUNT, (("protocol", "eas"), ("status", "200")))] == codes.count(200)
 
 
+@pytest.mark.slow
+def test_tf_servings_metrics_path_answers_what_metrics_answers(start_server, sample_model: str) -> None:  # type: ignore[no-untyped-def]
+    """``/monitoring/prometheus/metrics`` (where Prometheus configs written for TF Serving
+    scrape): the same text as ``/metrics``, the same token rule, and not counted either."""
+    s = start_server({"MODEL_PATH": sample_model, "SERVICE_TOKEN": "s3cret"})
+    tfs = s.url + "/monitoring/prometheus/metrics"
+    r = requests.get(tfs, timeout=10)
+    assert r.status_code == 401 and "Authorization" in r.text
+    auth = {"Authorization": "s3cret"}
+    body = protocol.encode_request({"images": np.zeros((1, 784), np.float32)},
+                                   signature_name="predict_images")
+    for _ in range(3):
+        assert requests.post(s.url + "/", data=body, headers=auth, timeout=30).status_code == 200
+    for _ in range(2):  # scrapes, by either path, count nothing
+        got = [requests.get(url, headers=auth, timeout=10) for url in (tfs, s.url + "/metrics")]
+        assert [g.status_code for g in got] == [200, 200]
+        assert got[0].headers["Content-Type"] == got[1].headers["Content-Type"]
+        assert got[0].headers["Content-Type"].startswith("text/plain") and "# TYPE" in got[0].text
+        counts = [{k: v for k, v in parse(g.text).items() if k[0] == COUNT} for g in got]
+        assert counts[0] == counts[1] == {(COUNT, (("protocol", "eas"), ("status", "200"))): 3}
+    assert requests.post(tfs, headers=auth, timeout=10).status_code == 405
+
+
 def test_inference_totals_count_predictions_only() -> None:
     """What V2's statistics extension reports: predictions by outcome (reads are not), the
     time queued and in the model, rows and calls; the grpc protocols have their own label."""

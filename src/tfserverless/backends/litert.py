@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import time
 from typing import Any, Dict, List, Sequence, Tuple
@@ -154,12 +155,14 @@ class LiteModel:
 
     def run(self, sig: Signature, feeds: Dict[str, np.ndarray],
             outputs: Sequence[str]) -> Dict[str, np.ndarray]:
+        for n, v in feeds.items():
+            _check_rank(sig, n, v)
         args = {n: _for_litert(v) for n, v in feeds.items()}
         interp = self._take()
         try:
             result = self._runner(interp, sig.name)(args)
         except (RuntimeError, ValueError) as e:  # LiteRT's words for shapes/values it refuses
-            raise BadRequest(f"the model rejected the input: {first_line(e)}") from None
+            raise BadRequest(f"the model rejected the input: {_readable(first_line(e))}") from None
         finally:
             self._give(interp)
         return {n: _from_litert(result[n]) for n in outputs}
@@ -206,6 +209,26 @@ class _Runner:
             w.SetTensor(self._inputs[name], value, sub)
         w.Invoke(sub)
         return {name: w.GetTensor(index, sub) for name, index in self._outputs}
+
+
+def _check_rank(sig: Signature, name: str, v: np.ndarray) -> None:
+    """LiteRT resizes an input to the request's dimensions (its kernels then take or refuse
+    them), but not to another rank than the signature's: some kernels abort the process on one
+    (ADD at rank 10, measured), where TensorFlow answers or refuses.  So a one-line 400."""
+    want = sig.inputs[name].shape
+    if want is not None and v.ndim != len(want):
+        raise BadRequest(f"input '{name}' has shape {list(v.shape)}, rank {v.ndim}; this LiteRT "
+                         f"model takes rank {len(want)} ({list(want)}; -1: any size): it "
+                         "resizes dimensions, not ranks")
+
+
+#: where LiteRT's error reporter ran its messages together ("...runtimeNode number 2 (...)")
+_PARTS = re.compile(r"(?<=\S)(?=Node number \d+ \()|(?<=[^\w/\s])(?=[\w/]+\.cc:\d+ )")
+
+
+def _readable(text: str) -> str:
+    """LiteRT's messages, one after another, each said once."""
+    return "; ".join(p.strip() for p in _PARTS.split(text) if p.strip())
 
 
 def _for_litert(v: np.ndarray) -> np.ndarray:

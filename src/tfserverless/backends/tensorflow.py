@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Type
@@ -156,7 +157,8 @@ class Model:
         self._lock = threading.Lock()
         self.import_seconds = 0.0
         self.load_seconds = 0.0
-        self._errors: Tuple[Type[BaseException], Type[BaseException]] = (Exception, Exception)
+        # (errors that are the input's: a 400, any other of TensorFlow's: a 501); set on load
+        self._errors: Tuple[Tuple[Type[BaseException], ...], Type[BaseException]] = ((), Exception)
 
     @classmethod
     def load(cls, path: str, *, intra_op_threads: int = 0, inter_op_threads: int = -1,
@@ -198,7 +200,7 @@ class Model:
         model = cls(path, sigs, session, tf_version=str(tf.__version__), devices=devices)
         model.import_seconds = t_import
         model.load_seconds = time.monotonic() - t0 - t_import
-        model._errors = (tf.errors.InvalidArgumentError, tf.errors.OpError)
+        model._errors = (tuple(getattr(tf.errors, n) for n in INPUT_ERRORS), tf.errors.OpError)
         log.info(
             "loaded %s with TensorFlow %s (import %.2fs, load %.2fs): signatures %s, default %r, "
             "devices %s",
@@ -232,13 +234,38 @@ class Model:
         try:
             values = self._callable(sig, names)(*args)
         except invalid as e:
-            raise BadRequest(f"the model rejected the input: {first_line(e)}") from e
+            raise BadRequest(f"the model rejected the input: {op_line(e)}") from e
         except op_error as e:
-            raise ModelError(f"the model failed: {first_line(e)}") from e
+            raise ModelError(f"the model failed: {op_line(e)}") from e
         return {n: np.asarray(v) for n, v in zip(names, values)}
 
     def close(self) -> None:
         self.session.close()
+
+
+#: TensorFlow's errors that are the input's (a shape the graph cannot take, a value out of
+#: range): a 400, as TF Serving answers them; every other OpError is the model's (a 501)
+INPUT_ERRORS = ("InvalidArgumentError", "OutOfRangeError")
+#: TensorFlow 1.x's head line when ops failed in parallel; the first error is on the next line
+_ROOT_ERRORS = re.compile(r"\d+ root error\(s\) found\.?")
+#: "(0) Invalid argument: " before each of those; "{{function_node ...}}" before a function's
+_NOISE = re.compile(r"^(?:\(\d+\)\s*|\{\{[^{}]*\}\}\s*)+")
+#: a reply quotes this much of TensorFlow's line at most (some name every node of a graph)
+MAX_LINE = 300
+
+
+def op_line(e: BaseException) -> str:
+    """A TensorFlow error in one line for a reply: its first line that says something (not
+    "2 root error(s) found."), without the node and function names it is wrapped in, cut at
+    ``MAX_LINE`` characters; never a stack or a graph dump."""
+    text = str(getattr(e, "message", None) or e)
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if len(lines) > 1 and _ROOT_ERRORS.fullmatch(lines[0]):
+        lines = lines[1:]
+    line = _NOISE.sub("", lines[0]) if lines else ""
+    if not line:
+        return first_line(e, named=True)
+    return line if len(line) <= MAX_LINE else line[:MAX_LINE] + "..."
 
 
 def _version_tuple(version: str) -> Tuple[int, ...]:

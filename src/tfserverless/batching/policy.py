@@ -14,7 +14,7 @@ from typing import Any, Callable, Deque, Dict, Hashable, List, Optional, Sequenc
 import numpy as np
 
 from ..errors import TFServerlessError
-from ..protocol.signature import Signature
+from ..protocol.signature import Signature, fits_shape
 
 log = logging.getLogger("tfserverless")
 
@@ -27,12 +27,16 @@ Observe = Callable[[int, float], None]
 def batch_key(sig: Signature, feeds: Dict[str, np.ndarray],
               outputs: Sequence[str]) -> Optional[Tuple[Hashable, int]]:
     """``(key, rows)``: requests with equal keys can share a call; None when this one cannot
-    (a scalar input, inputs with different first dimensions)."""
+    (a scalar input, inputs with different first dimensions, or a shape other than the
+    signature declared: the model may take it, as TF Serving lets it, but what its first
+    dimension means is then unknown, and its rows must not be stacked with others')."""
     rows = -1
     parts: List[Hashable] = [sig.name, tuple(outputs)]
     for name in sorted(feeds):
         a = feeds[name]
-        if a.ndim == 0 or (rows >= 0 and a.shape[0] != rows):
+        spec = sig.inputs.get(name)
+        if a.ndim == 0 or (rows >= 0 and a.shape[0] != rows) or spec is None or \
+                not fits_shape(a.shape, spec.shape):
             return None
         rows = a.shape[0]
         parts.append((name, a.dtype.str, a.shape[1:]))

@@ -32,8 +32,8 @@ from .eas_array import MAX_INPUTS, MAX_OUTPUT_FILTER, MAX_PARTS, WireArray
 from .signature import (
     Signature,
     TensorSpec,
-    check_shape,
     feeds_for_signature,
+    fits_shape,
     output_names,
     signature_json,
     signature_json_bytes,
@@ -43,8 +43,8 @@ from .wire import Field, decode_varints, encode_varints, iter_fields
 __all__ = [
     "DTYPES", "EAS", "FIELD_NAMES", "MAX_INPUTS", "MAX_OUTPUT_FILTER", "MAX_PARTS", "Call", "Codec",
     "DType", "Decoded", "Field", "Signature", "Signatures", "TensorSpec", "WireArray", "WireRequest",
-    "check_shape", "decode_request", "decode_response", "decode_varints", "dtype_for_numpy",
+    "decode_request", "decode_response", "decode_varints", "dtype_for_numpy",
     "dtype_name", "encode_array", "encode_request", "encode_response", "encode_varints",
-    "feeds_for_signature", "iter_fields", "output_names", "signature_json",
+    "feeds_for_signature", "fits_shape", "iter_fields", "output_names", "signature_json",
     "signature_json_bytes",
 ]

@@ -125,7 +125,12 @@ def check_names(names: Iterable[str], sig: Signature, *, complete: bool = True) 
 
 
 def feeds_for_signature(inputs: Mapping[str, Incoming], sig: Signature) -> Dict[str, np.ndarray]:
-    """Check names, dtypes and shapes against the signature and build the input arrays."""
+    """Check names and dtypes against the signature and build the input arrays.
+
+    Not shapes: as TF Serving, a tensor whose shape differs from the signature's declared one
+    goes to the model, which answers it (half_plus_two takes ``[3]`` against ``[-1, 1]``) or
+    refuses it (the backend's one-line 400).  Every size limit holds before this (each
+    protocol's decoder bounds dims, elements and bytes before it allocates)."""
     check_names(inputs, sig)
     feeds = {}
     for name, wire in inputs.items():
@@ -135,19 +140,16 @@ def feeds_for_signature(inputs: Mapping[str, Incoming], sig: Signature) -> Dict[
                 f"input '{name}' has dtype {dtype_name(wire.dtype)}; "
                 f"signature '{sig.name}' expects {dtype_name(spec.dtype)}"
             )
-        arr = wire.to_numpy(name)
-        check_shape(name, arr.shape, spec.shape)
-        feeds[name] = arr
+        feeds[name] = wire.to_numpy(name)
     return feeds
 
 
-def check_shape(name: str, got: Tuple[int, ...], want: Optional[Tuple[int, ...]]) -> None:
+def fits_shape(got: Tuple[int, ...], want: Optional[Tuple[int, ...]]) -> bool:
+    """Whether shape ``got`` is one the signature declared (``want``; None: any rank, -1: any
+    size) but for the first (batch) dimension: what rows of requests may be stacked along."""
     if want is None:
-        return
-    if len(got) != len(want) or any(w >= 0 and g != w for g, w in zip(got, want)):
-        raise BadRequest(
-            f"input '{name}' has shape {list(got)}; expected {list(want)} (-1: any size)"
-        )
+        return True
+    return len(got) == len(want) and all(w < 0 or g == w for g, w in zip(got[1:], want[1:]))
 
 
 def output_names(requested: Sequence[str], sig: Signature, what: str = "output_filter") -> List[str]:

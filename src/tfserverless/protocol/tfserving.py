@@ -16,10 +16,11 @@ import numpy as np
 from ..errors import BadRequest
 from . import jsonfast
 from .base import Call, Decoded, Signatures
-from .dtypes import DTYPES, check_strings, dtype_name
+from .dtypes import DTYPES, check_dims, check_strings, dtype_name
 from .examples import serialize_examples
 from .jsonio import bool_words, dumps, loads
 from .signature import Given, Signature, TensorSpec, check_names, feeds_for_signature
+from .text import listed
 
 PREDICT, CLASSIFY, REGRESS = ("tensorflow/serving/predict", "tensorflow/serving/classify",
                               "tensorflow/serving/regress")
@@ -87,6 +88,7 @@ def to_array(value: Any, spec: TensorSpec, name: str,
         except (ValueError, RecursionError):
             raise BadRequest(f"input '{name}' is ragged; expected lists of equal lengths") from None
         check_strings(name, shaped.size)
+        check_dims(name, shaped.shape)
         out = np.empty(shaped.shape, dtype=object)
         out.reshape(-1)[:] = [_one_string(v, name) for v in shaped.reshape(-1)]
         return out
@@ -95,6 +97,7 @@ def to_array(value: Any, spec: TensorSpec, name: str,
     except (ValueError, TypeError, RecursionError):
         raise BadRequest(f"input '{name}' is ragged or nested too deeply; expected lists of "
                          "equal lengths, at most 32 deep") from None
+    check_dims(name, a.shape)  # the rank every protocol allows (numpy's own goes to 64)
     target = np.dtype(dt.numpy)
     if a.size and a.dtype.kind not in _KINDS[target.kind]:
         held = "ragged lists or mixed values" if a.dtype.kind == "O" else \
@@ -203,11 +206,14 @@ class TFServing:
         return Decoded(sig, _given(values, sig, body), sorted(sig.outputs), ("columns", 0))
 
     def _examples(self, doc: Dict[str, Any], sig: Signature, verb: str) -> Decoded:
-        method = CLASSIFY if verb == "classify" else REGRESS
-        if sig.method != method:
+        method, fits, gives = _VERBS[verb]
+        if sig.method != method and not (_takes_examples(sig) and fits(sig.outputs)):
+            inputs, outputs = listed(sorted(sig.inputs)), listed(sorted(sig.outputs))
             raise BadRequest(f"signature '{sig.name}' is not a {verb} signature (method_name "
-                             f"{sig.method or 'none'}); expected one exported with {method}, or "
-                             "call :predict")
+                             f"{sig.method or 'none'}; inputs {inputs or 'none'}; outputs "
+                             f"{outputs or 'none'}); expected method_name {method}, or one "
+                             f"DT_STRING input of serialized tf.Example and {gives}; or call "
+                             ":predict")
         examples = doc.get("examples")
         if not isinstance(examples, list) or not examples:
             raise BadRequest('"examples" must be a non-empty list of objects (feature: value)')
@@ -247,6 +253,30 @@ class TFServing:
             if any(a.dtype.kind == "f" and not np.isfinite(a).all() for a in arrays.values()) \
             else []
         return dumps({"predictions": predictions}, order), dict(JSON)
+
+
+def _takes_examples(sig: Signature) -> bool:
+    """One input, of strings: serialized tf.Example, as TF Serving feeds them."""
+    return len(sig.inputs) == 1 and dtype_name(next(iter(sig.inputs.values())).dtype) == "DT_STRING"
+
+
+def _classifies(outputs: Mapping[str, TensorSpec]) -> bool:
+    """TF Serving's classification outputs: one or two, ``classes`` and/or ``scores``."""
+    return 1 <= len(outputs) <= 2 and not {"classes", "scores"}.isdisjoint(outputs)
+
+
+def _regresses(outputs: Mapping[str, TensorSpec]) -> bool:
+    """TF Serving's regression output: ``outputs``, alone."""
+    return set(outputs) == {"outputs"}
+
+
+#: a verb -> the method_name it is exported with, and, for signatures exported otherwise
+#: (``tf.saved_model.save`` writes predict on every one), the outputs TF Serving runs it on
+#: (its classifier.cc / regressor.cc ``PreProcess*`` checks, method name check off)
+_VERBS: Dict[str, Tuple[str, Callable[[Mapping[str, TensorSpec]], bool], str]] = {
+    "classify": (CLASSIFY, _classifies, "outputs 'classes' and/or 'scores'"),
+    "regress": (REGRESS, _regresses, "one output 'outputs'"),
+}
 
 
 def _results(verb: str, arrays: Dict[str, np.ndarray], rows: int) -> Any:

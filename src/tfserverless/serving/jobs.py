@@ -90,7 +90,8 @@ class Runner:
         ctx.queued = time.perf_counter() - t0
         if pred.abatcher is not None and job.codec is not None:
             try:
-                return await pred.predict_batched(req, model, ctx, watch, job.codec, job.call)
+                return await pred.predict_batched(req, model, ctx, watch, job.codec,
+                                                 job.call_for(model))
             finally:
                 adm.release(held.peer)
         handed_off = False

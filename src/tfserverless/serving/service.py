@@ -37,8 +37,12 @@ log = logging.getLogger("tfserverless")
 
 #: the standard gRPC health check (Kubernetes' gRPC probes)
 HEALTH_CHECK = "/grpc.health.v1.Health/Check"
+#: TF Serving's REST API: a path under it that no route takes still gets TF Serving's JSON error
+TFS_API = "/v1/"
+#: TF Serving's Prometheus path (its monitoring config's default): what /metrics answers
+TFS_METRICS = "/monitoring/prometheus/metrics"
 #: requests /metrics does not count (probes and scrapes)
-UNCOUNTED = frozenset(("/healthz", "/healthz/live", "/metrics", HEALTH_CHECK))
+UNCOUNTED = frozenset(("/healthz", "/healthz/live", "/metrics", TFS_METRICS, HEALTH_CHECK))
 #: warm-up requests an adapter sends through its whole path (the first that succeeded)
 PATH_WARMUP_REQUESTS = 16
 
@@ -101,6 +105,7 @@ class Service:
             "/healthz": self._health_route,
             "/healthz/live": self._live_route,
             "/metrics": self._metrics_route,
+            TFS_METRICS: self._metrics_route,
             "/": self.eas.gateway,
         }
         # the gRPC methods (the gRPC front door serves these paths and no others)
@@ -129,6 +134,8 @@ class Service:
         route = split_prefix(path, self._prefixed)
         if route is not None:
             return route(req, path)
+        if path.startswith(TFS_API):  # TF Serving's clients read its errors as JSON
+            req.protocol = self.tfserving.codec.name
         raise NotFound(f"no route {req.path}; expected POST / or POST {GATEWAY_PREFIX}<service> "
                        "(EAS), /v1/models/<name>:predict (TF Serving REST), "
                        "/v2/models/<name>/infer (V2), GET /healthz")
@@ -218,9 +225,11 @@ class Service:
     # endpoints -------------------------------------------------------------------------------
 
     def _metrics_route(self, req: Request) -> Response:
+        """``/metrics``, and TF Serving's path for the same: the token when one is set (a
+        signed request signs the path it asked for)."""
         allow(req, "GET", "HEAD")
         if self.config.service_token:
-            check_auth(self.config.service_token, req, "/metrics")
+            check_auth(self.config.service_token, req, req.path.rstrip("/"))
         return Response(200, self.metrics.render(), {"Content-Type": CONTENT_TYPE})
 
     def _live_route(self, req: Request) -> Response:

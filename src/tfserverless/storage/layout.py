@@ -7,6 +7,7 @@ import os
 from typing import List
 
 from ..errors import ModelUnavailable
+from ..versions import version_number
 
 log = logging.getLogger("tfserverless.storage")
 
@@ -34,11 +35,12 @@ def find_saved_model_root(path: str, *, quiet: bool = False, name: str = "") -> 
                                "output of `tfserverless convert`")
     depth = min(f.count(os.sep) for f in found)
     shallow = [f for f in found if f.count(os.sep) == depth]
-    versions = [f for f in shallow if os.path.basename(f).isdigit()]
-    if versions:
-        best = max(versions, key=lambda f: int(os.path.basename(f)))
+    versions = {f: version_number(os.path.basename(f)) for f in shallow}
+    numbered = {f: n for f, n in versions.items() if n is not None}
+    if numbered:
+        best = max(numbered, key=lambda f: (numbered[f], f))  # 123 and 0123: one of them, always the same
         if not quiet:
-            log.info("versioned layout: serving version %s of %s", os.path.basename(best),
-                     sorted(int(os.path.basename(v)) for v in versions))
+            log.info("versioned layout: serving version %d of %s", numbered[best],
+                     sorted(numbered.values()))
         return best
     return sorted(shallow)[0]

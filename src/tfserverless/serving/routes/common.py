@@ -5,7 +5,6 @@ readiness answer, and the small table helpers."""
 
 from __future__ import annotations
 
-import os
 from typing import Any, Callable, Dict, Optional, Tuple, Union
 
 from ...backends.holder import ModelHolder
@@ -14,6 +13,8 @@ from ...config import Config
 from ...errors import MethodNotAllowed, NotFound, PayloadTooLarge
 from ...messages import Request, Response, check_coding, check_size, decoded_body, is_encoded, json_response
 from ...protocol.base import Call, Codec
+from ...protocol.text import quote
+from ...versions import version_number, version_of
 from ..auth import check_auth
 from ..predictor import Context, Predictor
 
@@ -31,7 +32,8 @@ class Job:
     queue) or a read (answered as soon as the model is there).  ``check`` runs first, with
     the model (a version the URL named must be the one loaded); ``prepare`` once the request
     holds its admitted slot: it undoes the body's Content-Encoding within the route's limits
-    and says how many of its bytes are JSON."""
+    and says how many of its bytes are JSON.  ``call``: what the URL said (``call_for``: as
+    the loaded model answers it)."""
 
     __slots__ = ("admitted", "call", "check", "codec", "prepare", "run")
 
@@ -42,6 +44,11 @@ class Job:
         self.run, self.admitted, self.codec, self.call, self.check = run, admitted, codec, call, check
         self.prepare = prepare
 
+    def call_for(self, model: Servable) -> Call:
+        """The call with the version the model answers as (the one loaded, however the URL
+        wrote it, or named none); EAS's calls name no model and are as they are."""
+        return self.call if not self.call.model else served_call(self.call, model)
+
 
 #: what routing decides from a request's headers: a reply, a job, or (EAS's gateway, where an
 #: empty body asks for the schema) the job to make once the body is read
@@ -50,10 +57,28 @@ Routed = Union[Response, Job, Callable[[Request], Job]]
 Route = Callable[[Request, str], Routed]
 
 
-def model_version(model: Servable) -> str:
-    """The version TF Serving would report: the ``<name>/<version>/`` directory, else 1."""
-    base = os.path.basename(os.path.normpath(model.path))
-    return base if base.isdigit() else "1"
+def model_version(model: Servable) -> int:
+    """The loaded model's version, as TF Serving numbers it: its ``<name>/<version>/``
+    directory's number (``00000123/`` is 123), else 1.  JSON replies write it as a string
+    (TF Serving's REST and V2 both do), gRPC as the int64 it is."""
+    return version_of(model.path)
+
+
+def is_version(asked: str, model: Servable) -> bool:
+    """Whether the version a client named (``0123`` is 123) is the loaded model's."""
+    return version_number(asked) == model_version(model)
+
+
+def served_call(call: Call, model: Servable) -> Call:
+    """``call`` naming the version ``model`` is (what V2 replies repeat)."""
+    return call._replace(version=str(model_version(model)))
+
+
+def no_version(name: str, asked: str, model: Servable) -> NotFound:
+    """The 404 of a version that is not the loaded one, naming the one that is."""
+    shown = asked if version_number(asked) is not None else quote(asked)
+    return NotFound(f"model '{name}' version {shown} not found; serving version "
+                    f"{model_version(model)}")
 
 
 def ready_reply(ready: bool, body: Dict[str, Any]) -> Response:
@@ -104,8 +129,8 @@ class Routes:
         or readiness probe is what first starts the load on an idle instance."""
         self.holder.start()
         model = self.holder.model
-        if model is not None and version and version != model_version(model):
-            raise NotFound(f"model '{name}' version {version} not found")
+        if model is not None and version and not is_version(version, model):
+            raise no_version(name, version, model)
         return model
 
     def version_check(self, name: str, version: Optional[str]) -> Optional[Callable[[Servable], None]]:
@@ -113,9 +138,8 @@ class Routes:
             return None
 
         def check(model: Servable) -> None:
-            if version != model_version(model):
-                raise NotFound(f"model '{name}' version {version} not found; serving version "
-                               f"{model_version(model)}")
+            if not is_version(version, model):
+                raise no_version(name, version, model)
         return check
 
     def predict_job(self, req: Request, codec: Codec, call: Call, version: Optional[str],
@@ -145,7 +169,8 @@ class Routes:
             return n
 
         pred = self.predictor
-        return Job(lambda model, ctx: pred.predict(req, model, ctx, codec, call), admitted=True,
+        return Job(lambda model, ctx: pred.predict(req, model, ctx, codec, served_call(call, model)),
+                   admitted=True,
                    codec=codec, call=call, check=self.version_check(call.model, version),
                    prepare=prepare)
 
@@ -154,8 +179,9 @@ class Routes:
         Content-Encoding of its own), held to ``MAX_BODY_BYTES``."""
         check_size(req, self.config.max_body_bytes, "MAX_BODY_BYTES")
         pred = self.predictor
-        return Job(lambda model, ctx: pred.predict(req, model, ctx, codec, call), admitted=True,
-                   codec=codec, call=call, check=self.version_check(call.model, version))
+        return Job(lambda model, ctx: pred.predict(req, model, ctx, codec, served_call(call, model)),
+                   admitted=True, codec=codec, call=call,
+                   check=self.version_check(call.model, version))
 
     def read_job(self, respond: Callable[[Servable], Response], name: str,
                  version: Optional[str]) -> Job:
@@ -169,5 +195,5 @@ class Routes:
         return Job(run, admitted=False)
 
 
-__all__ = ["JSON_WEIGHT", "NO_CALL", "Job", "Route", "Routed", "Routes", "allow", "model_version",
-           "ready_reply", "split_prefix"]
+__all__ = ["JSON_WEIGHT", "NO_CALL", "Job", "Route", "Routed", "Routes", "allow", "is_version",
+           "model_version", "no_version", "ready_reply", "served_call", "split_prefix"]

@@ -9,16 +9,18 @@ import re
 from typing import Any, Dict, Optional, Tuple
 
 from ...backends.servable import Servable
-from ...errors import NotFound
+from ...errors import BadRequest, NotFound
 from ...messages import Request, Response, json_response
 from ...protocol.base import Call
 from ...protocol.dtypes import dtype_name
 from ...protocol.signature import TensorSpec
+from ...protocol.text import quote
 from ...protocol.tfserving import TFServing
+from ...versions import MAX_VERSION, version_number
 from .common import Routed, Routes, allow, model_version
 
 PREFIX = "/v1/models/"
-_PATH = re.compile(r"(?P<name>[^/:]+)(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
+_PATH = re.compile(r"(?P<name>[^/:]+)(?:/versions/(?P<version>[0-9]+)|/labels/(?P<label>[^/:]+))?"
                    r"(?::(?P<verb>predict|classify|regress)|(?P<meta>/metadata))?")
 
 
@@ -36,6 +38,9 @@ class TFServingRoutes(Routes):
             raise NotFound(f"version label '{m['label']}' not found; this function serves one "
                            f"version of '{name}' (use {PREFIX}{name} or /versions/<n>)")
         version = m["version"]
+        if version and version_number(version) is None:  # TF Serving: "Failed to convert version"
+            raise BadRequest(f"version {quote(version)} does not fit an int64; expected a number "
+                             f"from 0 to {MAX_VERSION}")
         if m["verb"]:
             allow(req, "POST")
             return self.predict_job(req, self.codec, Call(name, version or "", m["verb"]), version)
@@ -57,7 +62,7 @@ class TFServingRoutes(Routes):
 ERROR_CODES = {0: "OK", 2: "UNKNOWN"}
 
 
-def model_status(routes: Routes, name: str, version: Optional[str]) -> Tuple[str, str, int, str]:
+def model_status(routes: Routes, name: str, version: Optional[str]) -> Tuple[int, str, int, str]:
     """What ``GetModelStatus`` says over REST and gRPC: the version (the loaded one, else the
     one asked for, else 0), the state (AVAILABLE, LOADING, or END with the load's error as
     ``UNKNOWN``, error code 2)."""
@@ -69,7 +74,8 @@ def model_status(routes: Routes, name: str, version: Optional[str]) -> Tuple[str
         state, code, message = "END", 2, holder.error or ""
     else:
         state, code, message = "LOADING", 0, ""
-    found = str(model_version(model)) if model is not None else (version or "0")
+    # not loaded yet: the version asked for (as a number), else 0 as TF Serving
+    found = model_version(model) if model is not None else version_number(version or "") or 0
     return found, state, code, message
 
 
@@ -84,9 +90,9 @@ def metadata(name: str, model: Servable) -> Dict[str, Any]:
     """``GetModelMetadata`` as TF Serving's REST API writes it."""
     defs = {k: {"inputs": {a: _tensor(s) for a, s in sorted(sig.inputs.items())},
                 "outputs": {a: _tensor(s) for a, s in sorted(sig.outputs.items())},
-                "method_name": sig.method}
+                "method_name": sig.method, "defaults": {}}
             for k, sig in sorted(model.signatures.items())}
-    return {"model_spec": {"name": name, "signature_name": "", "version": model_version(model)},
+    return {"model_spec": {"name": name, "signature_name": "", "version": str(model_version(model))},
             "metadata": {"signature_def": {"signature_def": defs}}}
 
 

@@ -109,7 +109,7 @@ def stats_json(name: str, version: Any, totals: Dict[str, float]) -> Dict[str, A
 def metadata(name: str, model: Servable) -> Dict[str, Any]:
     """Model metadata as the Open Inference Protocol writes it."""
     sig = model.signature("")
-    return {"name": name, "versions": [model_version(model)], "platform": "tensorflow_savedmodel",
+    return {"name": name, "versions": [str(model_version(model))], "platform": "tensorflow_savedmodel",
             "inputs": [_tensor(s) for _, s in sorted(sig.inputs.items())],
             "outputs": [_tensor(s) for _, s in sorted(sig.outputs.items())]}
 

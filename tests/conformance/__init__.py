@@ -1,0 +1,1 @@
+"""Conformance: other servers' own test suites, ported, run against ours."""
