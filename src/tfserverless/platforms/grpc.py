@@ -37,8 +37,10 @@ STATUS: Dict[int, str] = {
     431: "RESOURCE_EXHAUSTED", 450: "RESOURCE_EXHAUSTED", 499: "CANCELLED",
     501: "UNIMPLEMENTED", 503: "UNAVAILABLE",
 }
-#: HTTP/2 streams one connection may have open at once
-MAX_STREAMS = 64
+#: HTTP/2 streams one connection may have open at once (each costs little until its message
+#: arrives; what runs or waits is the admission queue's to bound).  A client that opens more
+#: before it has read the server's SETTINGS gets REFUSED_STREAM (UNAVAILABLE) for the excess
+MAX_STREAMS = 256
 #: a connection is asked to close (GOAWAY, then this long to finish its calls) after this
 #: long: a stream opened and never finished cannot hold its buffers for good
 MAX_CONNECTION_AGE_MS = 10 * 60 * 1000

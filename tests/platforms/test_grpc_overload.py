@@ -1,0 +1,158 @@
+"""gRPC under load and abuse, against a real ``tfserverless serve`` with a slow model: a full
+queue is RESOURCE_EXHAUSTED, RPC_KEEPALIVE and the client's own deadline are
+DEADLINE_EXCEEDED, a call cancelled or timed out while queued never reaches the model (the
+model counts its runs), oversized metadata and many concurrent streams leave it serving."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Dict, Iterator, List, Optional
+
+import numpy as np
+import pytest
+
+from tfserverless.platforms.grpc import MAX_STREAMS
+
+from ..conftest import Server, free_port
+
+HEALTH = "/grpc.health.v1.Health/Check"
+
+
+@pytest.fixture(scope="module")
+def server(models: Dict[str, str]) -> Iterator[Server]:
+    port = free_port()
+    s = Server({"MODEL_PATH": models["slow"], "GRPC_PORT": str(port), "RPC_WORKER_THREADS": "1",
+                "RPC_MAX_QUEUE_SIZE": "1", "RPC_KEEPALIVE": "2500"})
+    s.grpc = f"127.0.0.1:{port}"  # type: ignore[attr-defined]
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def stub(server: Server) -> Iterator[Any]:
+    import grpc
+    from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+    ch = grpc.insecure_channel(server.grpc)  # type: ignore[attr-defined]
+    yield prediction_service_pb2_grpc.PredictionServiceStub(ch)
+    ch.close()
+
+
+def wait_request(ms: float) -> Any:
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2
+
+    req = predict_pb2.PredictRequest()
+    req.model_spec.name = "slow"
+    req.model_spec.signature_name = "wait"
+    req.inputs["x"].CopyFrom(tf.make_tensor_proto(np.array([1.0], np.float32)))
+    req.inputs["ms"].CopyFrom(tf.make_tensor_proto(np.float64(ms)))
+    return req
+
+
+def calls(stub: Any) -> int:
+    import tensorflow as tf
+
+    resp = stub.Predict(wait_request(0), timeout=60)
+    return int(tf.make_ndarray(resp.outputs["calls"]))
+
+
+def run_in_thread(fn: Any, *args: Any, **kw: Any) -> List[Any]:
+    out: List[Any] = []
+
+    def go() -> None:
+        try:
+            out.append(fn(*args, **kw))
+        except Exception as e:
+            out.append(e)
+
+    t = threading.Thread(target=go, daemon=True)
+    t.start()
+    out.append(t)
+    return out
+
+
+def code(e: Any) -> Optional[str]:
+    return e.code().name if hasattr(e, "code") else None
+
+
+def test_full_queue_is_resource_exhausted_and_keepalive_deadline_exceeded(stub: Any) -> None:
+    before = calls(stub)
+    busy = run_in_thread(stub.Predict, wait_request(1500), timeout=60)
+    time.sleep(0.4)  # the one worker thread is in the model
+    queued = run_in_thread(stub.Predict, wait_request(0), timeout=60)
+    time.sleep(0.3)  # the one queue place is taken
+    import grpc
+
+    with pytest.raises(grpc.RpcError) as e:
+        stub.Predict(wait_request(0), timeout=60)
+    assert e.value.code().name == "RESOURCE_EXHAUSTED"
+    assert "450" in e.value.details() or "queue" in e.value.details().lower()
+    busy[-1].join(30)
+    queued[-1].join(30)
+    assert not isinstance(busy[0], Exception), busy[0]
+    assert not isinstance(queued[0], Exception), queued[0]
+    # a call that cannot be answered within RPC_KEEPALIVE (2.5 s): DEADLINE_EXCEEDED
+    with pytest.raises(grpc.RpcError) as e:
+        stub.Predict(wait_request(4000), timeout=60)
+    assert e.value.code().name == "DEADLINE_EXCEEDED" and "RPC_KEEPALIVE" in e.value.details()
+    time.sleep(2.0)  # the model call runs to its end (it cannot be stopped)
+    assert calls(stub) == before + 3 + 1
+
+
+def test_a_call_cancelled_or_timed_out_in_the_queue_never_reaches_the_model(stub: Any) -> None:
+    import grpc
+
+    time.sleep(0.5)
+    before = calls(stub)
+    busy = run_in_thread(stub.Predict, wait_request(1500), timeout=60)
+    time.sleep(0.4)
+    # queued behind it with a client deadline shorter than the wait
+    with pytest.raises(grpc.RpcError) as e:
+        stub.Predict(wait_request(0), timeout=0.5)
+    assert e.value.code().name == "DEADLINE_EXCEEDED"
+    time.sleep(0.2)
+    fut = stub.Predict.future(wait_request(0), timeout=60)  # queued, then cancelled
+    time.sleep(0.3)
+    fut.cancel()
+    busy[-1].join(30)
+    assert not isinstance(busy[0], Exception), busy[0]
+    # only the busy call (and the counting calls) ran
+    assert calls(stub) == before + 1 + 1
+
+
+def test_oversized_metadata_and_many_streams_leave_it_serving(server: Server) -> None:
+    import grpc
+
+    target = server.grpc  # type: ignore[attr-defined]
+    with grpc.insecure_channel(target) as ch:
+        health = ch.unary_unary(HEALTH)
+        with pytest.raises(grpc.RpcError) as e:
+            health(b"", timeout=30, metadata=(("x-big", "a" * (64 << 10)),))
+        assert e.value.code().name in ("RESOURCE_EXHAUSTED", "INTERNAL", "UNAVAILABLE")
+    # more streams at once on one connection than it may open (MAX_STREAMS): each is
+    # answered, or refused with a status (HTTP/2's REFUSED_STREAM: UNAVAILABLE), and the
+    # server goes on serving
+    with grpc.insecure_channel(target) as ch:
+        health = ch.unary_unary(HEALTH)
+        futures = [health.future(b"", timeout=60) for _ in range(MAX_STREAMS + 200)]
+        outcomes: List[str] = []
+        for f in futures:
+            try:
+                outcomes.append("OK" if f.result() == b"\x08\x01" else "wrong reply")
+            except grpc.RpcError as err:
+                outcomes.append(err.code().name)
+        assert set(outcomes) <= {"OK", "UNAVAILABLE", "RESOURCE_EXHAUSTED"}, set(outcomes)
+        assert outcomes.count("OK") >= MAX_STREAMS
+    # and as many on several connections at once
+    channels = [grpc.insecure_channel(target) for _ in range(8)]
+    try:
+        futures = [ch.unary_unary(HEALTH).future(b"", timeout=60)
+                   for ch in channels for _ in range(MAX_STREAMS // 2)]
+        assert [f.result() for f in futures] == [b"\x08\x01"] * len(futures)
+    finally:
+        for ch in channels:
+            ch.close()
+    with grpc.insecure_channel(target) as ch:
+        assert ch.unary_unary(HEALTH)(b"", timeout=30) == b"\x08\x01"
