@@ -145,8 +145,8 @@ def test_stock_requests_decode_to_what_tensorflow_makes(tf: TF, dtype: str) -> N
             assert out.dtype == want.dtype and out.shape == want.shape
             assert (out.tolist() == want.tolist()) if dtype == "string" else \
                 out.tobytes() == want.tobytes()
-            if dtype != "string" and a.size:  # numbers and bools: tensor_content, as TF Serving
-                assert back.outputs["y"].tensor_content and not back.outputs["y"].bool_val
+            if dtype != "string" and a.size:  # numbers and bools: typed fields (AsProtoField)
+                assert not back.outputs["y"].tensor_content
 
 
 def test_tensorflow_padding_with_the_last_value_is_refused_in_one_line(tf: TF) -> None:

@@ -13,8 +13,9 @@ import numpy as np
 from ..errors import BadRequest
 from .dtypes import (
     MAX_STRINGS,
-    T_CONTENT,
+    T_DOUBLE,
     T_DTYPE,
+    T_FLOAT,
     T_SHAPE,
     T_STRING,
     TENSOR_PROTO,
@@ -22,7 +23,7 @@ from .dtypes import (
     tensor_dtype_for_numpy,
 )
 from .eas_array import WireArray
-from .wire import Buffer, Malformed, read_key, read_varint, skip_field, varint_bytes
+from .wire import Buffer, Malformed, encode_varints, read_key, read_varint, skip_field, varint_bytes
 
 Part = Union[bytes, memoryview]
 
@@ -125,8 +126,22 @@ def _as_bytes(v: Any) -> bytes:
     return v.encode("utf-8") if isinstance(v, str) else bytes(v)
 
 
+def _packed(flat: np.ndarray, field: int) -> Part:
+    """The values of a numeric tensor as its typed field packs them: floats and doubles
+    little-endian as they are (no copy), the rest as varints (16-bit floats by their bits,
+    signed integers sign-extended, as protobuf writes int32)."""
+    if field in (T_FLOAT, T_DOUBLE):
+        return np.ascontiguousarray(flat, dtype=flat.dtype.newbyteorder("<")).view(np.uint8).data
+    if flat.dtype.itemsize == 2 and flat.dtype.kind not in "iu":  # half, bfloat16
+        flat = flat.view(np.uint16)
+    return encode_varints(flat.astype(np.int64))  # uint64 wraps: its bits, as varints take it
+
+
 def tensor_parts(array: Any) -> List[Part]:
-    """A TensorProto's fields for ``array`` (numpy or anything ``np.asarray`` takes)."""
+    """A TensorProto's fields for ``array`` (numpy or anything ``np.asarray`` takes), as TF
+    Serving writes its replies by default (``AsProtoField``: the values in the dtype's typed
+    repeated field, ``float_val`` etc., packed; clients read ``float_val`` or
+    ``tf.make_ndarray``)."""
     a = np.asarray(array)
     dt = tensor_dtype_for_numpy(a)
     out: List[Part] = [bytes((T_DTYPE << 3,)) + varint_bytes(dt.code)]
@@ -136,8 +151,7 @@ def tensor_parts(array: Any) -> List[Part]:
         for v in flat:
             out += frame(T_STRING, [_as_bytes(v)])
     elif flat.size:
-        raw = np.ascontiguousarray(flat, dtype=flat.dtype.newbyteorder("<"))
-        out += frame(T_CONTENT, [raw.view(np.uint8).data])  # no copy of the values
+        out += frame(dt.tensor_field, [_packed(flat, dt.tensor_field)])
     return out
 
 
