@@ -5,6 +5,7 @@ malformed messages, HTTP/1.1 on the gRPC port, streams left open."""
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from typing import Any, Dict, Iterator
@@ -12,9 +13,9 @@ from typing import Any, Dict, Iterator
 import pytest
 
 from tfserverless.platforms.grpc import STATUS, metadata_headers, peer_address, status_name
-from tfserverless.server import grpc_refusal, http_bind
+from tfserverless.server import grpc_refusal, http_bind, worker_class
 
-from ..conftest import Server, free_port
+from ..conftest import PYTHON, Server, free_port
 
 HEALTH = "/grpc.health.v1.Health/Check"
 TOKEN = "grpc-token-never-logged-1b2c"
@@ -69,6 +70,22 @@ def test_grpc_alone_keeps_http_off_the_network() -> None:
 
 # --- a real server -------------------------------------------------------------------------
 
+#: gRPC runs in serve's uvicorn worker; a processor without one (Python 3.7's) refuses it
+needs_worker = pytest.mark.skipif(worker_class() is None, reason="no uvicorn worker here: "
+                                  "test_grpc_is_refused_in_one_line_without_the_worker runs")
+
+
+@pytest.mark.skipif(worker_class() is not None, reason="this Python has the uvicorn worker")
+def test_grpc_is_refused_in_one_line_without_the_worker(models: Dict[str, str]) -> None:
+    import subprocess
+
+    env = dict(os.environ, MODEL_PATH=models["tf1_mnist"], GRPC_PORT=str(free_port()))
+    proc = subprocess.run([PYTHON, "-m", "tfserverless", "serve", "--port", str(free_port())],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert lines[-1].startswith("tfserverless: configuration error: gRPC") and "uvicorn" in lines[-1]
+
 
 def grpc_server(models: Dict[str, str], **env: str) -> Server:
     port = free_port()
@@ -80,6 +97,8 @@ def grpc_server(models: Dict[str, str], **env: str) -> Server:
 
 @pytest.fixture(scope="module")
 def server(models: Dict[str, str]) -> Iterator[Server]:
+    if worker_class() is None:
+        pytest.skip("no uvicorn worker here: gRPC is refused (tested above)")
     s = grpc_server(models, MAX_BODY_BYTES="1MiB")
     yield s
     s.stop()
@@ -161,6 +180,7 @@ def test_streams_left_open_do_not_stop_serving(server: Server) -> None:
             s.close()
 
 
+@needs_worker
 def test_grpc_alone_serves_on_port(models: Dict[str, str]) -> None:
     """``PROTOCOL=grpc``: PORT itself speaks gRPC; HTTP is not on the network."""
     import requests

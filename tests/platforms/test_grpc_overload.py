@@ -5,6 +5,7 @@ model counts its runs), oversized metadata and many concurrent streams leave it 
 
 from __future__ import annotations
 
+import importlib.util
 import threading
 import time
 from typing import Any, Dict, Iterator, List, Optional
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 
 from tfserverless.platforms.grpc import MAX_STREAMS
+from tfserverless.server import worker_class
 
 from ..conftest import Server, free_port
 
@@ -21,6 +23,10 @@ HEALTH = "/grpc.health.v1.Health/Check"
 
 @pytest.fixture(scope="module")
 def server(models: Dict[str, str]) -> Iterator[Server]:
+    if worker_class() is None:
+        pytest.skip("no uvicorn worker here: gRPC is refused (test_grpc)")
+    if importlib.util.find_spec("tensorflow_serving") is None:
+        pytest.skip("TF Serving's client (tensorflow-serving-api) is not installed here")
     port = free_port()
     s = Server({"MODEL_PATH": models["slow"], "GRPC_PORT": str(port), "RPC_WORKER_THREADS": "1",
                 "RPC_MAX_QUEUE_SIZE": "1", "RPC_KEEPALIVE": "2500"})
