@@ -67,9 +67,14 @@ class Server:
     with ``predict`` (ASGI where this functions-framework has it) or ``predict_flask``."""
 
     def __init__(self, env: Dict[str, str], *, wait_ready: bool = True,
-                 log_path: Optional[str] = None, target: str = "app") -> None:
+                 log_path: Optional[str] = None, target: str = "app", grpc: bool = False) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.grpc = ""  # ``grpc``: gRPC beside HTTP (GRPC_PORT), at this host:port
+        if grpc:
+            grpc_port = free_port()
+            env = dict(env, GRPC_PORT=str(grpc_port))
+            self.grpc = f"127.0.0.1:{grpc_port}"
         full = dict(os.environ)
         full.update({"PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"})
         full.setdefault("WORKERS", "1")  # per-worker limits and counts; tests that want more say so

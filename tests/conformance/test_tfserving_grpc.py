@@ -14,7 +14,7 @@ from typing import Any, Dict, Iterator
 
 import pytest
 
-from ..conftest import Server, free_port
+from ..conftest import Server
 from .test_tfserving_rest import HALF_PLUS_TWO, HALF_PLUS_TWO_TF2, TWO_VERSIONS, TWO_VERSIONS_NAME
 
 RPC_TIMEOUT = 5.0
@@ -23,10 +23,7 @@ VERSION = 123  # upstream's _GetModelVersion of the half_plus_two exports
 
 def serve(path: str, name: str = "default") -> Server:
     """``tensorflow_model_server --port=<grpc> --model_name=<name> --model_base_path=<path>``."""
-    port = free_port()
-    s = Server({"MODEL_PATH": path, "SERVICE_NAME": name, "GRPC_PORT": str(port)})
-    s.grpc = f"127.0.0.1:{port}"  # type: ignore[attr-defined]
-    return s
+    return Server({"MODEL_PATH": path, "SERVICE_NAME": name}, grpc=True)
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +69,7 @@ def api() -> Dict[str, Any]:
 
 
 def stub(api: Dict[str, Any], server: Server) -> Any:
-    channel = api["grpc"].insecure_channel(server.grpc)  # type: ignore[attr-defined]
+    channel = api["grpc"].insecure_channel(server.grpc)
     return api["prediction_service"].PredictionServiceStub(channel)
 
 
@@ -87,7 +84,7 @@ def test_get_model_status(tf1: Server, api: Dict[str, Any]) -> None:
     """testGetModelStatus."""
     request = api["status"].GetModelStatusRequest()
     request.model_spec.name = "default"
-    channel = api["grpc"].insecure_channel(tf1.grpc)  # type: ignore[attr-defined]
+    channel = api["grpc"].insecure_channel(tf1.grpc)
     result = api["model_service"].ModelServiceStub(channel).GetModelStatus(request, RPC_TIMEOUT)
     assert len(result.model_version_status) == 1
     assert result.model_version_status[0].version == VERSION

@@ -41,7 +41,7 @@ def litert(image: str) -> bool:
 @pytest.fixture(scope="module", params=IMAGES or ["none"])  # one container an image: vfs copies its rootfs
 def container(request: Any, models: Dict[str, str]) -> Iterator[Dict[str, Any]]:
     image = request.param
-    port = free_port()
+    port, grpc_port = free_port(), free_port()
     # the container runs as uid 10001: give it a world-readable copy of the model
     model_root = tempfile.mkdtemp(prefix="tfs-image-models-")
     os.chmod(model_root, 0o755)
@@ -54,7 +54,8 @@ def container(request: Any, models: Dict[str, str]) -> Iterator[Dict[str, Any]]:
         shutil.copytree(models["tf1_mnist"], os.path.join(model_root, "tf1_mnist"))
     subprocess.run(["chmod", "-R", "a+rX", model_root], check=True)
     cid = docker("run", "-d", "--network", "host", "-e", f"PORT={port}",
-                 "-e", "MODEL_PATH=/models/tf1_mnist", "-e", f"SERVICE_TOKEN={TOKEN}",
+                 "-e", f"GRPC_PORT={grpc_port}", "-e", "MODEL_PATH=/models/tf1_mnist",
+                 "-e", f"SERVICE_TOKEN={TOKEN}",
                  "-e", "SERVICE_NAME=mnist", "-v", f"{model_root}:/models:ro", image)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -68,7 +69,7 @@ def container(request: Any, models: Dict[str, str]) -> Iterator[Dict[str, Any]]:
             time.sleep(0.5)
         else:
             raise AssertionError(f"{image} never became ready: {docker('logs', cid)[-3000:]}")
-        yield {"image": image, "id": cid, "url": url}
+        yield {"image": image, "id": cid, "url": url, "grpc": f"127.0.0.1:{grpc_port}"}
     finally:
         docker("rm", "-f", cid, check=False)
         shutil.rmtree(model_root, ignore_errors=True)
@@ -120,3 +121,17 @@ def test_image_is_non_root_without_build_secrets(container: Dict[str, Any]) -> N
                     "import os, numpy, tfserverless.serving.app as a; print(os.path.isfile(a.__cached__), "
                     "os.path.isfile(numpy.__cached__))")
     assert cached == "True True", cached
+
+
+def test_grpc_beside_http(container: Dict[str, Any]) -> None:
+    """The image has grpcio: GRPC_PORT serves gRPC beside HTTP (health, and V2's ModelReady
+    with the token as metadata, refused without it)."""
+    import grpc
+
+    with grpc.insecure_channel(container["grpc"]) as ch:
+        assert ch.unary_unary("/grpc.health.v1.Health/Check")(b"", timeout=30) == b"\x08\x01"
+        ready = ch.unary_unary("/inference.GRPCInferenceService/ModelReady")
+        assert ready(b"\n\x05mnist", timeout=30, metadata=(("authorization", TOKEN),)) == b"\x08\x01"
+        with pytest.raises(grpc.RpcError) as e:
+            ready(b"\n\x05mnist", timeout=30)
+        assert e.value.code().name == "UNAUTHENTICATED"

@@ -88,11 +88,8 @@ def test_grpc_is_refused_in_one_line_without_the_worker(models: Dict[str, str]) 
 
 
 def grpc_server(models: Dict[str, str], **env: str) -> Server:
-    port = free_port()
-    s = Server(dict({"MODEL_PATH": models["tf1_mnist"], "GRPC_PORT": str(port),
-                     "SERVICE_TOKEN": TOKEN, "SERVICE_NAME": "mnist"}, **env))
-    s.grpc = f"127.0.0.1:{port}"  # type: ignore[attr-defined]
-    return s
+    return Server(dict({"MODEL_PATH": models["tf1_mnist"], "SERVICE_TOKEN": TOKEN,
+                        "SERVICE_NAME": "mnist"}, **env), grpc=True)
 
 
 @pytest.fixture(scope="module")
@@ -120,35 +117,35 @@ def code_of(target: str, method: str, body: bytes, **kw: Any) -> Any:
 
 
 def test_health_needs_no_token_and_says_serving(server: Server) -> None:
-    assert call(server.grpc, HEALTH, b"") == b"\x08\x01"  # type: ignore[attr-defined]
+    assert call(server.grpc, HEALTH, b"") == b"\x08\x01"
     named = b"\n" + bytes([len("grpc.health.v1.Health")]) + b"grpc.health.v1.Health"
-    assert call(server.grpc, HEALTH, named) == b"\x08\x01"  # type: ignore[attr-defined]
+    assert call(server.grpc, HEALTH, named) == b"\x08\x01"
 
 
 def test_health_of_an_unknown_service_is_not_found(server: Server) -> None:
-    code, details = code_of(server.grpc, HEALTH, b"\n\x03foo")  # type: ignore[attr-defined]
+    code, details = code_of(server.grpc, HEALTH, b"\n\x03foo")
     assert code == "NOT_FOUND" and "'foo'" in details
 
 
 def test_malformed_health_request_is_invalid_argument_and_one_line(server: Server) -> None:
-    code, details = code_of(server.grpc, HEALTH, b"\n\x7fab")  # type: ignore[attr-defined]
+    code, details = code_of(server.grpc, HEALTH, b"\n\x7fab")
     assert code == "INVALID_ARGUMENT" and "\n" not in details
 
 
 def test_unknown_method_is_unimplemented(server: Server) -> None:
     for method in ("/x.Y/Z", "/tensorflow.serving.PredictionService/Nope", "/"):
-        code, _ = code_of(server.grpc, method, b"")  # type: ignore[attr-defined]
+        code, _ = code_of(server.grpc, method, b"")
         assert code == "UNIMPLEMENTED"
 
 
 def test_message_over_max_body_bytes_is_resource_exhausted(server: Server) -> None:
-    code, _ = code_of(server.grpc, HEALTH, b"\n" + b"\xff\xff\x7f" + b"a" * (2 << 20))  # type: ignore[attr-defined]
+    code, _ = code_of(server.grpc, HEALTH, b"\n" + b"\xff\xff\x7f" + b"a" * (2 << 20))
     assert code == "RESOURCE_EXHAUSTED"
-    assert call(server.grpc, HEALTH, b"") == b"\x08\x01"  # type: ignore[attr-defined]
+    assert call(server.grpc, HEALTH, b"") == b"\x08\x01"
 
 
 def test_http1_on_the_grpc_port_is_refused_and_serving_goes_on(server: Server) -> None:
-    host, port = server.grpc.split(":")  # type: ignore[attr-defined]
+    host, port = server.grpc.split(":")
     with socket.create_connection((host, int(port)), timeout=10) as s:
         s.sendall(b"POST /grpc.health.v1.Health/Check HTTP/1.1\r\nHost: x\r\n"
                   b"Content-Length: 0\r\n\r\n")
@@ -158,13 +155,13 @@ def test_http1_on_the_grpc_port_is_refused_and_serving_goes_on(server: Server) -
         except (ConnectionResetError, socket.timeout):
             got = b""
     assert b"SERVING" not in got and b"\x08\x01" not in got
-    assert call(server.grpc, HEALTH, b"") == b"\x08\x01"  # type: ignore[attr-defined]
+    assert call(server.grpc, HEALTH, b"") == b"\x08\x01"
 
 
 def test_streams_left_open_do_not_stop_serving(server: Server) -> None:
     """Connections that open streams and never finish their message (HTTP/2 preface, HEADERS,
     then nothing): the server keeps answering other calls."""
-    host, port = server.grpc.split(":")  # type: ignore[attr-defined]
+    host, port = server.grpc.split(":")
     held = []
     preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
     for _ in range(50):
@@ -173,7 +170,7 @@ def test_streams_left_open_do_not_stop_serving(server: Server) -> None:
         held.append(s)
     try:
         t0 = time.monotonic()
-        assert call(server.grpc, HEALTH, b"") == b"\x08\x01"  # type: ignore[attr-defined]
+        assert call(server.grpc, HEALTH, b"") == b"\x08\x01"
         assert time.monotonic() - t0 < 30
     finally:
         for s in held:

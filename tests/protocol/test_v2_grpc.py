@@ -149,7 +149,9 @@ def as_numpy(pb: ModuleType, body: bytes) -> Dict[str, np.ndarray]:
 
 def same(a: np.ndarray, b: np.ndarray) -> bool:
     return a.dtype == b.dtype and a.shape == b.shape and \
-        (a.tolist() == b.tolist() if a.dtype == object else np.array_equal(a, b, equal_nan=True))
+        (a.tolist() == b.tolist() if a.dtype == object else
+         np.array_equal(a, b) or (a.dtype.kind == "f" and a.shape == b.shape
+                                  and bool(np.allclose(a, b, rtol=0, atol=0, equal_nan=True))))
 
 
 DATATYPES = sorted(BY_V2)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import requests
 
-from ..conftest import Server, free_port
+from ..conftest import Server
 
 TOKEN = "tfs-grpc-token-never-logged-77aa"
 AUTH = (("authorization", TOKEN),)
@@ -20,10 +20,8 @@ AUTH = (("authorization", TOKEN),)
 
 @pytest.fixture(scope="module")
 def server(models: Dict[str, str]) -> Iterator[Server]:
-    port = free_port()
-    s = Server({"MODEL_PATH": models["tf1_mnist"], "GRPC_PORT": str(port),
-                "SERVICE_TOKEN": TOKEN, "SERVICE_NAME": "mnist"})
-    s.grpc = f"127.0.0.1:{port}"  # type: ignore[attr-defined]
+    s = Server({"MODEL_PATH": models["tf1_mnist"], "SERVICE_TOKEN": TOKEN,
+                "SERVICE_NAME": "mnist"}, grpc=True)
     yield s
     s.stop()
 
@@ -56,7 +54,7 @@ def apis() -> Any:
 
 @pytest.fixture(scope="module")
 def stubs(server: Server, apis: Any) -> Iterator[Tuple[Any, Any]]:
-    ch = apis.grpc.insecure_channel(server.grpc, options=[  # type: ignore[attr-defined]
+    ch = apis.grpc.insecure_channel(server.grpc, options=[
         ("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)])
     yield (apis.prediction_service_pb2_grpc.PredictionServiceStub(ch),
            apis.model_service_pb2_grpc.ModelServiceStub(ch))
@@ -159,7 +157,7 @@ def test_bad_inputs_are_invalid_argument_in_one_line(server: Server, stubs: Any,
     t.tensor_content = t.tensor_content[:-4]
     code, details = code_of(predict.Predict, predict_request(apis, t), apis, metadata=AUTH)
     assert code == "INVALID_ARGUMENT" and "\n" not in details
-    with apis.grpc.insecure_channel(server.grpc) as ch:  # type: ignore[attr-defined]
+    with apis.grpc.insecure_channel(server.grpc) as ch:
         call = ch.unary_unary("/tensorflow.serving.PredictionService/Predict")
         with pytest.raises(apis.grpc.RpcError) as e:
             call(b"\x0a\xff\xff\xff\xff\x0f", timeout=30, metadata=AUTH)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import requests
 
-from ..conftest import TESTS, Server, free_port
+from ..conftest import TESTS, Server
 from .test_protocols_http import triton_python
 
 TOKEN = "v2-grpc-token-never-logged-31c"
@@ -23,19 +23,15 @@ TOKEN = "v2-grpc-token-never-logged-31c"
 
 @pytest.fixture(scope="module")
 def server(models: Dict[str, str]) -> Iterator[Server]:
-    port = free_port()
-    s = Server({"MODEL_PATH": models["tf1_mnist"], "GRPC_PORT": str(port),
-                "SERVICE_TOKEN": TOKEN, "SERVICE_NAME": "mnist"})
-    s.grpc = f"127.0.0.1:{port}"  # type: ignore[attr-defined]
+    s = Server({"MODEL_PATH": models["tf1_mnist"], "SERVICE_TOKEN": TOKEN,
+                "SERVICE_NAME": "mnist"}, grpc=True)
     yield s
     s.stop()
 
 
 @pytest.fixture(scope="module")
 def multi(models: Dict[str, str]) -> Iterator[Server]:
-    port = free_port()
-    s = Server({"MODEL_PATH": models["multi"], "GRPC_PORT": str(port), "SERVICE_NAME": "multi"})
-    s.grpc = f"127.0.0.1:{port}"  # type: ignore[attr-defined]
+    s = Server({"MODEL_PATH": models["multi"], "SERVICE_NAME": "multi"}, grpc=True)
     yield s
     s.stop()
 
@@ -74,7 +70,7 @@ def test_tritonclient_grpc_unchanged(server: Server) -> None:
         {"inputs": [images(X[:1])], "outputs": None,
          "parameters": {"signature_name": "predict_images"}},
     ]
-    out = triton_grpc({"url": server.grpc, "model": "mnist", "token": TOKEN,  # type: ignore[attr-defined]
+    out = triton_grpc({"url": server.grpc, "model": "mnist", "token": TOKEN,
                        "requests": reqs})
     assert out["live"] is True and out["ready"] is True and out["model_ready"] is True
     assert out["server"]["name"] == "tfserverless"
@@ -111,7 +107,7 @@ def test_tritonclient_grpc_unchanged(server: Server) -> None:
 
 
 def test_without_the_token(server: Server) -> None:
-    out = triton_grpc({"url": server.grpc, "model": "mnist", "token": "",  # type: ignore[attr-defined]
+    out = triton_grpc({"url": server.grpc, "model": "mnist", "token": "",
                        "requests": [{"inputs": [images(X[:1])], "outputs": None}]})
     assert out["live"] is True  # liveness needs no token, as /v2/health/live
     assert "UNAUTHENTICATED" in out["metadata"]["error"]
@@ -131,7 +127,7 @@ def test_every_datatype_round_trips(multi: Server) -> None:
     inputs = [{"name": n, "shape": [1, 2], "datatype": d, "values": v}
               for n, (d, v) in sorted(ECHO.items())]
     half = [{"name": "x", "shape": [1, 2], "datatype": "FP16", "values": [0.5, -1.0]}]
-    out = triton_grpc({"url": multi.grpc, "model": "multi", "token": "",  # type: ignore[attr-defined]
+    out = triton_grpc({"url": multi.grpc, "model": "multi", "token": "",
                        "requests": [{"inputs": inputs, "outputs": None,
                                      "parameters": {"signature_name": "echo"}},
                                     {"inputs": half, "outputs": None,

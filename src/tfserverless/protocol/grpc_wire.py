@@ -25,12 +25,12 @@ def view(body: Buffer) -> memoryview:
     return memoryview(body).cast("B") if not isinstance(body, memoryview) else body.cast("B")
 
 
-def span(buf: memoryview, pos: int, end: int) -> Tuple[int, int]:
+def span(buf: memoryview, pos: int, end: int, what: str = "field") -> Tuple[int, int]:
     """Where the payload of the length-delimited field whose length starts at ``pos`` begins
-    and ends."""
+    and ends (``what``: the field, as a refusal names it)."""
     n, pos = read_varint(buf, pos, end)
     if pos + n > end:
-        raise Malformed("field runs past the end of its message")
+        raise Malformed(f"{what} runs past the end of its message")
     return pos, pos + n
 
 

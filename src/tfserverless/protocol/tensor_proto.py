@@ -23,28 +23,11 @@ from .dtypes import (
     tensor_dtype_for_numpy,
 )
 from .eas_array import WireArray
-from .wire import Buffer, Malformed, encode_varints, read_key, read_varint, skip_field, varint_bytes
+from .grpc_wire import span, utf8
+from .grpc_wire import view as as_view
+from .wire import Buffer, Malformed, encode_varints, read_key, skip_field, varint_bytes
 
 Part = Union[bytes, memoryview]
-
-
-def as_view(body: Buffer) -> memoryview:
-    return memoryview(body).cast("B") if not isinstance(body, memoryview) else body.cast("B")
-
-
-def span(buf: memoryview, pos: int, end: int, what: str) -> Tuple[int, int]:
-    """The payload of the length-delimited field whose length starts at ``pos``."""
-    n, pos = read_varint(buf, pos, end)
-    if pos + n > end:
-        raise Malformed(f"{what} runs past the end of its message")
-    return pos, pos + n
-
-
-def utf8(buf: memoryview, pos: int, end: int, what: str) -> str:
-    try:
-        return bytes(buf[pos:end]).decode("utf-8")
-    except UnicodeDecodeError:
-        raise Malformed(f"{what} is not valid UTF-8") from None
 
 
 def refused(e: Malformed, message: str) -> BadRequest:
@@ -160,5 +143,5 @@ def encode_tensor(array: Any) -> bytes:
     return b"".join(tensor_parts(array))
 
 
-__all__ = ["Part", "as_view", "decode_tensor", "encode_tensor", "frame", "read_entry", "refused",
-           "scanned", "shape_parts", "span", "tensor_parts", "text_field", "utf8"]
+__all__ = ["Part", "decode_tensor", "encode_tensor", "frame", "read_entry", "refused", "scanned",
+           "shape_parts", "tensor_parts", "text_field"]

@@ -13,19 +13,10 @@ import numpy as np
 from ..errors import BadRequest
 from .base import Call, Decoded, Signatures
 from .eas_array import MAX_INPUTS, MAX_OUTPUT_FILTER, WireArray
+from .grpc_wire import span, utf8
+from .grpc_wire import view as as_view
 from .signature import DEFAULT_KEY, Signature, feeds_for_signature, output_names
-from .tensor_proto import (
-    Part,
-    as_view,
-    frame,
-    read_entry,
-    refused,
-    scanned,
-    span,
-    tensor_parts,
-    text_field,
-    utf8,
-)
+from .tensor_proto import Part, frame, read_entry, refused, scanned, tensor_parts, text_field
 from .text import quote
 from .tfs_examples import Form, decode_input, encode_examples_response, examples_decoded, merged
 from .tfs_messages import ModelSpec, encode_spec, merge_spec

@@ -16,7 +16,7 @@ import numpy as np
 from ..errors import BadRequest
 from . import jsonfast
 from .base import Call, Decoded, Signatures
-from .dtypes import DTYPES, check_dims, check_strings, dtype_name
+from .dtypes import DTYPES, MAX_RANK, check_dims, check_strings, dtype_name
 from .examples import serialize_examples
 from .jsonio import bool_words, dumps, loads
 from .signature import Given, Signature, TensorSpec, check_names, feeds_for_signature
@@ -88,7 +88,7 @@ def to_array(value: Any, spec: TensorSpec, name: str,
         except (ValueError, RecursionError):
             raise BadRequest(f"input '{name}' is ragged; expected lists of equal lengths") from None
         check_strings(name, shaped.size)
-        check_dims(name, shaped.shape)
+        check_dims(name, _deepest(shaped))
         out = np.empty(shaped.shape, dtype=object)
         out.reshape(-1)[:] = [_one_string(v, name) for v in shaped.reshape(-1)]
         return out
@@ -97,7 +97,7 @@ def to_array(value: Any, spec: TensorSpec, name: str,
     except (ValueError, TypeError, RecursionError):
         raise BadRequest(f"input '{name}' is ragged or nested too deeply; expected lists of "
                          "equal lengths, at most 32 deep") from None
-    check_dims(name, a.shape)  # the rank every protocol allows (numpy's own goes to 64)
+    check_dims(name, _deepest(a))  # the rank every protocol allows (numpy's own goes to 64)
     target = np.dtype(dt.numpy)
     if a.size and a.dtype.kind not in _KINDS[target.kind]:
         held = "ragged lists or mixed values" if a.dtype.kind == "O" else \
@@ -115,6 +115,15 @@ def to_array(value: Any, spec: TensorSpec, name: str,
                              f"[{info.min}, {info.max}]")
     with np.errstate(over="ignore"):  # float64 past float32's range: inf, as TF would cast
         return a.astype(target)
+
+
+def _deepest(a: np.ndarray) -> Tuple[int, ...]:
+    """``a``'s shape, one deeper when numpy stopped at its own rank limit and kept lists as
+    objects (numpy before 1.24 stops at 32 dimensions instead of refusing)."""
+    if a.ndim >= MAX_RANK and a.dtype.kind == "O" and a.size and \
+            isinstance(a.reshape(-1)[0], (list, tuple)):
+        return (*a.shape, 1)
+    return tuple(a.shape)
 
 
 def _given(values: Mapping[str, Any], sig: Signature, body: bytes) -> Dict[str, np.ndarray]:
