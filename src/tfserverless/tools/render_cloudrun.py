@@ -17,6 +17,11 @@ CLOUD_RUN_MAX_CONCURRENCY = 1000
 # limits")
 CLOUD_RUN_MAX_MEMORY_MIB = 32768
 CLOUD_RUN_MIN_CPU = ((24576, 8), (16384, 6), (8192, 4), (4096, 2))  # above MiB: at least vCPUs
+#: what each protocol adds to the command.  gRPC: with --use-http2 (which names the port h2c)
+#: Cloud Run's proxy speaks cleartext HTTP/2 to the container, as gRPC needs end to end
+#: (Cloud Run "Use HTTP/2 for services").  The command sets no probe: Cloud Run's default
+#: startup probe is a TCP connect to the port, which a gRPC port answers as an HTTP one does.
+PROTOCOL_FLAGS = {"http": (), "grpc": ("--use-http2",)}
 
 
 def _memory(svc: Deployment, disk: Optional[Disk]) -> int:
@@ -41,7 +46,7 @@ def render(svc: Deployment, disk: Optional[Disk]) -> Dict[str, Any]:
              f"--concurrency={min(CLOUD_RUN_MAX_CONCURRENCY, svc.concurrency)}",
              f"--cpu={cpu}", f"--timeout={min(3600, timeout_s(svc))}",
              f"--max-instances={max_instances(svc)}", f"--min-instances={svc.min_instances}",
-             f"--port={PORT}"]
+             f"--port={PORT}", *PROTOCOL_FLAGS[svc.protocol]]
     if svc.gpu:
         flags += [f"--gpu={svc.gpu}", "--gpu-type=nvidia-l4", "--no-cpu-throttling"]
     env = {k: v for k, v in environment(svc).items() if k != "SERVICE_TOKEN"}
@@ -54,4 +59,5 @@ def render(svc: Deployment, disk: Optional[Disk]) -> Dict[str, Any]:
             "command": f"gcloud run deploy {service} " + " ".join(shlex.quote(f) for f in flags)}
 
 
-__all__ = ["CLOUD_RUN_MAX_CONCURRENCY", "CLOUD_RUN_MAX_MEMORY_MIB", "CLOUD_RUN_MIN_CPU", "render"]
+__all__ = ["CLOUD_RUN_MAX_CONCURRENCY", "CLOUD_RUN_MAX_MEMORY_MIB", "CLOUD_RUN_MIN_CPU",
+           "PROTOCOL_FLAGS", "render"]

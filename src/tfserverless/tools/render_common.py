@@ -28,12 +28,14 @@ LITERT_AWS_LAYER = "tfserverless-aws-litert-py3.11.zip"
 Renderer = Callable[[Deployment, Optional[Disk]], Dict[str, Any]]
 
 
-def image_tag(processor: str, platform: str) -> str:
-    return f"tfserverless:{processor}-{FLAVOURS[platform]}"
+def image_tag(processor: str, platform: str, flavour: str = "") -> str:
+    return f"tfserverless:{processor}-{flavour or FLAVOURS[platform]}"
 
 
-def image_ref(processor: str, platform: str) -> str:
-    return f"{REGISTRIES[platform]}/{image_tag(processor, platform)}"
+def image_ref(processor: str, platform: str, flavour: str = "") -> str:
+    """The image in the platform's registry; ``flavour`` another build than the platform's
+    own (Function Compute's gRPC function runs the Cloud Run image's ``tfserverless serve``)."""
+    return f"{REGISTRIES[platform]}/{image_tag(processor, platform, flavour)}"
 
 
 def platform_name(name: str, platform: str) -> str:

@@ -5,6 +5,7 @@ queue."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Dict, List, Optional
 
 from .deploy import Deployment, environment
@@ -15,6 +16,22 @@ from .render_common import PORT, disk_env, image_ref, max_instances, platform_na
 # `ephemeral-storage`, and the container's logs count against the limit too (kubernetes.io
 # "Local ephemeral storage"): room for the kubelet's default rotation, 5 files of 10 Mi.
 K8S_LOG_ROOM_MIB = 50
+#: the container port's name per protocol: Knative (and KServe, on Knative) speaks cleartext
+#: HTTP/2 to a port named h2c, HTTP/1.1 to any other (Knative's grpc-ping sample; KServe's
+#: custom gRPC predictor names it the same)
+PORT_NAMES = {"grpc": "h2c"}
+#: readiness waits for the load and warm-up; liveness only for the process.  Over gRPC,
+#: HTTP is on no port: readiness is Kubernetes' own gRPC probe (grpc.health.v1.Health/Check,
+#: SERVING once loaded and warmed up); liveness a TCP connect to the port, because that
+#: Check says NOT_SERVING while the model loads and a gRPC liveness probe would restart a
+#: pod still loading (what /healthz/live, 200 in every state, is there to avoid over HTTP).
+PROBES: Dict[str, Dict[str, Any]] = {
+    "http": {"readinessProbe": {"httpGet": {"path": "/healthz", "port": PORT}, "periodSeconds": 2},
+             "livenessProbe": {"httpGet": {"path": "/healthz/live", "port": PORT},
+                               "periodSeconds": 10}},
+    "grpc": {"readinessProbe": {"grpc": {"port": PORT}, "periodSeconds": 2},
+             "livenessProbe": {"tcpSocket": {"port": PORT}, "periodSeconds": 10}},
+}
 
 
 def _container(svc: Deployment, platform: str, disk: Optional[Disk]) -> Dict[str, Any]:
@@ -33,12 +50,10 @@ def _container(svc: Deployment, platform: str, disk: Optional[Disk]) -> Dict[str
     if disk is not None and disk.need_bytes:  # the model cache, in the writable layer, and the logs
         for part in resources.values():
             part["ephemeral-storage"] = f"{disk.need_mib + K8S_LOG_ROOM_MIB}Mi"
-    return {"image": image_ref(svc.processor, platform), "env": env,
-            "ports": [{"containerPort": PORT, "protocol": "TCP"}], "resources": resources,
-            # readiness waits for the load and warm-up; liveness only for the process
-            "readinessProbe": {"httpGet": {"path": "/healthz", "port": PORT}, "periodSeconds": 2},
-            "livenessProbe": {"httpGet": {"path": "/healthz/live", "port": PORT},
-                              "periodSeconds": 10}}
+    name = PORT_NAMES.get(svc.protocol)
+    port = {**({"name": name} if name else {}), "containerPort": PORT, "protocol": "TCP"}
+    return {"image": image_ref(svc.processor, platform), "env": env, "ports": [port],
+            "resources": resources, **copy.deepcopy(PROBES[svc.protocol])}
 
 
 def knative(svc: Deployment, disk: Optional[Disk]) -> Dict[str, Any]:
@@ -76,4 +91,4 @@ def kserve(svc: Deployment, disk: Optional[Disk]) -> Dict[str, Any]:
             "command": "kubectl apply -f <this manifest>"}
 
 
-__all__ = ["K8S_LOG_ROOM_MIB", "knative", "kserve"]
+__all__ = ["K8S_LOG_ROOM_MIB", "PORT_NAMES", "PROBES", "knative", "kserve"]
