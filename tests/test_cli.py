@@ -163,6 +163,18 @@ def test_gpu_on_lambda_is_refused(tmp_path: Any) -> None:
     assert proc.returncode == 2 and "AWS Lambda has no GPUs" in proc.stderr
 
 
+def test_render_grpc_prints_a_manifest_with_h2c_and_refuses_lambda(tmp_path: Any) -> None:
+    proc = cli(["render", "--platform", "knative", "--protocol", "grpc"], EAS_EXAMPLE, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    (c,) = json.loads(proc.stdout)["spec"]["template"]["spec"]["containers"]
+    assert c["ports"][0]["name"] == "h2c" and c["readinessProbe"]["grpc"] == {"port": 8080}
+    assert {"name": "PROTOCOL", "value": "grpc"} in c["env"]
+    proc = cli(["render", "--platform", "aws", "--protocol", "grpc"], EAS_EXAMPLE, tmp_path)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith("tfserverless: configuration error: --protocol grpc: AWS Lambda")
+
+
 def test_unknown_fields_are_named_and_ignored(tmp_path: Any) -> None:
     proc = cli(["render", "--platform", "aws"], dict(EAS_EXAMPLE, colour="blue"), tmp_path)
     assert proc.returncode == 0 and "field 'colour' is not used here; ignored" in proc.stderr

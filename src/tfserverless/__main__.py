@@ -1,7 +1,8 @@
 """``tfserverless serve [--config service.json]`` serves the model (settings from the
 environment, or an EAS service config as it is); ``tfserverless render --config service.json
---platform aws|fc|cloudrun`` turns the config into deploy parameters; ``tfserverless convert
-SAVED_MODEL OUT`` writes the LiteRT model the ``litert_cpu`` processor serves."""
+--platform aws|fc|cloudrun|knative|kserve [--protocol grpc]`` turns the config into deploy
+parameters; ``tfserverless convert SAVED_MODEL OUT`` writes the LiteRT model the
+``litert_cpu`` processor serves."""
 
 from __future__ import annotations
 
@@ -152,6 +153,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     render.add_argument("--platform", required=True, choices=renderers.PLATFORMS,
                         help="the platform to deploy to (required; Knative and KServe print a "
                         "manifest)")
+    render.add_argument("--protocol", choices=renderers.PROTOCOLS, default="http",
+                        help="what the service's one port speaks: http, or grpc (serve "
+                        "--protocol grpc: Knative/KServe name the port h2c and probe over gRPC, "
+                        "Cloud Run gets --use-http2, FC s-grpc.yaml's custom container; aws is "
+                        "refused). gRPC beside HTTP (serve --grpc-port) is not rendered: each "
+                        "platform routes one port (default: %(default)s)")
     render.add_argument("--json", action="store_true",
                         help="print everything as JSON (default: text)")
     render.add_argument("--model-size", metavar="SIZE|auto",
@@ -192,7 +199,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             from .tools.modelsize import measure
 
             disk = measure(svc.model_path, args.model_size, os.environ)
-            out = renderers.render(svc, args.platform, disk)
+            out = renderers.render(svc, args.platform, disk, protocol=args.protocol)
             if args.json:
                 print(json.dumps(out, indent=1))
             elif "manifest" in out:  # Kubernetes: the manifest itself (kubectl reads JSON)

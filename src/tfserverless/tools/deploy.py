@@ -17,6 +17,9 @@ KNOWN_TOP = {"name", "model_path", "processor", "warm_up_data_path", "metadata",
              "labels", "options"}
 KNOWN_METADATA = {"instance", "cpu", "memory", "gpu", "gpu_memory", "rpc", "resource",
                   "workspace_id", "enable_webservice", "qos", "cuda"}
+#: HTTP/2 streams our gRPC server lets one connection have open at once
+#: (``platforms.grpc.MAX_STREAMS``; a test holds them equal)
+GRPC_MAX_STREAMS = 64
 KNOWN_RPC = {"keepalive", "worker_threads", "max_queue_size", "batching", "max_batch_size",
              "max_batch_timeout", "rate_limit", "io_threads", "enable_jemalloc"}
 
@@ -48,6 +51,7 @@ class Deployment(NamedTuple):
     min_instances: int = 0  # EAS autoscaler.min (else none kept warm)
     max_instances: int = 0  # EAS autoscaler.max (else metadata.instance)
     sized_workers: int = 0  # WORKERS chosen for the model's size (render); 0: from the vCPUs
+    protocol: str = "http"  # what the one port speaks: http, or grpc (render --protocol)
 
     @property
     def workers(self) -> int:
@@ -57,8 +61,13 @@ class Deployment(NamedTuple):
 
     @property
     def concurrency(self) -> int:
-        """Requests one instance takes at once: EAS's running plus queued, per worker."""
+        """Requests one instance takes at once: EAS's running plus queued, per worker.  Over
+        gRPC the platform's proxy multiplexes its calls as streams on one HTTP/2 connection,
+        and a connection reaches one worker (the kernel spreads connections, not streams):
+        one worker's share, at most the streams a connection may have open."""
         running = in_service(self.batching, self.worker_threads, self.max_batch_size)
+        if self.protocol == "grpc":
+            return min(GRPC_MAX_STREAMS, running + self.max_queue_size)
         return self.workers * (running + self.max_queue_size)
 
 
@@ -154,7 +163,8 @@ def parse_service(data: Any, processors: Mapping[str, Any]) -> Deployment:
                             minimum=1, maximum=MAX_BATCH_ROWS),
         max_batch_timeout_ms=_num("metadata.rpc.max_batch_timeout",
                                   rpc.get("max_batch_timeout", 50)),
-        **scaler,
+        min_instances=scaler.get("min_instances", 0),
+        max_instances=scaler.get("max_instances", 0),
     )
 
 
@@ -203,4 +213,6 @@ def environment(svc: Deployment) -> Dict[str, str]:
     # WORKERS it is given that cannot fit the memory is refused at start
     if svc.sized_workers:
         env["WORKERS"] = str(svc.sized_workers)
+    if svc.protocol != "http":  # serve's PORT speaks it (HTTP only on a unix socket)
+        env["PROTOCOL"] = svc.protocol
     return env
