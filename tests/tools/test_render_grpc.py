@@ -76,9 +76,11 @@ def test_grpc_concurrency_is_at_most_the_streams_one_connection_may_open() -> No
     eas_defaults = dict(CONFIG, metadata={"cpu": 4})  # 5 running + 64 queued per worker
     svc = deploy.parse_service(eas_defaults, deploy.load_processors())
     assert svc.concurrency == 4 * 69
-    assert svc._replace(protocol="grpc").concurrency == grpc_door.MAX_STREAMS
-    assert "--concurrency=64" in grpc("cloudrun", svc)["command"]
-    assert grpc("fc", svc)["parameters"]["INSTANCE_CONCURRENCY"] == "64"
+    assert svc._replace(protocol="grpc").concurrency == 69  # one worker's share
+    big = svc._replace(protocol="grpc", max_queue_size=1000)
+    assert big.concurrency == grpc_door.MAX_STREAMS  # at most one connection's streams
+    assert "--concurrency=69" in grpc("cloudrun", svc)["command"]
+    assert grpc("fc", svc)["parameters"]["INSTANCE_CONCURRENCY"] == "69"
 
 
 def test_grpc_with_the_model_size_still_one_worker() -> None:

@@ -19,7 +19,7 @@ KNOWN_METADATA = {"instance", "cpu", "memory", "gpu", "gpu_memory", "rpc", "reso
                   "workspace_id", "enable_webservice", "qos", "cuda"}
 #: HTTP/2 streams our gRPC server lets one connection have open at once
 #: (``platforms.grpc.MAX_STREAMS``; a test holds them equal)
-GRPC_MAX_STREAMS = 64
+GRPC_MAX_STREAMS = 256
 KNOWN_RPC = {"keepalive", "worker_threads", "max_queue_size", "batching", "max_batch_size",
              "max_batch_timeout", "rate_limit", "io_threads", "enable_jemalloc"}
 
