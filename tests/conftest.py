@@ -415,7 +415,7 @@ SLOW_MODULES = {"test_cli", "test_imports", "test_layers", "test_packaging", "te
                 "test_service", "test_service_http", "test_protocols_http", "test_batching_http",
                 "test_overload", "test_cross_version", "test_init", "test_cold_start",
                 "test_images_e2e", "test_adapters", "test_warmup", "test_litert",
-                "test_header_limits", "test_tfserving_rest"}
+                "test_header_limits", "test_tfserving_rest", "test_tfserving_grpc"}
 
 
 def pytest_collection_modifyitems(config: Any, items: List[Any]) -> None:
