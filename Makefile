@@ -82,9 +82,10 @@ bench-stores:  ## nginx and s3rver for benchmarks/coldstart_bench.py
 	test -x build/bench-node/node_modules/.bin/s3rver || \
 	  npm install --silent --prefix build/bench-node s3rver@3.7.1
 
-bench: venv eas-venv kserve-venv sample bench-stores  ## the benchmarks; reports under benchmarks/results/
+bench: venv eas-venv kserve-venv triton-venv sample bench-stores  ## the benchmarks; reports under benchmarks/results/
 	$(BIN)/python benchmarks/serve_bench.py
 	$(BIN)/python benchmarks/protocols_bench.py
+	$(BIN)/python benchmarks/grpc_bench.py
 	$(BIN)/python benchmarks/litert_bench.py
 	$(BIN)/python benchmarks/padding_bench.py
 	$(BIN)/python benchmarks/codec_bench.py
