@@ -28,34 +28,31 @@ if ! docker info >/dev/null 2>&1; then
   docker info >/dev/null
 fi
 # under vfs every layer is a full copy of the image's tree (~13 GB for the current TensorFlow
-# image with its build stage): build, drive and delete one image at a time, and leave only the
-# base images behind, or a run (or the next one) fills the disk ("no space left on device")
+# image with its build stage): an image is deleted once driven, the next one building
+# meanwhile (at most two at once), and only the base images are left behind, or a run (or
+# the next one) fills the disk ("no space left on device")
 drop_built() {
   docker ps -aq | xargs -r docker rm -f >/dev/null 2>&1 || true
   docker images --format '{{.Repository}}:{{.Tag}}' | grep '^tfserverless:' | xargs -r docker rmi -f >/dev/null 2>&1 || true
   docker image prune -f >/dev/null 2>&1 || true
 }
+pids=()
 cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
   if docker info >/dev/null 2>&1; then drop_built; fi
   if [ -n "$started" ]; then kill "$started" 2>/dev/null || true; wait "$started" 2>/dev/null || true; fi
 }
 trap cleanup EXIT
 drop_built
-need_gb=8
+need_gb=24
 free_gb=$(( $(df -Pk "$DIR" | awk 'NR==2 {print $4}') / 1048576 ))
 if [ "$free_gb" -lt "$need_gb" ]; then
-  echo "images-e2e: $free_gb GB free under $DIR; one image built under vfs needs about $need_gb GB" >&2
+  echo "images-e2e: $free_gb GB free under $DIR; two images built at once under vfs need about $need_gb GB" >&2
   exit 1
 fi
 
-# the test models, built once for every image's run
-rm -rf "$DIR/models"
-"$BIN/python" tests/models.py "$DIR/models" tf1_mnist >"$DIR/models.txt"
-chmod -R a+rX "$DIR/models"
-
-failed=()
-for b in "${BUILDS[@]}"; do
-  proc=${b%%:*}; suite=${b##*:}
+for b in "${BUILDS[@]}"; do  # the base images first (debootstrap once; then cached)
+  suite=${b##*:}
   if ! docker image inspect "tfserverless-base:$suite" >/dev/null 2>&1; then
     echo "== base image: debootstrap $suite"
     rm -rf "$DIR/rootfs-$suite"
@@ -65,18 +62,41 @@ for b in "${BUILDS[@]}"; do
     tar -C "$DIR/rootfs-$suite" -c . | docker import - "tfserverless-base:$suite" >/dev/null
     rm -rf "$DIR/rootfs-$suite"
   fi
+done
+
+build() {  # build <processor> <suite>: its image, its log in $DIR/build-<processor>.log
+  local start=$(date +%s)
+  "$BIN/python" packaging/build --processor "$1" --flavour cloudrun --base-image \
+    "tfserverless-base:$2" --out "$DIR/contexts-$1" >"$DIR/build-$1.log" 2>&1 || return 1
+  echo "$(( $(date +%s) - start ))" >"$DIR/build-$1.seconds"
+}
+start_build() {  # in the background: its pid in $building
+  local b=$1
+  build "${b%%:*}" "${b##*:}" &
+  building=$!
+  pids+=("$building")
+}
+
+start_build "${BUILDS[0]}"
+# the test models, built once for every image's run (while the first image builds)
+rm -rf "$DIR/models"
+"$BIN/python" tests/models.py "$DIR/models" tf1_mnist >"$DIR/models.txt"
+chmod -R a+rX "$DIR/models"
+
+failed=()
+for i in "${!BUILDS[@]}"; do
+  proc=${BUILDS[$i]%%:*}
   image="tfserverless:$proc-cloudrun"
-  echo "== build $proc (cloudrun) on tfserverless-base:$suite"
-  start=$(date +%s)
-  "$BIN/python" packaging/build --processor "$proc" --flavour cloudrun \
-    --base-image "tfserverless-base:$suite" --out "$DIR/contexts" >"$DIR/build-$proc.log" 2>&1 \
-    || { tail -n 40 "$DIR/build-$proc.log"; exit 1; }
+  wait "$building" || { echo "== build $proc failed:"; tail -n 40 "$DIR/build-$proc.log"; exit 1; }
   size=$(docker image inspect -f '{{.Size}}' "$image")
-  echo "   built $image in $(( $(date +%s) - start ))s, $(( size / 1000000 )) MB"
+  echo "== built $image in $(cat "$DIR/build-$proc.seconds")s, $(( size / 1000000 )) MB"
+  next=$(( i + 1 ))
+  if [ "$next" -lt "${#BUILDS[@]}" ]; then start_build "${BUILDS[$next]}"; fi
   echo "== run and drive: $image"
   TFS_IMAGES="$image" TFS_MODELS_LIST="$DIR/models.txt" EAS_PYTHON="$PWD/.venv-eas/bin/python" \
     "$BIN/pytest" -q -p no:cacheprovider tests/images || failed+=("$image")
-  drop_built
+  docker ps -aq --filter "ancestor=$image" | xargs -r docker rm -f >/dev/null 2>&1 || true
+  docker rmi -f "$image" >/dev/null 2>&1 || true  # the next image may be building: no prune yet
 done
 if [ "${#failed[@]}" -gt 0 ]; then
   echo "images-e2e: failed on ${failed[*]}" >&2

@@ -10,34 +10,15 @@ testPredictSavedModel) and ``test_util/tensorflow_model_server_test_base.py``
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterator
+from typing import Any, Dict
 
 import pytest
 
 from ..conftest import Server
-from .test_tfserving_rest import HALF_PLUS_TWO, HALF_PLUS_TWO_TF2, TWO_VERSIONS, TWO_VERSIONS_NAME
+from .conftest import TWO_VERSIONS_NAME
 
 RPC_TIMEOUT = 5.0
 VERSION = 123  # upstream's _GetModelVersion of the half_plus_two exports
-
-
-def serve(path: str, name: str = "default") -> Server:
-    """``tensorflow_model_server --port=<grpc> --model_name=<name> --model_base_path=<path>``."""
-    return Server({"MODEL_PATH": path, "SERVICE_NAME": name}, grpc=True)
-
-
-@pytest.fixture(scope="module")
-def tf1() -> Iterator[Server]:
-    s = serve(HALF_PLUS_TWO)
-    yield s
-    s.stop()
-
-
-@pytest.fixture(scope="module")
-def tf2() -> Iterator[Server]:
-    s = serve(HALF_PLUS_TWO_TF2)
-    yield s
-    s.stop()
 
 
 @pytest.fixture(scope="module", params=["tf1", "tf2"])
@@ -176,12 +157,8 @@ def test_predict_saved_model(tf1: Server, api: Dict[str, Any]) -> None:
     verify_predict_request(tf1, api, specify_output=False)
 
 
-def test_predict_two_versions_serves_the_highest(api: Dict[str, Any]) -> None:
+def test_predict_two_versions_serves_the_highest(two: Server, api: Dict[str, Any]) -> None:
     """The 2-version export: the highest version (124) answers, as TF Serving's default
     version policy (latest) serves it."""
-    s = serve(TWO_VERSIONS, TWO_VERSIONS_NAME)
-    try:
-        verify_predict_request(s, api, specify_output=True, version=124,
-                               model_name=TWO_VERSIONS_NAME)
-    finally:
-        s.stop()
+    verify_predict_request(two, api, specify_output=True, version=124,
+                           model_name=TWO_VERSIONS_NAME)

@@ -12,18 +12,13 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import requests
 
-from ..conftest import DATA, Server
-
-TESTDATA = os.path.join(DATA, "tfserving")
-HALF_PLUS_TWO = os.path.join(TESTDATA, "saved_model_half_plus_two_cpu")
-HALF_PLUS_TWO_TF2 = os.path.join(TESTDATA, "saved_model_half_plus_two_tf2_cpu")
-TWO_VERSIONS = os.path.join(TESTDATA, "saved_model_half_plus_two_2_versions")
-TWO_VERSIONS_NAME = "saved_model_half_plus_two_2_versions"
+from ..conftest import Server
+from .conftest import TESTDATA, TWO_VERSIONS_NAME
 
 
 def sorted_object(obj: Any) -> Any:
@@ -40,36 +35,10 @@ def expected_metadata(name: str) -> Any:
         return json.load(f)
 
 
-def serve(path: str, name: str) -> Server:
-    """``tensorflow_model_server --model_name=<name> --model_base_path=<path>``, ours."""
-    return Server({"MODEL_PATH": path, "SERVICE_NAME": name})
-
-
-@pytest.fixture(scope="module")
-def tf1() -> Iterator[Server]:
-    s = serve(HALF_PLUS_TWO, "default")
-    yield s
-    s.stop()
-
-
-@pytest.fixture(scope="module")
-def tf2() -> Iterator[Server]:
-    s = serve(HALF_PLUS_TWO_TF2, "default")
-    yield s
-    s.stop()
-
-
 @pytest.fixture(scope="module", params=["tf1", "tf2"])
 def either(request: Any) -> Server:
     """The TF1 model (upstream's REST cases) and the TF2 one (its ``*Tf2`` cases)."""
     return request.getfixturevalue(str(request.param))  # type: ignore[no-any-return]
-
-
-@pytest.fixture(scope="module")
-def two() -> Iterator[Server]:
-    s = serve(TWO_VERSIONS, TWO_VERSIONS_NAME)
-    yield s
-    s.stop()
 
 
 def call_rest(server: Server, path: str, req: Any = None) -> Any:
