@@ -161,3 +161,12 @@ def test_every_module_says_what_it_holds() -> None:
     quiet = [name for name, tree in modules().items()
              if not ast.get_docstring(tree) and name.rsplit(".", 1)[-1] not in ("_compat",)]
     assert quiet == []
+
+
+def test_type_ignores_stay_few() -> None:
+    """Issue #25 brought them from 50 to under 10: each left is an untyped third-party base
+    class or an optional import.  A new one needs a reason good enough to raise this bound."""
+    found = [f"{p.relative_to(SRC)}:{n}" for p in sorted(PKG.rglob("*.py"))
+             for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
+             if "type: ignore" in line]
+    assert len(found) < 10, found

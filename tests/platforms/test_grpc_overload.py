@@ -62,19 +62,27 @@ def calls(stub: Any) -> int:
     return int(tf.make_ndarray(resp.outputs["calls"]))
 
 
-def run_in_thread(fn: Any, *args: Any, **kw: Any) -> List[Any]:
-    out: List[Any] = []
+class InThread:
+    """``fn(*args, **kw)`` running in a thread; ``result`` waits for what it returned (or
+    raised).  The thread and the result are apart: a list holding both (the thread appended
+    after it started) had the result at [-1] once a call ended quickly, and [0] the thread."""
 
-    def go() -> None:
-        try:
-            out.append(fn(*args, **kw))
-        except Exception as e:
-            out.append(e)
+    def __init__(self, fn: Any, *args: Any, **kw: Any) -> None:
+        self.out: List[Any] = []
 
-    t = threading.Thread(target=go, daemon=True)
-    t.start()
-    out.append(t)
-    return out
+        def go() -> None:
+            try:
+                self.out.append(fn(*args, **kw))
+            except Exception as e:
+                self.out.append(e)
+
+        self.thread = threading.Thread(target=go, daemon=True)
+        self.thread.start()
+
+    def result(self, timeout: float = 30) -> Any:
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "the call did not end"
+        return self.out[0]
 
 
 def code(e: Any) -> Optional[str]:
@@ -83,9 +91,9 @@ def code(e: Any) -> Optional[str]:
 
 def test_full_queue_is_resource_exhausted_and_keepalive_deadline_exceeded(stub: Any) -> None:
     before = calls(stub)
-    busy = run_in_thread(stub.Predict, wait_request(1500), timeout=60)
+    busy = InThread(stub.Predict, wait_request(1500), timeout=60)
     time.sleep(0.4)  # the one worker thread is in the model
-    queued = run_in_thread(stub.Predict, wait_request(0), timeout=60)
+    queued = InThread(stub.Predict, wait_request(0), timeout=60)
     time.sleep(0.3)  # the one queue place is taken
     import grpc
 
@@ -93,10 +101,9 @@ def test_full_queue_is_resource_exhausted_and_keepalive_deadline_exceeded(stub: 
         stub.Predict(wait_request(0), timeout=60)
     assert e.value.code().name == "RESOURCE_EXHAUSTED"
     assert "450" in e.value.details() or "queue" in e.value.details().lower()
-    busy[-1].join(30)
-    queued[-1].join(30)
-    assert not isinstance(busy[0], Exception), busy[0]
-    assert not isinstance(queued[0], Exception), queued[0]
+    for call in (busy, queued):
+        got = call.result()
+        assert not isinstance(got, Exception), got
     # a call that cannot be answered within RPC_KEEPALIVE (2.5 s): DEADLINE_EXCEEDED
     with pytest.raises(grpc.RpcError) as e:
         stub.Predict(wait_request(4000), timeout=60)
@@ -110,7 +117,7 @@ def test_a_call_cancelled_or_timed_out_in_the_queue_never_reaches_the_model(stub
 
     time.sleep(0.5)
     before = calls(stub)
-    busy = run_in_thread(stub.Predict, wait_request(1500), timeout=60)
+    busy = InThread(stub.Predict, wait_request(1500), timeout=60)
     time.sleep(0.4)
     # queued behind it with a client deadline shorter than the wait
     with pytest.raises(grpc.RpcError) as e:
@@ -120,8 +127,8 @@ def test_a_call_cancelled_or_timed_out_in_the_queue_never_reaches_the_model(stub
     fut = stub.Predict.future(wait_request(0), timeout=60)  # queued, then cancelled
     time.sleep(0.3)
     fut.cancel()
-    busy[-1].join(30)
-    assert not isinstance(busy[0], Exception), busy[0]
+    got = busy.result()
+    assert not isinstance(got, Exception), got
     # only the busy call (and the counting calls) ran
     assert calls(stub) == before + 1 + 1
 

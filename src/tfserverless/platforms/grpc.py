@@ -144,7 +144,7 @@ async def start(service: Service, host: str, port: int) -> Any:
 
     handlers = {m: behaviour(m) for m in service.grpc_methods()}
 
-    class Handler(grpc.GenericRpcHandler):  # type: ignore[misc]
+    class Handler:  # grpc asks only for .service (duck-typed; its base class is untyped)
         def service(self, details: Any) -> Any:
             return handlers.get(details.method)  # None: gRPC answers UNIMPLEMENTED
 

@@ -10,30 +10,17 @@ import numpy as np
 
 from ..errors import BadRequest
 from .base import Call, Decoded, Signatures
-from .dtypes import F_DTYPE, F_SHAPE, F_STRING, MAX_STRINGS, check_strings, dtype_for_numpy
+from .dtypes import ARRAY_PROTO, F_DTYPE, F_SHAPE, F_STRING, MAX_STRINGS, check_strings, dtype_for_numpy
 from .eas_array import FIXED, MAX_INPUTS, MAX_OUTPUT_FILTER, WireArray
+from .entries import read_entry
 from .signature import feeds_for_signature, output_names
-from .wire import Buffer, Malformed, encode_varints, read_key, read_varint, skip_field, tagged, varint_bytes
+from .wire import Buffer, Malformed, encode_varints, read_key, skip_field, span, tagged, utf8, varint_bytes
 
 
 class WireRequest(NamedTuple):
     signature_name: str
     inputs: Dict[str, WireArray]
     output_filter: List[str]
-
-
-def _utf8(buf: memoryview, pos: int, end: int, what: str) -> str:
-    try:
-        return bytes(buf[pos:end]).decode("utf-8")
-    except UnicodeDecodeError:
-        raise Malformed(f"{what} is not valid UTF-8") from None
-
-
-def _len_field(buf: memoryview, pos: int, end: int, what: str) -> Tuple[int, int]:
-    n, pos = read_varint(buf, pos, end)
-    if pos + n > end:
-        raise Malformed(f"{what} runs past the end of the body")
-    return pos, pos + n
 
 
 def decode_request(body: Buffer) -> WireRequest:
@@ -50,15 +37,15 @@ def decode_request(body: Buffer) -> WireRequest:
         key, pos = read_key(buf, pos, end)
         field, wire = key >> 3, key & 7
         if wire == 2 and field in (1, 2, 3):
-            start, stop = _len_field(buf, pos, end, "a field")
+            start, stop = span(buf, pos, end, "a field")
             if field == 1:
-                signature = _utf8(buf, start, stop, "signature_name")
+                signature = utf8(buf, start, stop, "signature_name")
             elif field == 3:
                 if len(output_filter) >= MAX_OUTPUT_FILTER:
                     raise Malformed(f"more than {MAX_OUTPUT_FILTER} output_filter entries")
-                output_filter.append(_utf8(buf, start, stop, "output_filter"))
+                output_filter.append(utf8(buf, start, stop, "output_filter"))
             else:
-                name, arr = _decode_entry(buf, start, stop)
+                name, arr = read_entry(buf, start, stop, ARRAY_PROTO, "an input name")
                 if name not in inputs and len(inputs) >= MAX_INPUTS:
                     raise Malformed(f"more than {MAX_INPUTS} inputs")
                 inputs[name] = arr
@@ -69,25 +56,6 @@ def decode_request(body: Buffer) -> WireRequest:
         arr.scan(MAX_STRINGS)  # a string element is an object apiece: refused before any is made
         check_strings(name, arr.count(F_STRING), counted_all=False)
     return WireRequest(signature, inputs, output_filter)
-
-
-def _decode_entry(buf: memoryview, pos: int, end: int) -> Tuple[str, WireArray]:
-    name = ""
-    arr = WireArray(buf)
-    while pos < end:
-        key, pos = read_key(buf, pos, end)
-        field, wire = key >> 3, key & 7
-        if wire == 2 and field in (1, 2):
-            start, stop = _len_field(buf, pos, end, "an inputs entry")
-            if field == 1:
-                name = _utf8(buf, start, stop, "an input name")
-            else:
-                arr.add_part(start, stop)
-            pos = stop
-        else:
-            pos = skip_field(buf, pos, end, wire)
-    return name, arr
-
 
 
 # --- encoding --------------------------------------------------------------------------------
@@ -156,8 +124,8 @@ def decode_response(body: Buffer) -> Dict[str, np.ndarray]:
     while pos < end:
         key, pos = read_key(buf, pos, end)
         if key == (1 << 3 | 2):
-            start, stop = _len_field(buf, pos, end, "an outputs entry")
-            name, arr = _decode_entry(buf, start, stop)
+            start, stop = span(buf, pos, end, "an outputs entry")
+            name, arr = read_entry(buf, start, stop, ARRAY_PROTO, "an output name")
             arr.scan()
             out[name] = arr.to_numpy(name)
             pos = stop

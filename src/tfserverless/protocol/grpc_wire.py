@@ -15,7 +15,17 @@ from typing import Any, Callable, Dict, Iterable, Iterator, Sequence, Tuple, Uni
 import numpy as np
 
 from ..errors import BadRequest
-from .wire import Buffer, Malformed, encode_varints, read_key, read_varint, skip_field, tagged, varint_bytes
+from .wire import (
+    Buffer,
+    Malformed,
+    encode_varints,
+    read_key,
+    skip_field,
+    span,
+    tagged,
+    utf8,
+    varint_bytes,
+)
 
 Handler = Callable[[Any, memoryview, int, int], int]
 
@@ -23,23 +33,6 @@ Handler = Callable[[Any, memoryview, int, int], int]
 def view(body: Buffer) -> memoryview:
     """``body`` as a flat byte view (no copy)."""
     return memoryview(body).cast("B") if not isinstance(body, memoryview) else body.cast("B")
-
-
-def span(buf: memoryview, pos: int, end: int, what: str = "field") -> Tuple[int, int]:
-    """Where the payload of the length-delimited field whose length starts at ``pos`` begins
-    and ends (``what``: the field, as a refusal names it)."""
-    n, pos = read_varint(buf, pos, end)
-    if pos + n > end:
-        raise Malformed(f"{what} runs past the end of its message")
-    return pos, pos + n
-
-
-def utf8(buf: memoryview, start: int, stop: int, what: str) -> str:
-    """A string field: UTF-8, as protobuf requires of proto3 strings."""
-    try:
-        return bytes(buf[start:stop]).decode("utf-8")
-    except UnicodeDecodeError:
-        raise Malformed(f"{what} is not valid UTF-8") from None
 
 
 def read_message(buf: memoryview, pos: int, end: int, table: Dict[int, Handler], target: Any) -> None:

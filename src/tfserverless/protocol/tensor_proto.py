@@ -6,7 +6,7 @@ length-delimited helpers every TF Serving message here is read with."""
 
 from __future__ import annotations
 
-from typing import Any, List, Optional, Sequence, Tuple, Union
+from typing import Any, List, Optional, Sequence, Union
 
 import numpy as np
 
@@ -23,9 +23,8 @@ from .dtypes import (
     tensor_dtype_for_numpy,
 )
 from .eas_array import WireArray
-from .grpc_wire import span, utf8
 from .grpc_wire import view as as_view
-from .wire import Buffer, Malformed, encode_varints, read_key, skip_field, varint_bytes
+from .wire import Buffer, Malformed, encode_varints, varint_bytes
 
 Part = Union[bytes, memoryview]
 
@@ -36,25 +35,6 @@ def refused(e: Malformed, message: str) -> BadRequest:
 
 
 # --- reading --------------------------------------------------------------------------------
-
-
-def read_entry(buf: memoryview, pos: int, end: int) -> Tuple[str, WireArray]:
-    """One ``map<string, TensorProto>`` entry (key = 1, value = 2): the last key wins, every
-    occurrence of the value is a part protobuf merges."""
-    name = ""
-    arr = WireArray(buf, TENSOR_PROTO)
-    while pos < end:
-        key, pos = read_key(buf, pos, end)
-        if key in (0x0A, 0x12):
-            start, stop = span(buf, pos, end, "a map entry")
-            if key == 0x0A:
-                name = utf8(buf, start, stop, "a tensor name")
-            else:
-                arr.add_part(start, stop)
-            pos = stop
-        else:
-            pos = skip_field(buf, pos, end, key & 7)
-    return name, arr
 
 
 def scanned(arr: WireArray, name: str) -> WireArray:
@@ -143,5 +123,5 @@ def encode_tensor(array: Any) -> bytes:
     return b"".join(tensor_parts(array))
 
 
-__all__ = ["Part", "decode_tensor", "encode_tensor", "frame", "read_entry", "refused", "scanned",
+__all__ = ["Part", "decode_tensor", "encode_tensor", "frame", "refused", "scanned",
            "shape_parts", "tensor_parts", "text_field"]

@@ -14,14 +14,13 @@ from ..errors import BadRequest
 from .base import Decoded
 from .dtypes import MAX_STRINGS
 from .eas_array import MAX_INPUTS
-from .grpc_wire import span, utf8
 from .grpc_wire import view as as_view
 from .signature import Given, Signature, feeds_for_signature
 from .tensor_proto import Part, frame, refused
 from .text import quote
 from .tfs_messages import ModelSpec, encode_spec, merge_spec
 from .tfserving import CLASSIFY, REGRESS
-from .wire import Buffer, Malformed, read_key, skip_field, varint_bytes
+from .wire import Buffer, Malformed, read_key, skip_field, span, utf8, varint_bytes
 
 VERBS = {CLASSIFY: "classify", REGRESS: "regress"}  # method_name -> verb
 METHODS = {v: k for k, v in VERBS.items()}

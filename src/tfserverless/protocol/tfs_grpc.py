@@ -12,15 +12,16 @@ import numpy as np
 
 from ..errors import BadRequest
 from .base import Call, Decoded, Signatures
+from .dtypes import TENSOR_PROTO
 from .eas_array import MAX_INPUTS, MAX_OUTPUT_FILTER, WireArray
-from .grpc_wire import span, utf8
+from .entries import read_entry
 from .grpc_wire import view as as_view
 from .signature import DEFAULT_KEY, Signature, feeds_for_signature, output_names
-from .tensor_proto import Part, frame, read_entry, refused, scanned, tensor_parts, text_field
+from .tensor_proto import Part, frame, refused, scanned, tensor_parts, text_field
 from .text import quote
 from .tfs_examples import Form, decode_input, encode_examples_response, examples_decoded, merged
 from .tfs_messages import ModelSpec, encode_spec, merge_spec
-from .wire import Buffer, Malformed, read_key, skip_field
+from .wire import Buffer, Malformed, read_key, skip_field, span, utf8
 
 GRPC = {"Content-Type": "application/grpc"}
 _PREDICT_FIELDS = {0x0A: "model_spec", 0x12: "an inputs entry", 0x1A: "output_filter"}
@@ -51,7 +52,7 @@ def decode_predict(body: Buffer) -> PredictWire:
             if key == 0x0A:
                 spec = merge_spec(spec, buf, start, pos)
             elif key == 0x12:
-                name, arr = read_entry(buf, start, pos)
+                name, arr = read_entry(buf, start, pos, TENSOR_PROTO, "a tensor name")
                 if name not in inputs and len(inputs) >= MAX_INPUTS:
                     raise Malformed(f"more than {MAX_INPUTS} inputs")
                 inputs[name] = arr

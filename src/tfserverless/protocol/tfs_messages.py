@@ -7,12 +7,11 @@ from __future__ import annotations
 from typing import Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 from ..errors import BadRequest
-from .grpc_wire import span, utf8
 from .grpc_wire import view as as_view
 from .signature import Signature, TensorSpec
 from .tensor_proto import Part, frame, refused, shape_parts, text_field
 from .text import quote
-from .wire import Buffer, Malformed, read_key, read_varint, skip_field, varint_bytes
+from .wire import Buffer, Malformed, read_key, read_varint, skip_field, span, utf8, varint_bytes
 
 
 class ModelSpec(NamedTuple):

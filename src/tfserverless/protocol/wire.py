@@ -180,6 +180,23 @@ def skip_field(buf: memoryview, pos: int, end: int, wire: int) -> int:
     return pos
 
 
+def span(buf: memoryview, pos: int, end: int, what: str = "field") -> Tuple[int, int]:
+    """Where the payload of the length-delimited field whose length starts at ``pos`` begins
+    and ends (``what``: the field, as a refusal names it)."""
+    n, pos = read_varint(buf, pos, end)
+    if pos + n > end:
+        raise Malformed(f"{what} runs past the end of its message")
+    return pos, pos + n
+
+
+def utf8(buf: memoryview, start: int, stop: int, what: str) -> str:
+    """A string field: UTF-8, as protobuf requires of proto3 strings."""
+    try:
+        return bytes(buf[start:stop]).decode("utf-8")
+    except UnicodeDecodeError:
+        raise Malformed(f"{what} is not valid UTF-8") from None
+
+
 class Field(NamedTuple):
     """One field of a message, as ``iter_fields`` reads it: its number, its wire type, and its
     value (an int for varint and fixed-width fields, the payload of a length-delimited one).
