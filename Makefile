@@ -11,7 +11,7 @@ PORT ?= 8080
 MODEL_PATH ?= samples/mnist
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help venv serve-venv eas-venv kserve-venv triton-venv sample serve client test lint typecheck pytest bench bench-stores clean compat images-e2e
+.PHONY: help venv serve-venv eas-venv kserve-venv triton-venv sample serve client rie test lint typecheck pytest bench bench-stores clean compat images-e2e
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z0-9-]+):.*## (.*)$$/\1|\2/' | awk -F'|' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -53,22 +53,37 @@ samples/mnist/saved_model.pb: samples/build_mnist.py
 	$(if $(wildcard $(SERVE_VENV)/.installed),$(SERVE_VENV),$(VENV))/bin/python samples/build_mnist.py samples/mnist
 
 serve: serve-venv sample  ## serve MODEL_PATH (default: the sample) on PORT (8080); `make client` calls it
-	@echo "serving $(MODEL_PATH) on :$(PORT); in another shell: make client"
+	@echo "serving $(MODEL_PATH) on :$(PORT); in another shell: make client PORT=$(PORT)$(if $(SERVICE_TOKEN), SERVICE_TOKEN=\"\$$SERVICE_TOKEN\")"
 	MODEL_PATH=$(MODEL_PATH) $(SERVE_VENV)/bin/tfserverless serve --host 0.0.0.0 --port $(PORT)
 
-client: eas-venv  ## call `make serve` with the official EAS SDK (samples/client.py)
-	$(EAS_VENV)/bin/python samples/client.py http://127.0.0.1:$(PORT) mnist $(SERVICE_TOKEN)
+# not echoed: the command holds the token; with nothing on PORT it says so in one line, exit 1
+client: eas-venv  ## call `make serve` (on PORT) with the official EAS SDK (samples/client.py)
+	@$(EAS_VENV)/bin/python samples/client.py http://127.0.0.1:$(PORT) mnist $(SERVICE_TOKEN)
 
-lint: venv  ## ruff, cfn-lint on template.yaml, import-linter's layering contracts
+lint: venv  ## ruff, cfn-lint on template.yaml and sagemaker.yaml, import-linter's layering contracts
 	$(BIN)/ruff check src handler tests samples benchmarks packaging/build layers/build
-	$(BIN)/cfn-lint template.yaml
+	$(BIN)/cfn-lint template.yaml sagemaker.yaml
 	$(BIN)/lint-imports
 
 typecheck: venv  ## mypy (strict on src/)
 	$(BIN)/mypy
 
+# Lambda's runtime interface emulator (a static Go binary) as SAM CLI ships it: only that file
+# out of the pinned, hash-checked wheel, without installing SAM (tests/platforms/test_lambda_rie.py)
+RIE := build/aws-lambda-rie
+SAM_CLI := aws-sam-cli==1.170.0 --hash=sha256:24ebaf5ecba38dc1758089968cb89ab61e124b84e92a344fc7a2771a47f4d0bf
+rie: $(RIE)  ## Lambda's runtime interface emulator, from the aws-sam-cli wheel (build/aws-lambda-rie)
+$(RIE):
+	mkdir -p build/rie-wheel
+	echo "$(SAM_CLI)" > build/rie-wheel/requirements.txt
+	$(PY) -m pip download -q --no-deps --require-hashes -d build/rie-wheel -r build/rie-wheel/requirements.txt
+	$(PY) -c 'import glob, sys, zipfile; z = zipfile.ZipFile(glob.glob("build/rie-wheel/aws_sam_cli-*.whl")[0]); \
+	  open(sys.argv[1] + ".part", "wb").write(z.read("samcli/local/rapid/aws-lambda-rie-x86_64"))' $@
+	chmod +x $@.part
+	mv $@.part $@
+
 # the fast lane first (no TensorFlow, server, subprocess or socket: seconds), then the rest
-pytest: venv eas-venv triton-venv  ## the fast lane, then the real-model, real-server tests
+pytest: venv eas-venv triton-venv rie  ## the fast lane, then the real-model, real-server tests
 	$(BIN)/pytest -q -p no:cacheprovider -m "not slow" tests
 	EAS_PYTHON=$(abspath $(EAS_VENV))/bin/python TRITON_PYTHON=$(abspath $(TRITON_VENV))/bin/python \
 	  $(BIN)/pytest -q -m slow tests $(PYTEST_ARGS)
@@ -82,7 +97,7 @@ bench-stores:  ## nginx and s3rver for benchmarks/coldstart_bench.py
 	test -x build/bench-node/node_modules/.bin/s3rver || \
 	  npm install --silent --prefix build/bench-node s3rver@3.7.1
 
-bench: venv eas-venv kserve-venv triton-venv sample bench-stores  ## the benchmarks; reports under benchmarks/results/
+bench: venv eas-venv kserve-venv triton-venv sample bench-stores rie  ## the benchmarks; reports under benchmarks/results/
 	$(BIN)/python benchmarks/serve_bench.py
 	$(BIN)/python benchmarks/protocols_bench.py
 	$(BIN)/python benchmarks/grpc_bench.py
@@ -96,6 +111,7 @@ bench: venv eas-venv kserve-venv triton-venv sample bench-stores  ## the benchma
 	$(BIN)/python benchmarks/fetch_bench.py
 	$(BIN)/python benchmarks/coldstart_bench.py --sizes 1024 --plot 100,512,2048 --sweep
 	$(BIN)/python benchmarks/warmup_bench.py
+	$(BIN)/python benchmarks/lambda_rie_bench.py
 
 # --- compatibility matrix: the engine's tests on other processors' Python and TensorFlow ---
 COMPAT := .compat

@@ -13,6 +13,8 @@ export DOCKER_HOST="unix://$DIR/docker.sock"
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 current=$(python3 -c 'import json; print(json.load(open("packaging/processors.json"))["current"])')
 BUILDS=("tensorflow_cpu_$current:bookworm" "tensorflow_cpu_2.7:bullseye" "litert_cpu:bookworm")
+# TFS_E2E_BUILDS="litert_cpu:bookworm": only these <processor>:<debian suite> (one image's rerun)
+if [ -n "${TFS_E2E_BUILDS:-}" ]; then read -r -a BUILDS <<<"$TFS_E2E_BUILDS"; fi
 
 if ! command -v dockerd >/dev/null || ! command -v debootstrap >/dev/null; then
   apt-get update -qq

@@ -1,10 +1,13 @@
 #!/usr/bin/env python
 """Write a serialized EAS ``PredictRequest`` for the sample MNIST model (what
-``TFRequest.to_string()`` gives), e.g. for ``curl --data-binary @request.bin``:
+``TFRequest.to_string()`` gives), e.g. for ``curl --data-binary @out/request.bin``:
 
-    .venv/bin/python samples/make_request.py request.bin
+    .venv-serve/bin/python samples/make_request.py out/request.bin
+
+(``out/``, the default's folder, is gitignored; it is made when missing.)
 """
 
+import os
 import sys
 
 import numpy as np
@@ -13,7 +16,8 @@ from tfserverless.protocol import encode_request
 
 
 def main() -> None:
-    out = sys.argv[1] if len(sys.argv) > 1 else "request.bin"
+    out = sys.argv[1] if len(sys.argv) > 1 else os.path.join("out", "request.bin")
+    os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
     images = np.random.RandomState(0).rand(1, 784).astype(np.float32)
     with open(out, "wb") as f:
         f.write(encode_request({"images": images}, signature_name="predict_images"))

@@ -15,6 +15,8 @@ from typing import Any, Callable, Dict, Iterator, List, Optional
 import pytest
 import requests
 
+from .processes import Logged
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTS = os.path.join(ROOT, "tests")
 DATA = os.path.join(TESTS, "data")
@@ -61,13 +63,14 @@ def sample_model(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(out)
 
 
-class Server:
+class Server(Logged):
     """A real server process on 127.0.0.1.  ``target`` ``app``: ``tfserverless serve`` (the
     bare ASGI app under gunicorn's uvicorn worker, what ``make serve`` runs); functions-framework
     with ``predict`` (ASGI where this functions-framework has it) or ``predict_flask``."""
 
     def __init__(self, env: Dict[str, str], *, wait_ready: bool = True,
-                 log_path: Optional[str] = None, target: str = "app", grpc: bool = False) -> None:
+                 log_path: Optional[str] = None, target: str = "app", grpc: bool = False,
+                 port_env: str = "") -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.grpc = ""  # ``grpc``: gRPC beside HTTP (GRPC_PORT), at this host:port
@@ -79,13 +82,16 @@ class Server:
         full.update({"PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"})
         full.setdefault("WORKERS", "1")  # per-worker limits and counts; tests that want more say so
         full.update(env)
+        listen = ["--host", "127.0.0.1", "--port", str(self.port)]
+        if port_env:  # serve finds its port in this variable, as a platform gives it
+            full[port_env], listen = str(self.port), []
         self.log_path = log_path or os.path.join("/tmp", f"tfs-server-{self.port}.log")
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         argv = [PYTHON, "-m", "tfserverless", "serve"] if target == "app" else [
             os.path.join(BIN, "functions-framework"), "--source",
             os.path.join(ROOT, "handler", "main.py"), "--target", target]
         self.proc = subprocess.Popen(
-            [*argv, "--host", "127.0.0.1", "--port", str(self.port)],
+            [*argv, *listen],
             env=full, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         if wait_ready:
@@ -106,22 +112,6 @@ class Server:
                 last = e
             time.sleep(0.2)
         raise AssertionError(f"server not ready: {last}; log: {self.log()[-3000:]}")
-
-    def log(self) -> str:
-        self._log.flush()
-        with open(self.log_path, encoding="utf-8", errors="replace") as f:
-            return f.read()
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
-        self._log.close()
-
 
 #: every HTTP entry: ``app`` (``tfserverless serve``: the bare ASGI app), and
 #: functions-framework's ``predict`` (ASGI where it has it, Flask before 3.9) and ``predict_flask``
@@ -411,11 +401,13 @@ def gcs() -> Iterator[GcsEmulator]:
 SLOW_FIXTURES = {"models", "sample_model", "start_server", "moto", "files", "predict_pb2",
                  "mnist_service", "multi_service", "gcs"}
 #: modules whose every test runs a subprocess or a server
-SLOW_MODULES = {"test_cli", "test_imports", "test_layers", "test_packaging", "test_tensorflow",
+SLOW_MODULES = {"test_cli", "test_sagemaker_service",
+                "test_imports", "test_layers", "test_packaging", "test_tensorflow",
                 "test_service", "test_service_http", "test_protocols_http", "test_batching_http",
                 "test_overload", "test_cross_version", "test_init", "test_cold_start",
                 "test_images_e2e", "test_adapters", "test_warmup", "test_litert",
-                "test_header_limits", "test_tfserving_rest", "test_tfserving_grpc"}
+                "test_header_limits", "test_tfserving_rest", "test_tfserving_grpc", "test_readme",
+                "test_lambda_rie"}
 
 
 def pytest_collection_modifyitems(config: Any, items: List[Any]) -> None:

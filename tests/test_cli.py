@@ -50,14 +50,16 @@ def test_render_aws_matches_the_template(tmp_path: Any) -> None:
 
 
 def test_render_fc_and_cloudrun(tmp_path: Any) -> None:
-    fc = render("fc", EAS_EXAMPLE, tmp_path)
-    assert fc["image"] is None and fc["name"] == "tf_serving_test"  # code + layer, no image
-    assert "LAYER_ARN=" in fc["command"] and "ROLE_ARN=" in fc["command"]
+    fc = render("fc", EAS_EXAMPLE, tmp_path)  # TensorFlow: its FC image, a custom container
+    assert fc["image"] == ("registry.<region>.aliyuncs.com/<namespace>/"
+                           "tfserverless:tensorflow_cpu_1.15-fc") and fc["name"] == "tf_serving_test"
+    assert "IMAGE=" in fc["command"] and "ROLE_ARN=" in fc["command"]
+    assert fc["command"].endswith("s deploy -t s-image.yaml")
     assert fc["parameters"]["MEMORY"] == "4032" and fc["parameters"]["CPU"] == "1"
     # EAS's defaults: 5 running + 64 queued is what one instance takes at once
     assert fc["parameters"]["INSTANCE_CONCURRENCY"] == "69"
     assert fc["parameters"]["RPC_KEEPALIVE"] == "30000"
-    with open(os.path.join(ROOT, "s.yaml"), encoding="utf-8") as f:
+    with open(os.path.join(ROOT, "s-image.yaml"), encoding="utf-8") as f:
         syaml = f.read()
     for key in fc["parameters"]:
         assert f"env('{key}'" in syaml, key
@@ -175,6 +177,27 @@ def test_render_grpc_prints_a_manifest_with_h2c_and_refuses_lambda(tmp_path: Any
     assert lines[0].startswith("tfserverless: configuration error: --protocol grpc: AWS Lambda")
 
 
+def test_render_sagemaker_prints_parameters_and_the_deploy_and_refuses_gpus(tmp_path: Any) -> None:
+    proc = cli(["render", "--platform", "sagemaker"], EAS_EXAMPLE, tmp_path)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert lines[0] == ("# sagemaker: tf-serving-test, image <account>.dkr.ecr.<region>."
+                        "amazonaws.com/tfserverless:tensorflow_cpu_1.15-cloudrun")
+    # an http(s) archive is fetched by the server; 4000 MB is 4096 serverless; 2 x 69 at once
+    for line in ("ModelDataUrl=", f"ModelPath={EAS_EXAMPLE['model_path']}", "MemorySizeInMB=4096",
+                 "MaxConcurrency=138", "ProvisionedConcurrency=2", "RpcKeepalive=30000"):
+        assert line in lines, line
+    assert lines[-1].startswith("aws cloudformation deploy --template-file sagemaker.yaml "
+                                "--stack-name tf-serving-test --capabilities CAPABILITY_IAM ")
+    gpu = dict(EAS_EXAMPLE, processor="tensorflow_gpu_1.15", metadata={"gpu": 1})
+    proc = cli(["render", "--platform", "sagemaker"], gpu, tmp_path)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and proc.stdout == "", proc.stderr
+    assert lines[0] == ("tfserverless: configuration error: metadata.gpu=1: SageMaker serverless "
+                        "inference has no GPUs; expected --platform cloudrun, knative or kserve "
+                        "(or a SageMaker real-time endpoint)")
+
+
 def test_unknown_fields_are_named_and_ignored(tmp_path: Any) -> None:
     proc = cli(["render", "--platform", "aws"], dict(EAS_EXAMPLE, colour="blue"), tmp_path)
     assert proc.returncode == 0 and "field 'colour' is not used here; ignored" in proc.stderr
@@ -236,6 +259,7 @@ def test_render_litert_deploys_the_lambda_zip_and_fc_layer(tmp_path: Any) -> Non
     assert steps[2].startswith("sam deploy --template-file template.yaml") and "Runtime=litert" in steps[2]
     assert "CodeUri: handler/" in template and "- !Ref LiteLayerArn" in template
     fc = render("fc", cfg, tmp_path)
-    assert "layers/build --platform fc --runtime litert --python 3.10" in fc["parameters"]["LAYER_ARN"]
+    assert fc["command"].startswith("layers/build --platform fc --runtime litert --python 3.10\n")
+    assert ":layers/tfserverless-litert/versions/<version>" in fc["parameters"]["LAYER_ARN"]
     run = render("cloudrun", cfg, tmp_path)
     assert "tfserverless:litert_cpu-cloudrun" in run["command"]

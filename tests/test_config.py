@@ -6,7 +6,7 @@ from typing import Any, Dict
 
 import pytest
 
-from tfserverless.config import Config
+from tfserverless.config import Config, detect_platform, serve_port
 from tfserverless.errors import ConfigError
 from tfserverless.serving.admission import limits_for
 
@@ -78,3 +78,46 @@ def test_an_unknown_setting_is_refused() -> None:
 def test_seconds_that_are_not_a_number_say_so(value: str) -> None:
     with pytest.raises(ConfigError, match="is not a number; expected seconds"):
         Config.from_environ({"BODY_READ_TIMEOUT": value})
+
+
+# --- SageMaker: told by the image's entrypoint (a bare `serve`) or SAGEMAKER_BIND_TO_PORT ------
+
+
+@pytest.mark.parametrize("environ, platform", [
+    ({"TFSERVERLESS_PLATFORM": "sagemaker"}, "sagemaker"),
+    ({"SAGEMAKER_BIND_TO_PORT": "9090"}, "sagemaker"),
+    ({"TFSERVERLESS_PLATFORM": "Local", "SAGEMAKER_BIND_TO_PORT": "9090"}, "local"),
+    ({"K_SERVICE": "x"}, "cloudrun"),
+    ({}, "local"),
+])
+def test_platform_is_told_from_the_environment(environ: Dict[str, str], platform: str) -> None:
+    assert detect_platform(environ) == platform
+
+
+def test_sagemaker_reads_the_model_where_sagemaker_unpacks_it() -> None:
+    assert Config.from_environ({"TFSERVERLESS_PLATFORM": "sagemaker"}).model_path == "/opt/ml/model"
+    assert Config.from_environ({"TFSERVERLESS_PLATFORM": "sagemaker",
+                                "MODEL_PATH": "s3://b/m.tar.gz"}).model_path == "s3://b/m.tar.gz"
+    assert Config.from_environ({}).model_path == ""  # elsewhere: no default, a one-line refusal
+
+
+@pytest.mark.parametrize("environ, port", [
+    ({"TFSERVERLESS_PLATFORM": "sagemaker"}, 8080),
+    ({"TFSERVERLESS_PLATFORM": "sagemaker", "PORT": "9000"}, 8080),  # SageMaker routes 8080
+    ({"SAGEMAKER_BIND_TO_PORT": "9090", "PORT": "9000"}, 9090),
+    ({"PORT": "9000"}, 9000),
+    ({}, 8080),
+])
+def test_serve_port(environ: Dict[str, str], port: int) -> None:
+    assert serve_port(environ) == port
+
+
+@pytest.mark.parametrize("environ, message", [
+    ({"TFSERVERLESS_PLATFORM": "lambda"}, "TFSERVERLESS_PLATFORM='lambda' is not a platform"),
+    ({"SAGEMAKER_BIND_TO_PORT": "http"}, "SAGEMAKER_BIND_TO_PORT='http'"),
+    ({"PORT": "70000"}, "PORT='70000' is not a port"),
+])
+def test_bad_platform_settings_are_one_line(environ: Dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        serve_port(environ)
+    assert message in e.value.message and "\n" not in e.value.message

@@ -1,5 +1,5 @@
 """packaging/build: a valid build context for every processor x flavour (hadolint), and the
-README's processors table in step with packaging/processors.json."""
+processors table (docs/processors.md) in step with packaging/processors.json."""
 
 from __future__ import annotations
 
@@ -103,13 +103,13 @@ def test_unknown_names_fail_with_one_line(args: Any, msg: str, tmp_path: Any) ->
     assert msg in proc.stderr
 
 
-def test_readme_table_is_generated_from_processors_json() -> None:
+def test_processors_table_is_generated_from_processors_json() -> None:
     table = subprocess.run([PYTHON, BUILD, "--readme-table"], capture_output=True, text=True,
                            check=True).stdout
-    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
-        readme = f.read()
-    m = re.search(r"<!-- processors:start -->\n(.*?)<!-- processors:end -->", readme, re.S)
-    assert m and m.group(1) == table, "run packaging/build --readme-table and update README.md"
+    with open(os.path.join(ROOT, "docs", "processors.md"), encoding="utf-8") as f:
+        doc = f.read()
+    m = re.search(r"<!-- processors:start -->\n(.*?)<!-- processors:end -->", doc, re.S)
+    assert m and m.group(1) == table, "run packaging/build --readme-table and update docs/processors.md"
     eas = {f"tensorflow_{d}_{v}" for d, vs in (("cpu", ["1.12", "1.14", "1.15", "2.3", "2.4", "2.7"]),
                                                ("gpu", ["1.12", "1.14", "1.15", "2.4", "2.7"]))
            for v in vs}
@@ -150,3 +150,26 @@ def test_model_is_baked_in_converted_for_litert(sample_model: str, tmp_path: Any
                          timeout=600)
     assert bad.returncode != 0 and "packaging/build: --model for litert_cpu:" in bad.stderr
     assert bad.stderr.strip().count("\n") == 0, bad.stderr
+
+
+@pytest.mark.parametrize("argv, env, want", [
+    (["serve"], {}, "tfserverless serve --host 0.0.0.0 | platform=sagemaker"),
+    (["serve", "--port", "9000"], {}, "tfserverless serve --host 0.0.0.0 --port 9000 | platform=sagemaker"),
+    (["serve"], {"TFSERVERLESS_PLATFORM": "local"}, "tfserverless serve --host 0.0.0.0 | platform=local"),
+    (["tfserverless", "serve", "--host", "0.0.0.0"], {}, "tfserverless serve --host 0.0.0.0 | platform="),
+    (["sh", "-c", "echo as given"], {}, "as given"),
+])
+def test_entrypoint_serves_sagemakers_bare_serve(tmp_path: Any, argv: List[str],
+                                                 env: Dict[str, str], want: str) -> None:
+    """SageMaker runs ``docker run IMAGE serve``: the entrypoint makes that ``tfserverless
+    serve`` under SageMaker; the image's CMD and any other command run as given."""
+    fake = tmp_path / "tfserverless"
+    fake.write_text('#!/bin/sh\necho "tfserverless $* | platform=$TFSERVERLESS_PLATFORM"\n')
+    fake.chmod(0o755)
+    path = f"{tmp_path}:{os.environ['PATH']}"
+    base = {k: v for k, v in os.environ.items() if k != "TFSERVERLESS_PLATFORM"}
+    out = subprocess.run([os.path.join(ROOT, "packaging", "entrypoint.sh"), *argv],
+                         env=dict(base, PATH=path, **env), capture_output=True, text=True,
+                         timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == want

@@ -1,6 +1,6 @@
 """``tfserverless serve [--config service.json]`` serves the model (settings from the
 environment, or an EAS service config as it is); ``tfserverless render --config service.json
---platform aws|fc|cloudrun|knative|kserve [--protocol grpc]`` turns the config into deploy
+--platform aws|fc|cloudrun|knative|kserve|sagemaker [--protocol grpc]`` turns the config into deploy
 parameters; ``tfserverless convert SAVED_MODEL OUT`` writes the LiteRT model the
 ``litert_cpu`` processor serves."""
 
@@ -12,6 +12,7 @@ import os
 import sys
 from typing import Any, Dict, List, Optional, Tuple
 
+from .config import serve_port
 from .config_values import SERVE_PROTOCOLS
 from .errors import ConfigError
 from .tools import deploy
@@ -34,16 +35,9 @@ def _load(path: str) -> deploy.Deployment:
 
 def installed_tensorflow() -> Optional[str]:
     """The installed TensorFlow's version, read from its package metadata (no import)."""
-    try:
-        from importlib import metadata
-    except ImportError:  # Python 3.7
-        return None
-    for dist in ("tensorflow", "tensorflow-cpu", "tensorflow-gpu", "tensorflow-intel"):
-        try:
-            return metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            continue
-    return None
+    from .startup import TENSORFLOW_DISTS, installed
+
+    return installed(TENSORFLOW_DISTS)
 
 
 def processor_note(processor: str, table: Dict[str, Any], installed: Optional[str]) -> str:
@@ -133,15 +127,15 @@ def _convert(args: argparse.Namespace) -> int:
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(
         prog="tfserverless", epilog="Settings (MODEL_PATH, SERVICE_TOKEN, RPC_*, WORKERS, ...) "
-        "come from the environment; the README's Configuration table lists each with its default.")
+        "come from the environment; docs/configuration.md lists each with its default.")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="serve the model over HTTP (EAS protobuf, TF Serving "
                            "REST, V2); settings from the environment (MODEL_PATH, ...)")
     serve.add_argument("--config", help="an EAS service config (JSON); its settings override "
                        "the environment's (default: none, the environment alone)")
     serve.add_argument("--host", default="0.0.0.0", help="address to listen on (default: %(default)s)")
-    serve.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")),
-                       help="port (default: $PORT, else 8080)")
+    serve.add_argument("--port", type=int, help="port (default: $PORT, else 8080; under "
+                       "SageMaker $SAGEMAKER_BIND_TO_PORT, else 8080)")
     serve.add_argument("--grpc-port", type=int, help="also serve gRPC (TF Serving's "
                        "PredictionService, V2's GRPCInferenceService, health) on this port "
                        "(default: $GRPC_PORT, else none)")
@@ -156,14 +150,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     render.add_argument("--protocol", choices=renderers.PROTOCOLS, default="http",
                         help="what the service's one port speaks: http, or grpc (serve "
                         "--protocol grpc: Knative/KServe name the port h2c and probe over gRPC, "
-                        "Cloud Run gets --use-http2, FC s-grpc.yaml's custom container; aws is "
-                        "refused). gRPC beside HTTP (serve --grpc-port) is not rendered: each "
+                        "Cloud Run gets --use-http2, FC s-grpc.yaml's custom container; aws and "
+                        "sagemaker are refused). gRPC beside HTTP (serve --grpc-port) is not rendered: each "
                         "platform routes one port (default: %(default)s)")
     render.add_argument("--json", action="store_true",
                         help="print everything as JSON (default: text)")
     render.add_argument("--model-size", metavar="SIZE|auto",
                         help="size the platform's disk (Lambda EphemeralStorageSize, FC "
-                        "DISK_SIZE, Cloud Run --memory, Kubernetes ephemeral-storage) to the "
+                        "DISK_SIZE, Cloud Run --memory, Kubernetes ephemeral-storage; SageMaker's "
+                        "5 GB is checked) to the "
                         "model: SIZE is the SavedModel's bytes once extracted (800MB, 1.5GiB, "
                         "2G: units of 1024); auto reads it from the store (one HEAD or listing; "
                         "an archive's extracted size is estimated as 2x its own); a model that "
@@ -203,13 +198,21 @@ def main(argv: Optional[List[str]] = None) -> int:
             if args.json:
                 print(json.dumps(out, indent=1))
             elif "manifest" in out:  # Kubernetes: the manifest itself (kubectl reads JSON)
+                for kind, lines in (("warning", out["warnings"]), ("you supply", out["you_supply"]),
+                                    ("run", out["command"].splitlines())):
+                    for line in lines:
+                        print(f"tfserverless: {kind}: {line}", file=sys.stderr)
                 print(json.dumps(out["manifest"], indent=1))
             else:
                 image = f"image {out['image']}" if out["image"] else "no image (code + layer)"
                 print(f"# {out['platform']}: {out['name']}, {image}")
+                for w in out["warnings"]:
+                    print(f"# warning: {w}")
                 if disk is not None:
                     print(f"# disk: {out['disk']['line']}")
                     print(f"# {out['workers']}")
+                for line in out["you_supply"]:
+                    print(f"# you supply: {line}")
                 for k, v in out["parameters"].items():
                     print(f"{k}={v}")
                 print(out["command"])
@@ -231,9 +234,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         os.environ["GRPC_PORT"] = str(args.grpc_port)
     if args.protocol is not None:
         os.environ["PROTOCOL"] = args.protocol
+    try:
+        port = args.port if args.port is not None else serve_port(os.environ)
+    except ConfigError as e:
+        print(f"tfserverless: configuration error: {e.message}", file=sys.stderr)
+        return 2
     from . import server  # gunicorn and the service: only when serving
 
-    server.run(args.host, args.port)
+    server.run(args.host, port)
     return 0
 
 

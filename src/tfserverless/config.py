@@ -29,8 +29,27 @@ MAX_HEADER_BYTES = 64 << 10
 MAX_HEAD_BYTES = 2 * MAX_HEADER_BYTES
 
 
+#: what ``TFSERVERLESS_PLATFORM`` may say (else the platform is told by its own variables)
+PLATFORMS = ("aws", "fc", "cloudrun", "sagemaker", "local")
+#: where SageMaker unpacks a model's ``ModelDataUrl`` archive: MODEL_PATH's default there
+SAGEMAKER_MODEL_DIR = "/opt/ml/model"
+SAGEMAKER_PORT = 8080
+
+
 def detect_platform(environ: Mapping[str, str]) -> str:
-    """Where this instance runs, from the variables each platform sets."""
+    """Where this instance runs, from the variables each platform sets.  SageMaker documents
+    none for a single-container endpoint: it runs the image as ``docker run IMAGE serve``, so
+    our images' entrypoint says so in ``TFSERVERLESS_PLATFORM=sagemaker`` when started with
+    that bare ``serve``; ``SAGEMAKER_BIND_TO_PORT`` (which SageMaker sets for inference
+    pipelines and multi-container endpoints) says so too."""
+    named = environ.get("TFSERVERLESS_PLATFORM", "").strip().lower()
+    if named:
+        if named not in PLATFORMS:
+            raise ConfigError(f"TFSERVERLESS_PLATFORM={named[:40]!r} is not a platform; expected "
+                              f"one of {', '.join(PLATFORMS)} (or unset: told from the environment)")
+        return named
+    if environ.get("SAGEMAKER_BIND_TO_PORT"):
+        return "sagemaker"
     if environ.get("AWS_LAMBDA_FUNCTION_NAME"):
         return "aws"
     if environ.get("FC_FUNCTION_NAME") or environ.get("FC_FUNC_CODE_PATH"):
@@ -38,6 +57,15 @@ def detect_platform(environ: Mapping[str, str]) -> str:
     if environ.get("K_SERVICE"):
         return "cloudrun"
     return "local"
+
+
+def serve_port(environ: Mapping[str, str]) -> int:
+    """The port ``tfserverless serve`` listens on: under SageMaker ``SAGEMAKER_BIND_TO_PORT``,
+    else 8080, as its container contract says; elsewhere ``PORT`` (Cloud Run, Knative), else
+    8080."""
+    key = "SAGEMAKER_BIND_TO_PORT" if detect_platform(environ) == "sagemaker" else "PORT"
+    raw = environ.get(key, "").strip()
+    return v.port(key, raw) if raw else SAGEMAKER_PORT
 
 
 def header_read_timeout(environ: Mapping[str, str]) -> float:
@@ -208,6 +236,8 @@ class Config:
         self.grpc_host = "0.0.0.0"  # where gRPC listens: ``serve --host`` sets it
         # the derived defaults
         self.model_cache_dir = self.model_cache_dir or default_cache_dir(self.environ)
+        if platform == "sagemaker" and not self.model_path:
+            self.model_path = SAGEMAKER_MODEL_DIR
         if self.init_budget is None:
             self.init_budget = PLATFORM_INIT_BUDGET.get(platform, 600.0)
         if self.max_inflight_bytes is None:
@@ -245,5 +275,6 @@ class Config:
         return self.model_path
 
 
-__all__ = ["MAX_BATCH_ROWS", "MAX_WORKERS", "MAX_WORKER_THREADS", "SETTINGS", "Config", "Setting",
-           "detect_platform", "header_read_timeout", "in_service", "parse_size"]
+__all__ = ["MAX_BATCH_ROWS", "MAX_WORKERS", "MAX_WORKER_THREADS", "PLATFORMS", "SAGEMAKER_MODEL_DIR",
+           "SAGEMAKER_PORT", "SETTINGS", "Config", "Setting", "detect_platform",
+           "header_read_timeout", "in_service", "parse_size", "serve_port"]

@@ -164,7 +164,7 @@ def decoded_body(req: Request, limit: int, name: str = "MAX_BODY_BYTES") -> byte
 
 
 #: protocols whose clients read errors as ``{"error": "..."}`` (TF Serving REST, V2)
-JSON_ERRORS = frozenset(("tfserving", "v2"))
+JSON_ERRORS = frozenset(("tfserving", "v2", "sagemaker"))
 
 
 def error_response(err: TFServerlessError, protocol: str = "") -> Response:

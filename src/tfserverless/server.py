@@ -12,6 +12,7 @@ functions-framework's ``--target predict`` instead, which serves the same servic
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import sys
 import tempfile
@@ -30,13 +31,16 @@ def worker_class() -> Optional[str]:
     return WORKER if http_guard.BaseWorker is not None else None
 
 
-def options(bind: str, workers: int, worker: str) -> Dict[str, Any]:
+def options(bind: str, workers: int, worker: str, log_level: str = "INFO") -> Dict[str, Any]:
+    """gunicorn's settings; its and uvicorn's own lines (booting, listening) are errors only
+    unless ``LOG_LEVEL=DEBUG`` (or ``GUNICORN_LOG_LEVEL``) asks for them: the startup line
+    says where we listen."""
     return {
         "bind": bind,
         "workers": workers,
         "worker_class": worker,
         "timeout": 0,  # a model load or a long prediction is not a hung worker
-        "loglevel": os.environ.get("GUNICORN_LOG_LEVEL", "error"),
+        "loglevel": os.environ.get("GUNICORN_LOG_LEVEL", "info" if log_level == "DEBUG" else "error"),
         # as functions-framework sets it (its PR #173: no 4094-byte cap on URLs); uvicorn's
         # worker passes no gunicorn limit_request_* on: a head's size is http_guard's cap
         "limit_request_line": 0,
@@ -87,16 +91,23 @@ def run(host: str, port: int) -> None:
         cmd = [sys.executable, "-m", "functions_framework", "--source", ENTRY, "--target",
                "predict", "--host", host, "--port", str(port)]
         os.execv(cmd[0], cmd)
-    from . import entrypoints  # builds the service (a bad setting exits with one line)
+    user_tf_cpp = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "").strip()  # before the service sets it
+    # entrypoints builds the service (a bad setting exits with one line)
+    from . import entrypoints, logs, startup
     from .sizing import workers_or_exit
 
     config = entrypoints.service.config
     # as many model copies as fit the memory limit (the model's size: no TensorFlow)
-    config.workers = workers_or_exit(config)
+    chosen = workers_or_exit(config, quiet=True)
+    config.workers = chosen.workers
     config.grpc_host = host
     if config.protocol == "grpc":
         config.grpc_port = port
-    opts = options(http_bind(host, port, config.protocol), config.workers, worker)
+    bind = http_bind(host, port, config.protocol)
+    opts = options(bind, config.workers, worker, config.log_level)
+    logging.getLogger("tfserverless").info("%s", startup.line(startup.facts(config, bind, chosen.line)))
+    if config.log_level != "DEBUG" and not user_tf_cpp:
+        logs.filter_stderr()  # what TensorFlow prints past TF_CPP_MIN_LOG_LEVEL, in every worker
 
     class Application(gunicorn.app.base.BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:

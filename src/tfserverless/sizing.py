@@ -149,9 +149,9 @@ def choose(config: Config, cores: int, limit: int, size: Optional[ModelSize],
     return Choice(n, f"workers: {n} ({'; '.join(why)})", warn=bool(unknown))
 
 
-def workers(config: Config, cgroup_root: str = cgroup.ROOT) -> int:
+def choice(config: Config, cgroup_root: str = cgroup.ROOT) -> Choice:
     """``choose`` with this instance's limit and model size (looked up only when it can change
-    anything), logged in one line; a ConfigError when ``WORKERS`` copies cannot fit."""
+    anything); a ConfigError when ``WORKERS`` copies cannot fit."""
     limit = memory_limit(config, cgroup_root)
     size: Optional[ModelSize] = None
     unknown = ""
@@ -165,20 +165,29 @@ def workers(config: Config, cgroup_root: str = cgroup.ROOT) -> int:
             unknown = e.message
         except Exception as e:  # an SDK's error may carry request details: its type only
             unknown = type(e).__name__
-    choice = choose(config, config.workers, limit, size, unknown)
-    (log.warning if choice.warn else log.info)("%s", choice.line)
-    return choice.workers
+    return choose(config, config.workers, limit, size, unknown)
 
 
-def workers_or_exit(config: Config) -> int:
-    """``workers`` for a server about to fork them: a refusal stops the start in one line,
+def workers(config: Config, cgroup_root: str = cgroup.ROOT) -> int:
+    """``choice``'s count, its reason logged in one line."""
+    chosen = choice(config, cgroup_root)
+    (log.warning if chosen.warn else log.info)("%s", chosen.line)
+    return chosen.workers
+
+
+def workers_or_exit(config: Config, *, quiet: bool = False) -> Choice:
+    """``choice`` for a server about to fork them, logged unless ``quiet`` (the caller says it
+    in its own line; a warning is logged regardless): a refusal stops the start in one line,
     exit 2, as every configuration error does."""
     try:
-        return workers(config)
+        chosen = choice(config)
     except ConfigError as e:
         print(f"tfserverless: configuration error: {e.message}", file=sys.stderr)
         raise SystemExit(2) from None
+    if chosen.warn or not quiet:
+        (log.warning if chosen.warn else log.info)("%s", chosen.line)
+    return chosen
 
 
-__all__ = ["Choice", "ModelSize", "choose", "memory_limit", "model_bytes", "per_worker",
+__all__ = ["Choice", "ModelSize", "choice", "choose", "memory_limit", "model_bytes", "per_worker",
            "tree_bytes", "workers", "workers_or_exit"]

@@ -36,4 +36,13 @@ def version_of(path: str) -> int:
     return 1 if n is None else n
 
 
-__all__ = ["MAX_VERSION", "version_number", "version_of"]
+def model_name_of(path: str) -> str:
+    """The name TF Serving gives the model loaded from ``path``: the directory above its
+    version directory (``<name>/<version>/``), else its own directory's name."""
+    path = os.path.normpath(path)
+    if version_number(os.path.basename(path)) is not None:
+        path = os.path.dirname(path)
+    return os.path.basename(path)
+
+
+__all__ = ["MAX_VERSION", "model_name_of", "version_number", "version_of"]

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from typing import Any, Dict
+
+import pytest
 
 from ..conftest import PYTHON
 
@@ -45,3 +48,34 @@ def test_gpu_processor_env_reaches_the_model(start_server: Any, models: Dict[str
     s = start_server({"MODEL_PATH": models["tf1_mnist"],
                       "TFSERVERLESS_PROCESSOR": "tensorflow_gpu_2.7", "CUDA_VISIBLE_DEVICES": ""})
     assert "processor tensorflow_gpu_2.7 found no GPU (CUDA_VISIBLE_DEVICES='')" in s.log()
+
+
+LOAD = """
+import json, logging, sys, warnings
+records = []
+class Keep(logging.Handler):
+    def emit(self, record):
+        records.append("%s: %s" % (record.name, record.getMessage()))
+logging.getLogger("tensorflow").addHandler(Keep())
+logging.getLogger("tensorflow").setLevel(logging.DEBUG)
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    from tfserverless.backends.tensorflow import Model
+    model = Model.load(sys.argv[1])
+print(json.dumps({"records": records, "signatures": sorted(model.signatures),
+                  "warnings": ["%s:%s: %s" % (w.filename, w.lineno, w.message) for w in caught]}))
+"""
+
+
+@pytest.mark.parametrize("name", ["tf1_mnist", "tf2_native"])
+def test_loading_raises_no_deprecation_of_ours(models: Dict[str, str], name: str) -> None:
+    """A fresh process each (TensorFlow says a deprecation once per process): neither a
+    ``WARNING:tensorflow: ... is deprecated`` note nor a Python warning from our calls."""
+    proc = subprocess.run([PYTHON, "-c", LOAD, models[name]], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["signatures"]
+    assert [r for r in got["records"] if "deprecat" in r.lower()] == []
+    assert [w for w in got["warnings"] if "tfserverless" in w.split(":")[0]] == []
+    assert "is deprecated" not in proc.stderr

@@ -7,6 +7,7 @@ skips: plain ``make test`` does not build images.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -34,6 +35,19 @@ def docker(*args: str, check: bool = True) -> str:
     return proc.stdout.strip()
 
 
+def wait_ready(url: str, cid: str, timeout: float = 120.0) -> None:
+    """Until ``url`` answers 200 (a readiness probe), or fail with the container's log."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url, timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"{url} never answered 200: {docker('logs', cid)[-3000:]}")
+
+
 def litert(image: str) -> bool:
     return image.startswith("tfserverless:litert_cpu")
 
@@ -59,16 +73,7 @@ def container(request: Any, models: Dict[str, str]) -> Iterator[Dict[str, Any]]:
                  "-e", "SERVICE_NAME=mnist", "-v", f"{model_root}:/models:ro", image)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(url + "/healthz", timeout=5).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            time.sleep(0.5)
-        else:
-            raise AssertionError(f"{image} never became ready: {docker('logs', cid)[-3000:]}")
+        wait_ready(url + "/healthz", cid)
         yield {"image": image, "id": cid, "url": url, "grpc": f"127.0.0.1:{grpc_port}"}
     finally:
         docker("rm", "-f", cid, check=False)
@@ -135,3 +140,67 @@ def test_grpc_beside_http(container: Dict[str, Any]) -> None:
         with pytest.raises(grpc.RpcError) as e:
             ready(b"\n\x05mnist", timeout=30)
         assert e.value.code().name == "UNAUTHENTICATED"
+
+
+def _sagemaker_model(image: str, root: str) -> None:
+    """half_plus_two as SageMaker unpacks a model: ``/opt/ml/model/half_plus_two/00000123``
+    (for litert_cpu, TF Serving's TF2 export converted: LiteRT cannot lift TF1 variables)."""
+    data = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "tfserving")
+    dest = os.path.join(root, "half_plus_two", "00000123")
+    if litert(image):
+        conv = subprocess.run([PYTHON, "-m", "tfserverless", "convert",
+                               os.path.join(data, "saved_model_half_plus_two_tf2_cpu", "00000123"),
+                               dest, "--signatures", "serving_default"],
+                              capture_output=True, text=True, timeout=300)
+        assert conv.returncode == 0, conv.stderr[-2000:]
+    else:
+        shutil.copytree(os.path.join(data, "saved_model_half_plus_two_cpu", "00000123"), dest)
+    subprocess.run(["chmod", "-R", "a+rX", root], check=True)
+
+
+def test_runs_as_sagemaker_runs_it(container: Dict[str, Any]) -> None:
+    """``docker run IMAGE serve`` with the model at /opt/ml/model (SageMaker's contract): 8080
+    when this machine has it free, else SAGEMAKER_BIND_TO_PORT; /ping, then /invocations in
+    each content type and custom attribute, answering what /v1 answers in the same container,
+    and boto3's ``invoke_endpoint`` on SageMaker Runtime's own path."""
+    import socket
+
+    import boto3
+
+    image = container["image"]
+    with socket.socket() as s:
+        port = 8080 if s.connect_ex(("127.0.0.1", 8080)) != 0 else free_port()
+    root = tempfile.mkdtemp(prefix="tfs-image-opt-ml-model-")
+    os.chmod(root, 0o755)
+    _sagemaker_model(image, root)
+    env = [] if port == 8080 else ["-e", f"SAGEMAKER_BIND_TO_PORT={port}"]
+    cid = docker("run", "-d", "--network", "host", *env, "-v", f"{root}:/opt/ml/model:ro",
+                 image, "serve")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url + "/ping", cid)  # SageMaker polls it, 2 s a try
+        attrs = "X-Amzn-SageMaker-Custom-Attributes"
+        x = [1.0, 2.0, 5.0]  # half_plus_two's x: rank 1 in the LiteRT conversion
+        cases = [({"Content-Type": "application/json"}, json.dumps({"instances": x})),
+                 ({"Content-Type": "application/json; charset=utf-8", attrs: "tfs-model-name="
+                   "half_plus_two,tfs-model-version=123"}, json.dumps({"instances": x})),
+                 ({"Content-Type": "application/jsonlines"},
+                  "".join(json.dumps({"x": v}) + "\n" for v in x)),
+                 ({"Content-Type": "text/csv"}, "1.0\n2.0\n5.0\n")]
+        want = requests.post(url + "/v1/models/half_plus_two:predict", json={"instances": x})
+        assert want.status_code == 200, want.text
+        assert np.allclose(np.array(want.json()["predictions"]).reshape(-1), [2.5, 3.0, 4.5])
+        for headers, body in cases:
+            got = requests.post(url + "/invocations", data=body, headers=headers)
+            assert (got.status_code, got.json()) == (200, want.json()), (headers, got.text)
+        gone = requests.post(url + "/invocations", data=json.dumps(x), headers={
+            "Content-Type": "application/json", attrs: "tfs-model-name=half_plus_three"})
+        assert gone.status_code == 404 and "half_plus_three" in gone.json()["error"]
+        client = boto3.client("sagemaker-runtime", endpoint_url=url, region_name="us-east-1",
+                              aws_access_key_id="test", aws_secret_access_key="test")
+        r = client.invoke_endpoint(EndpointName="half-plus-two", ContentType="application/json",
+                                   Body=json.dumps({"instances": x}).encode())
+        assert json.loads(r["Body"].read()) == want.json()
+    finally:
+        docker("rm", "-f", cid, check=False)
+        shutil.rmtree(root, ignore_errors=True)

@@ -68,12 +68,41 @@ def _b64(body: bytes) -> str:
     return base64.b64encode(body).decode()
 
 
-def _unpack_lambda(reply: Dict[str, Any]) -> Reply:
+def unpack_lambda(reply: Dict[str, Any]) -> Reply:
     headers = reply.get("headers") or {k: v[-1] for k, v in
                                        (reply.get("multiValueHeaders") or {}).items()}
     body = base64.b64decode(reply["body"]) if reply["isBase64Encoded"] else \
         reply["body"].encode()
     return reply["statusCode"], headers, body
+
+
+def lambda_event(template: Dict[str, Any], method: str, path: str,
+                 headers: Optional[Dict[str, str]] = None, body: bytes = b"",
+                 query: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
+    """A request as the event ``template`` (a sample from tests/data) would carry it."""
+    ev = copy.deepcopy(template)
+    extra = dict(headers or {})
+    ev["body"], ev["isBase64Encoded"] = _b64(body), True
+    if "multiValueHeaders" in ev:
+        merged = _lower_merge({k: v[0] for k, v in ev["multiValueHeaders"].items()}, extra,
+                              lower=False)
+        ev["multiValueHeaders"] = {k: [v] for k, v in merged.items()}
+        if "headers" in ev:
+            ev["headers"] = merged
+    else:
+        ev["headers"] = _lower_merge(ev["headers"], extra, lower=True)
+    if ev.get("version") == "2.0":
+        ev["rawPath"] = ev["requestContext"]["http"]["path"] = path
+        ev["requestContext"]["http"]["method"] = method
+        ev["queryStringParameters"] = query
+    else:
+        ev["path"] = path
+        ev["httpMethod"] = method
+        if "multiValueQueryStringParameters" in ev:
+            ev["multiValueQueryStringParameters"] = {k: [v] for k, v in (query or {}).items()}
+        if "queryStringParameters" in ev:  # REST (v1) events carry both forms
+            ev["queryStringParameters"] = query
+    return ev
 
 
 def lambda_caller(fixture_name: str, service: Service) -> Caller:
@@ -82,33 +111,12 @@ def lambda_caller(fixture_name: str, service: Service) -> Caller:
 
     def call(method: str, path: str, headers: Optional[Dict[str, str]] = None,
              body: bytes = b"", query: Optional[Dict[str, str]] = None) -> Reply:
-        ev = copy.deepcopy(template)
-        extra = dict(headers or {})
-        ev["body"], ev["isBase64Encoded"] = _b64(body), True
-        if "multiValueHeaders" in ev:
-            merged = _lower_merge({k: v[0] for k, v in ev["multiValueHeaders"].items()}, extra,
-                                  lower=False)
-            ev["multiValueHeaders"] = {k: [v] for k, v in merged.items()}
-            if "headers" in ev:
-                ev["headers"] = merged
-        else:
-            ev["headers"] = _lower_merge(ev["headers"], extra, lower=True)
-        if ev.get("version") == "2.0":
-            ev["rawPath"] = ev["requestContext"]["http"]["path"] = path
-            ev["requestContext"]["http"]["method"] = method
-            ev["queryStringParameters"] = query
-        else:
-            ev["path"] = path
-            ev["httpMethod"] = method
-            if "multiValueQueryStringParameters" in ev:
-                ev["multiValueQueryStringParameters"] = {k: [v] for k, v in (query or {}).items()}
-            if "queryStringParameters" in ev:  # REST (v1) events carry both forms
-                ev["queryStringParameters"] = query
+        ev = lambda_event(template, method, path, headers, body, query)
         reply = handler(json.loads(json.dumps(ev)), None)
         if "elb" in ev["requestContext"]:
             assert reply["statusDescription"].startswith(str(reply["statusCode"]))
             assert ("multiValueHeaders" in reply) == ("multiValueHeaders" in template)
-        return _unpack_lambda(reply)
+        return unpack_lambda(reply)
 
     return call
 
@@ -126,7 +134,7 @@ def fc3_caller(service: Service) -> Caller:
         ev["queryParameters"] = query or {}
         ev["body"], ev["isBase64Encoded"] = _b64(body), True
         reply = handler(json.dumps(ev).encode(), object())  # FC passes the event as bytes
-        return _unpack_lambda(reply)
+        return unpack_lambda(reply)
 
     return call
 

@@ -76,3 +76,35 @@ def test_a_malformed_lambda_event_is_a_400_naming_it(over: Dict[str, Any]) -> No
     reply = aws_lambda.make_handler(_service())(event, None)
     assert reply["statusCode"] == 400, reply
     assert "malformed" in reply["body"] or "unsupported Lambda event" in reply["body"], reply
+
+
+SOURCES = {"v1": "apigw_v1_rest.json", "v2": "apigw_v2_http.json", "alb": "alb.json",
+           "alb_multivalue": "alb_multivalue.json", "url": "lambda_function_url.json"}
+#: a TF Serving JSON reply of string tensors: every quote doubles once escaped into the reply
+QUOTES = b'{"outputs":[' + b'"\\"",' * 900_000 + b'""]}'
+BINARY = {"Content-Type": "application/octet-stream"}
+
+
+@pytest.mark.parametrize("name", sorted(SOURCES))
+@pytest.mark.parametrize("resp,over", [
+    (Response(200, QUOTES, {"Content-Type": "application/json"}), True),  # 4.5 MB, 8.1 escaped
+    (Response(200, b"\x01" * aws_lambda.LAMBDA_PAYLOAD.nbytes, BINARY), True),  # base64 + envelope
+    (Response(200, b"\x01" * (aws_lambda.LAMBDA_PAYLOAD.nbytes - 1024), BINARY), False),
+    (Response(200, b"[" + b"1.0," * 1_000_000 + b"0]", {"Content-Type": "application/json"}), False),
+])
+def test_a_reply_over_lambdas_6_mb_once_encoded_is_our_413(name: str, resp: Response,
+                                                         over: bool) -> None:
+    """Under LAMBDA_PAYLOAD as bytes is not enough: Lambda measures the JSON it is handed."""
+    with open(os.path.join(DATA, SOURCES[name]), encoding="utf-8") as f:
+        event = json.load(f)
+    source = aws_lambda.source_for(event)
+    assert source is not None
+    reply = aws_lambda.within_limit(source, resp, event, "tfserving")
+    assert aws_lambda.reply_size(reply) <= aws_lambda.LAMBDA_REPLY_BYTES
+    if not over:
+        assert reply == source.encode(resp, event)
+        return
+    assert reply["statusCode"] == 413
+    message = json.loads(reply["body"])["error"]
+    assert "over AWS Lambda's 6 MB synchronous payload limit of 6291456 bytes" in message
+    assert "\n" not in message

@@ -123,8 +123,9 @@ def test_fc_grpc_deploys_the_cloud_run_image_as_a_custom_container() -> None:
     assert env["PROTOCOL"] == "grpc" and env["PORT"] == "8089"
     assert [t["triggerType"] for t in props["triggers"]] == ["http"]
     assert "instanceLifecycleConfig" not in props  # its initializer is an HTTP call
-    http = render.render(SVC, "fc")
-    assert http["command"].endswith(" s deploy -t s.yaml") and "IMAGE" not in http["parameters"]
+    http = render.render(SVC, "fc")  # a TensorFlow processor over HTTP: its FC image
+    assert http["command"].endswith(" s deploy -t s-image.yaml")
+    assert http["parameters"]["IMAGE"].endswith("-fc")
 
 
 def test_fc_grpc_refuses_a_gpu_in_one_line() -> None:

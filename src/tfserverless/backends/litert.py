@@ -116,7 +116,7 @@ class LiteModel:
         model._made = 1
         model.import_seconds = t_import
         model.load_seconds = time.monotonic() - t0 - t_import
-        log.info("loaded %s with LiteRT (%s; import %.2fs, load %.2fs): signatures %s, default %r",
+        log.debug("loaded %s with LiteRT (%s; import %.2fs, load %.2fs): signatures %s, default %r",
                  model_file, model.runtime, t_import, model.load_seconds, sorted(sigs),
                  model.default_signature)
         return model

@@ -13,7 +13,7 @@ import os
 import re
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Type
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Type
 
 import numpy as np
 
@@ -36,6 +36,24 @@ def tensorflow_module(*, quiet: bool = False) -> Any:
     if quiet:
         logging.getLogger("tensorflow").setLevel(logging.ERROR)
     return tf
+
+
+class _NoDeprecationNotes(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "deprecated" not in str(record.msg)
+
+
+@contextlib.contextmanager
+def without_deprecation_notes() -> Iterator[None]:
+    """TensorFlow's "... is deprecated and will be removed" notes (its ``tensorflow`` logger)
+    dropped while our own call runs; other threads' notes too, for that moment only."""
+    logger = logging.getLogger("tensorflow")
+    note = _NoDeprecationNotes()
+    logger.addFilter(note)
+    try:
+        yield
+    finally:
+        logger.removeFilter(note)
 
 
 def tf_version() -> str:
@@ -186,7 +204,9 @@ class Model:
                                     cuda_visible_devices=cuda_visible_devices)
         session = v1.Session(graph=graph, config=config)
         try:
-            with graph.as_default():
+            # TensorFlow 2 marks its graph-mode loader deprecated (in favour of the object
+            # loader, which gives no Session); it is what every version from 1.12 has
+            with graph.as_default(), without_deprecation_notes():
                 meta = v1.saved_model.loader.load(session, tags, path)
         except Exception as e:
             session.close()
@@ -201,7 +221,7 @@ class Model:
         model.import_seconds = t_import
         model.load_seconds = time.monotonic() - t0 - t_import
         model._errors = (tuple(getattr(tf.errors, n) for n in INPUT_ERRORS), tf.errors.OpError)
-        log.info(
+        log.debug(  # at INFO the worker's cold-start line says it, the startup line the rest
             "loaded %s with TensorFlow %s (import %.2fs, load %.2fs): signatures %s, default %r, "
             "devices %s",
             path, tf.__version__, t_import, time.monotonic() - t0 - t_import,

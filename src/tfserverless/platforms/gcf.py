@@ -49,7 +49,7 @@ def make_handlers(service: Service) -> Tuple[Any, FlaskHandler]:
         # fit the memory limit, as ``tfserverless serve`` starts)
         from ..sizing import workers_or_exit
 
-        cfg.workers = workers_or_exit(cfg)  # WORKERS as set, else this (an empty one too)
+        cfg.workers = workers_or_exit(cfg).workers  # WORKERS as set, else this (an empty one too)
         os.environ["WORKERS"] = str(cfg.workers)
     flask_handler = make_flask_handler(service)
     return make_asgi_handler(service) or flask_handler, flask_handler

@@ -154,7 +154,7 @@ async def start(service: Service, host: str, port: int) -> Any:
     if not bound:
         raise OSError(f"gRPC could not listen on {host}:{port} (GRPC_PORT)")
     await server.start()
-    log.info("gRPC listening on %s:%d", host, bound)
+    log.debug("gRPC listening on %s:%d", host, bound)  # the startup line says where
     return server
 
 

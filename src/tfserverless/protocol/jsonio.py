@@ -46,6 +46,12 @@ try:  # optional: ~5x quicker both ways; the 3.7 processors may not have a wheel
 except ImportError:  # pragma: no cover - exercised by the compat venvs without it
     orjson = None  # type: ignore[assignment]  # None: not installed (mypy types the name as the module)
 
+
+
+class NotJSON(BadRequest):
+    """A body that is no JSON at all (its syntax), as against JSON that asks the wrong thing."""
+
+
 MAX_INT_DIGITS = 20  # no int64/uint64 needs more; longer ones are read as floats
 #: arrays and objects one body may open: each costs a parser ~50-100x what a number of the same
 #: bytes does (``[],`` x 2.8M: ~1 s and ~300 MB for 8 MiB, against ~0.1 s for numbers), and no
@@ -142,21 +148,21 @@ def _parse(body: bytes, what: str, skip: int = 0) -> Any:
     try:
         text = body.decode("utf-8")  # strict: json.loads(bytes) would take UTF-16 and surrogates
     except UnicodeDecodeError as e:
-        raise BadRequest(f"body is not valid JSON (not UTF-8 at byte {skip + e.start}); expected "
+        raise NotJSON(f"body is not valid JSON (not UTF-8 at byte {skip + e.start}); expected "
                          f"{what}") from None
     try:
         doc = json.loads(text, parse_int=_int, parse_float=_float if _may_overflow(body) else None)
     except json.JSONDecodeError as e:
-        raise BadRequest(f"body is not valid JSON at line {e.lineno} column {e.colno} "
+        raise NotJSON(f"body is not valid JSON at line {e.lineno} column {e.colno} "
                          f"(byte {skip + _byte(text, e.pos)}); expected {what}") from None
     except RecursionError:
-        raise BadRequest(f"body is not valid JSON (nested too deeply); expected {what}") from None
+        raise NotJSON(f"body is not valid JSON (nested too deeply); expected {what}") from None
     except ValueError as e:  # a number past float64's range (_float)
-        raise BadRequest(f"body is not valid JSON ({e}); expected {what}") from None
+        raise NotJSON(f"body is not valid JSON ({e}); expected {what}") from None
     if "\\" in text and _SURROGATE.search(text) is not None:  # memchr, then rarely a regex
         lone = _lone_surrogate(text)
         if lone is not None:
-            raise BadRequest(f"body is not valid JSON: a string holds a lone surrogate "
+            raise NotJSON(f"body is not valid JSON: a string holds a lone surrogate "
                              f"{lone.group(0)} (byte {skip + _byte(text, lone.start())}); expected "
                              f"text, surrogates only in high-low pairs, in {what}")
     return doc

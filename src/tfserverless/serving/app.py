@@ -14,12 +14,15 @@ from ..backends.registry import load_model
 from ..backends.servable import Servable
 from ..config import Config
 from ..errors import ConfigError
+from ..logs import quiet_third_party
 from .service import PATH_WARMUP_REQUESTS, Service
 
 log = logging.getLogger("tfserverless")
 
 
 def setup_logging(level: str) -> None:
+    """Our loggers at ``level`` on stderr; third-party ones quieted unless it is DEBUG."""
+    quiet_third_party(level)
     root = logging.getLogger("tfserverless")
     if not root.handlers:
         handler = logging.StreamHandler(sys.stderr)

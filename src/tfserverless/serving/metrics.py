@@ -21,7 +21,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 MAX_WORKERS = 64
 #: every client ecosystem (``Request.protocol``); "none" for requests no route took
-PROTOCOLS = ("eas", "tfserving", "v2", "tfserving-grpc", "v2-grpc", "grpc", "none")
+PROTOCOLS = ("eas", "tfserving", "v2", "sagemaker", "tfserving-grpc", "v2-grpc", "grpc", "none")
 STATUSES = (200, 400, 401, 403, 404, 405, 408, 413, 415, 429, 431, 450, 499, 500, 501, 503, 0)
 #: microseconds, as TF Serving's latency histograms
 LATENCY_BUCKETS = (100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000,

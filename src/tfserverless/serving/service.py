@@ -26,6 +26,7 @@ from .metrics import CONTENT_TYPE, Metrics
 from .predictor import Predictor
 from .routes.common import Job, Route, Routed, allow, ready_reply, split_prefix
 from .routes.eas import EASRoutes
+from .routes.sagemaker import INVOCATIONS, PING, RUNTIME_PREFIX, SageMakerRoutes
 from .routes.tfserving import PREFIX as TFS_PREFIX
 from .routes.tfserving import TFServingRoutes
 from .routes.tfserving_grpc import TFServingGrpcRoutes
@@ -42,7 +43,7 @@ TFS_API = "/v1/"
 #: TF Serving's Prometheus path (its monitoring config's default): what /metrics answers
 TFS_METRICS = "/monitoring/prometheus/metrics"
 #: requests /metrics does not count (probes and scrapes)
-UNCOUNTED = frozenset(("/healthz", "/healthz/live", "/metrics", TFS_METRICS, HEALTH_CHECK))
+UNCOUNTED = frozenset(("/healthz", "/healthz/live", "/metrics", TFS_METRICS, HEALTH_CHECK, PING))
 #: warm-up requests an adapter sends through its whole path (the first that succeeded)
 PATH_WARMUP_REQUESTS = 16
 
@@ -101,12 +102,15 @@ class Service:
         self.runner = Runner(config, holder, self.admission, self.predictor)
         deps = (config, holder, self.predictor)
         self.eas, self.tfserving, self.v2 = EASRoutes(*deps), TFServingRoutes(*deps), V2Routes(*deps)
+        self.sagemaker = SageMakerRoutes(*deps)
         self._exact: Dict[str, Callable[[Request], Routed]] = {
             "/healthz": self._health_route,
             "/healthz/live": self._live_route,
             "/metrics": self._metrics_route,
             TFS_METRICS: self._metrics_route,
             "/": self.eas.gateway,
+            PING: self.sagemaker.ping,  # SageMaker's container contract
+            INVOCATIONS: self.sagemaker.invocations,
         }
         # the gRPC methods (the gRPC front door serves these paths and no others)
         self._grpc: Dict[str, Callable[[Request], Routed]] = {HEALTH_CHECK: self._grpc_health_route}
@@ -119,6 +123,7 @@ class Service:
             (GATEWAY_PREFIX, self.eas.prefixed),
             (TFS_PREFIX, self.tfserving.route),
             (V2_PREFIX, self.v2.route),
+            (RUNTIME_PREFIX, self.sagemaker.runtime),
         )
 
     # entry points ----------------------------------------------------------------------------
@@ -138,7 +143,7 @@ class Service:
             req.protocol = self.tfserving.codec.name
         raise NotFound(f"no route {req.path}; expected POST / or POST {GATEWAY_PREFIX}<service> "
                        "(EAS), /v1/models/<name>:predict (TF Serving REST), "
-                       "/v2/models/<name>/infer (V2), GET /healthz")
+                       "/v2/models/<name>/infer (V2), POST /invocations (SageMaker), GET /healthz")
 
     def _with_body(self, req: Request, target: Routed) -> Union[Response, Job]:
         """What ``route`` decided, now that the body is read."""

@@ -11,7 +11,7 @@ import binascii
 import logging
 import os
 import time
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ..config import Config
 from ..errors import TFServerlessError, first_line
@@ -113,12 +113,18 @@ def replay(config: Config, model: Any, run_predict: Callable[[Any, bytes], Any],
                 log.error("warm-up request %d failed: %s", i + 1, msg)
                 break
     info["seconds"] = round(time.perf_counter() - t0, 3)
-    if bodies:
-        log.info("warm-up: %d request(s) x %d from %s in %.2fs; %s, failed %d", len(bodies),
-                 config.warm_up_count, info["source"], info["seconds"],
-                 f"first replay {first[0] * 1e3:.1f} ms" if first else "no replay succeeded",
-                 info["failed"])
+    log.info("%s", result_line(info, config.warm_up_count, first[0] if first else None))
     return good
 
 
-__all__ = ["WarmupError", "load_requests", "replay", "parse_warmup_file"]
+def result_line(info: Dict[str, Any], count: int, first: Optional[float]) -> str:
+    """The warm-up's result in one line, from ``replay``'s ``info``."""
+    if not info["requests"]:
+        return "warm-up: no warm-up data"
+    return (f"warm-up: {info['requests']} request(s) x {count} from {info['source']}: "
+            f"{info['replayed']} replayed in {info['seconds'] * 1e3:.0f} ms; "
+            f"{f'first replay {first * 1e3:.1f} ms' if first is not None else 'no replay succeeded'}"
+            f", failed {info['failed']}")
+
+
+__all__ = ["WarmupError", "load_requests", "parse_warmup_file", "replay", "result_line"]

@@ -1,5 +1,7 @@
 """``render --platform cloudrun``: the ``gcloud run deploy`` command for the Cloud Run image;
-Cloud Run's min / max instances from EAS's autoscaler, ``--concurrency`` from its queue."""
+Cloud Run's min / max instances from EAS's autoscaler, ``--concurrency`` from its queue.  The
+token goes through Secret Manager: the commands before the deploy create the secret from
+``$SERVICE_TOKEN`` (``render_secrets``) and let the service's account read it."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from typing import Any, Dict, Optional
 from .deploy import Deployment, environment
 from .modelsize import Disk
 from .render_common import PORT, disk_env, image_ref, max_instances, platform_name, timeout_s
+from .render_secrets import TOKEN_REF
 
 CLOUD_RUN_MAX_CONCURRENCY = 1000
 # The container's filesystem is in memory, so writing to it uses the instance's memory (Cloud
@@ -22,6 +25,19 @@ CLOUD_RUN_MIN_CPU = ((24576, 8), (16384, 6), (8192, 4), (4096, 2))  # above MiB:
 #: (Cloud Run "Use HTTP/2 for services").  The command sets no probe: Cloud Run's default
 #: startup probe is a TCP connect to the port, which a gRPC port answers as an HTTP one does.
 PROTOCOL_FLAGS = {"http": (), "grpc": ("--use-http2",)}
+#: the account a service runs as unless told otherwise: the project's default compute one
+SERVICE_ACCOUNT = "<project-number>-compute@developer.gserviceaccount.com"
+ACCOUNT_LINE = ("<project-number>: your project's number (gcloud projects describe <project> "
+                "--format='value(projectNumber)'); the service runs as its default compute "
+                "account, which must read the token's secret")
+
+
+def _secret(service: str) -> str:
+    """The commands that store the token as a secret the service's account may read."""
+    secret = f"{service}-token"
+    return (f"printf %s {TOKEN_REF} | gcloud secrets create {secret} --data-file=-\n"
+            f"gcloud secrets add-iam-policy-binding {secret} "
+            f"--member=serviceAccount:{SERVICE_ACCOUNT} --role=roles/secretmanager.secretAccessor\n")
 
 
 def _memory(svc: Deployment, disk: Optional[Disk]) -> int:
@@ -52,12 +68,14 @@ def render(svc: Deployment, disk: Optional[Disk]) -> Dict[str, Any]:
     env = {k: v for k, v in environment(svc).items() if k != "SERVICE_TOKEN"}
     env.update(disk_env(disk))
     flags.append("--set-env-vars=" + ",".join(f"{k}={v}" for k, v in env.items()))
-    if svc.token:
-        flags.append("--set-secrets=SERVICE_TOKEN=<secret name>:latest")
     service = platform_name(svc.name, "cloudrun")
+    if svc.token:
+        flags.append(f"--set-secrets=SERVICE_TOKEN={service}-token:latest")
+    deploy = f"gcloud run deploy {service} " + " ".join(shlex.quote(f) for f in flags)
     return {"image": image, "name": service, "parameters": env,
-            "command": f"gcloud run deploy {service} " + " ".join(shlex.quote(f) for f in flags)}
+            "command": (_secret(service) if svc.token else "") + deploy,
+            "you_supply": [ACCOUNT_LINE] if svc.token else []}
 
 
-__all__ = ["CLOUD_RUN_MAX_CONCURRENCY", "CLOUD_RUN_MAX_MEMORY_MIB", "CLOUD_RUN_MIN_CPU",
-           "PROTOCOL_FLAGS", "render"]
+__all__ = ["ACCOUNT_LINE", "CLOUD_RUN_MAX_CONCURRENCY", "CLOUD_RUN_MAX_MEMORY_MIB", "CLOUD_RUN_MIN_CPU",
+           "PROTOCOL_FLAGS", "SERVICE_ACCOUNT", "render"]

@@ -1,7 +1,8 @@
 """``render --platform knative|kserve``: the manifests (a Knative Service, a KServe
 InferenceService with a custom predictor), both running the Cloud Run image in one container
 with our probes; min / max scale from EAS's autoscaler, ``containerConcurrency`` from its
-queue."""
+queue.  The token is a Secret the container reads with ``secretKeyRef``; the command creates it
+from ``$SERVICE_TOKEN`` (``render_secrets``) before applying the manifest, which holds no token."""
 
 from __future__ import annotations
 
@@ -11,7 +12,11 @@ from typing import Any, Dict, List, Optional
 from .deploy import Deployment, environment
 from .modelsize import Disk
 from .render_common import PORT, disk_env, image_ref, max_instances, platform_name, timeout_s
+from .render_secrets import TOKEN_REF
 
+#: what ``kubectl apply -f <this manifest>`` reads: the JSON ``render`` prints on stdout
+MANIFEST_LINE = ("<this manifest>: the JSON render prints on stdout, saved to a file "
+                 "(render ... > manifest.json)")
 # The writable layer is node-local ephemeral storage, requested and limited as
 # `ephemeral-storage`, and the container's logs count against the limit too (kubernetes.io
 # "Local ephemeral storage"): room for the kubelet's default rotation, 5 files of 10 Mi.
@@ -34,6 +39,19 @@ PROBES: Dict[str, Dict[str, Any]] = {
 }
 
 
+def _secret(svc: Deployment, platform: str) -> str:
+    return f"{platform_name(svc.name, platform)}-token"
+
+
+def _command(svc: Deployment, platform: str) -> str:
+    """Apply the manifest, after creating the token's Secret from the environment."""
+    apply = "kubectl apply -f <this manifest>"
+    if not svc.token:
+        return apply
+    return (f"kubectl create secret generic {_secret(svc, platform)} "
+            f"--from-literal=token={TOKEN_REF}\n{apply}")
+
+
 def _container(svc: Deployment, platform: str, disk: Optional[Disk]) -> Dict[str, Any]:
     """The container both Kubernetes renderers run: the Cloud Run image, our probes."""
     env: List[Dict[str, Any]] = [{"name": k, "value": v} for k, v in
@@ -41,7 +59,7 @@ def _container(svc: Deployment, platform: str, disk: Optional[Disk]) -> Dict[str
                                  if k != "SERVICE_TOKEN"]
     if svc.token:
         env.append({"name": "SERVICE_TOKEN", "valueFrom": {"secretKeyRef": {
-            "name": f"{platform_name(svc.name, platform)}-token", "key": "token"}}})
+            "name": _secret(svc, platform), "key": "token"}}})
     resources: Dict[str, Dict[str, Any]] = {
         "requests": {"cpu": f"{svc.cpu:g}", "memory": f"{svc.memory_mb}Mi"},
         "limits": {"cpu": f"{svc.cpu:g}", "memory": f"{svc.memory_mb}Mi"}}
@@ -69,7 +87,7 @@ def knative(svc: Deployment, disk: Optional[Disk]) -> Dict[str, Any]:
                      "timeoutSeconds": min(3600, timeout_s(svc)),
                      "containers": [_container(svc, "knative", disk)]}}}}
     return {"image": image_ref(svc.processor, "knative"), "name": name, "manifest": manifest,
-            "parameters": {}, "command": "kubectl apply -f <this manifest>"}
+            "parameters": {}, "command": _command(svc, "knative"), "you_supply": [MANIFEST_LINE]}
 
 
 def kserve(svc: Deployment, disk: Optional[Disk]) -> Dict[str, Any]:
@@ -88,7 +106,7 @@ def kserve(svc: Deployment, disk: Optional[Disk]) -> Dict[str, Any]:
                                "timeout": min(3600, timeout_s(svc)),
                                "containers": [container]}}}
     return {"image": container["image"], "name": name, "manifest": manifest, "parameters": {},
-            "command": "kubectl apply -f <this manifest>"}
+            "command": _command(svc, "kserve"), "you_supply": [MANIFEST_LINE]}
 
 
-__all__ = ["K8S_LOG_ROOM_MIB", "PORT_NAMES", "PROBES", "knative", "kserve"]
+__all__ = ["K8S_LOG_ROOM_MIB", "MANIFEST_LINE", "PORT_NAMES", "PROBES", "knative", "kserve"]

@@ -1,0 +1,265 @@
+"""What Amazon SageMaker's TensorFlow Serving container takes on ``POST /invocations``, turned
+into the TF Serving REST request it would send on (then read by ``tfserving``): the content
+types ``application/json`` (and ``application/jsonlines``, ``application/jsons``) and
+``text/csv``, and the ``X-Amzn-SageMaker-Custom-Attributes`` header's ``tfs-model-name``,
+``tfs-model-version`` and ``tfs-method``.
+
+The rules are that container's (aws/deep-learning-containers @ e0ecedea,
+``scripts/docker/tensorflow/inference/sagemaker/tensorflowServing.js``), so a client written
+for it gets the same answers here:
+
+- JSON naming ``"instances"``, ``"inputs"`` or ``"examples"`` is a TF Serving request as it is;
+  else values separated only by whitespace (``}\\n{``) are JSON lines, each line one instance;
+  else the body is one instance (``[[...]]``: the instances themselves).
+- CSV: one line one instance (blank lines skipped); a line of one field is a scalar, of more
+  a list; a field that is a JSON number is that number, any other a string (quotes and ``""``
+  as CSV has them).  Numeric CSV is rewritten with a few C-level passes over the bytes, with
+  no Python loop per field.
+
+Imports no TensorFlow.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from typing import Callable, Dict, Iterator, Mapping, NamedTuple, Optional, Tuple
+
+import numpy as np
+
+from ..errors import BadRequest
+from .base import Call, Codec, Decoded, Signatures
+from .dtypes import MAX_STRINGS
+from .jsonio import NotJSON
+from .tfserving import TFServing
+from .v2 import V2
+
+ATTRIBUTES = "x-amzn-sagemaker-custom-attributes"
+JSON_TYPES = ("application/json", "application/jsonlines", "application/jsons")
+CSV_TYPE = "text/csv"
+METHODS = ("predict", "classify", "regress")
+
+_KEY_CHARS = "abcdefghijklmnopqrstuvwxyz-"
+_MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
+_TFS_REQUEST = re.compile(rb'"(?:instances|inputs|examples)"\s*:')
+_JSON_LINES = re.compile(rb"[}\]]\s*[\[{]")
+#: a V2 (Open Inference Protocol) request: "inputs" a list of tensor objects, which TF
+#: Serving's "inputs" (values, or {"b64": ...} strings) never holds, even inside a string
+V2_JSON = re.compile(rb'"inputs"\s*:\s*\[\s*\{\s*"(?:name|shape|datatype|parameters|data)"\s*:')
+#: no \r, \v or \f: csv reads a lone \r as a line break (JSON as a space: '1,\r2' was [[1,2]]
+#: where csv gives [[1,""],2]), and \v, \f as part of a field
+_NUMERIC_CSV = re.compile(rb"[0-9eE.+\-, \t\n]*")
+#: a run of whitespace holding a line break and anything more (a bare \n is left as it is):
+#: the lookbehind tries each run once from its start, where \s*\n\s* tried it from each of
+#: its bytes (quadratic: 64 KiB of spaces between two numbers took 4 s)
+_LINE_BREAKS = re.compile(rb"(?<!\s)(?:[ \t\r\x0b\x0c]+\n\s*|\n\s+)")
+#: a line break and the blank lines after it (what the container drops, by bytes.strip)
+_JSON_LINE_BREAKS = re.compile(rb"\n(?:[ \t\r\x0b\x0c]*\n)*")
+_NOT_SPACE = re.compile(rb"\S")
+_PIECE = 1 << 16
+_LINE_WITHOUT_COMMA = re.compile(rb"(?:^|\n)[^,\n]*(?:\n|$)")
+_VERSION = re.compile(r"[0-9]{1,19}")
+_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")  # ASCII digits: JSON's
+
+
+class Attributes(NamedTuple):
+    """What ``X-Amzn-SageMaker-Custom-Attributes`` asked for ('' where it named nothing)."""
+
+    model: str = ""
+    version: str = ""
+    method: str = "predict"
+
+
+def media_type(content_type: str) -> str:
+    """``Content-Type`` without its parameters, lower case (``application/json; charset=...``
+    is JSON, as the container reads it)."""
+    return content_type.split(";", 1)[0].strip().lower()
+
+
+def custom_attributes(header: str) -> Attributes:
+    """The ``tfs-*`` pairs of the header (``tfs-model-name=m,tfs-method=classify``; other
+    keys may sit beside them), each checked as the container checks it: a 400 naming it."""
+    found: Dict[str, str] = {}
+    for key, value in _pairs(header):
+        if "=" not in value:  # the container drops such a pair
+            found[key] = value.strip()
+    model, version = found.get("tfs-model-name", ""), found.get("tfs-model-version", "")
+    method = found.get("tfs-method", "predict")
+    if "tfs-model-name" in found and not _MODEL_NAME.fullmatch(model):
+        raise BadRequest(f"invalid tfs-model-name {model[:64]!r} in X-Amzn-SageMaker-Custom-"
+                         "Attributes; expected letters, digits, '.', '_' or '-'")
+    if "tfs-model-version" in found and not _VERSION.fullmatch(version):
+        raise BadRequest(f"invalid tfs-model-version {version[:64]!r} in X-Amzn-SageMaker-"
+                         "Custom-Attributes; expected a number")
+    if method not in METHODS:
+        raise BadRequest(f"invalid tfs-method {method[:64]!r} in X-Amzn-SageMaker-Custom-"
+                         f"Attributes; expected {', '.join(METHODS)}")
+    return Attributes(model, version, method)
+
+
+def _pairs(header: str) -> Iterator[Tuple[str, str]]:
+    """What the container's ``/tfs-[a-z\\-]+=[^,]+/g`` finds, split at its first '=', in
+    linear time (that regex tries every 'tfs-' of ``tfs-tfs-tfs-...`` to the run's end: 1.2 s
+    for a 64 KiB header).  A match never spans a comma and its value runs to the next, so a
+    comma-separated piece holds at most one: the first '=' whose run of ``[a-z-]`` before it
+    holds 'tfs-' and more, if anything follows that '='."""
+    for piece in header.split(","):
+        at = 0
+        for part in piece.split("=")[:-1]:
+            at += len(part) + 1
+            run = part[len(part.rstrip(_KEY_CHARS)):]
+            start = run.find("tfs-")
+            if 0 <= start < len(run) - 4:
+                if at < len(piece):
+                    yield run[start:], piece[at:]
+                break
+
+
+def tfs_json(body: bytes) -> bytes:
+    """A JSON ``/invocations`` body as the TF Serving REST request the container sends."""
+    if _TFS_REQUEST.search(body):
+        return body
+    if _JSON_LINES.search(body):  # the lines that are not blank, joined by commas
+        first = body.rfind(b"\n", 0, len(body) - len(body.lstrip())) + 1
+        last = body.find(b"\n", len(body.rstrip()))
+        lines = body[first:] if last < 0 else body[first:last]
+        return b'{"instances":[' + _sub_spaces(_JSON_LINE_BREAKS, b",", lines) + b"]}"
+    text = body.strip()
+    if text.startswith(b"[["):
+        return b'{"instances":' + text + b"}"
+    return b'{"instances":[' + text + b"]}"
+
+
+def csv_json(body: bytes) -> bytes:
+    """A ``text/csv`` body as the TF Serving REST request the container sends, quickly: a body
+    of digits, signs, dots, exponents and commas is rewritten as it is (``csv_fields`` then
+    reads it again should the JSON parser find a field that is no JSON number, ``01``)."""
+    text = _csv_text(body)
+    if _NUMERIC_CSV.fullmatch(text) and not _mixed_widths(text):
+        if b"," not in text:  # one field a line: each instance a scalar
+            return b'{"instances":[' + text.replace(b"\n", b",") + b"]}"
+        return b'{"instances":[[' + text.replace(b"\n", b"],[") + b"]]}"
+    return csv_fields(body)
+
+
+def _sub_spaces(pattern: re.Pattern[bytes], repl: bytes, text: bytes) -> bytes:
+    """``pattern.sub(repl, text)`` for a pattern matching whitespace only, a piece of
+    ``_PIECE`` bytes at a time, each cut before a byte that is not whitespace (so no match
+    spans two): ``sub`` holds an object per match until it joins them (55x the body for
+    8 MiB of ``1,1\\n``), here never more than a piece's worth."""
+    out, start = [], 0
+    while start < len(text):
+        cut = _NOT_SPACE.search(text, start + _PIECE)
+        end = len(text) if cut is None else cut.start()
+        out.append(pattern.sub(repl, text[start:end]))
+        start = end
+    return b"".join(out)
+
+
+def _csv_text(body: bytes) -> bytes:
+    text = _sub_spaces(_LINE_BREAKS, b"\n", body.strip())  # lines trimmed, blank ones gone
+    if not text:
+        raise BadRequest("empty CSV body; expected one instance a line")
+    return text
+
+
+def _mixed_widths(text: bytes) -> bool:
+    """Whether some lines have one field and others more (each is then written its own way)."""
+    return b"," in text and _LINE_WITHOUT_COMMA.search(text) is not None
+
+
+def csv_fields(body: bytes) -> bytes:
+    """A ``text/csv`` body read a field at a time, as the container reads it: for text (or
+    rows of mixed widths).  Strings are an object apiece whatever reads them, so they are
+    held to ``MAX_STRINGS`` before any is made."""
+    text = _csv_text(body)
+    fields = text.count(b",") + text.count(b"\n") + 1  # at least as many as there are
+    if fields > MAX_STRINGS:
+        raise BadRequest(f"CSV of {fields} fields with text in them is over {MAX_STRINGS} "
+                         "(MAX_STRINGS); expected numbers only, or fewer fields")
+    try:
+        source = text.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise _unreadable(e) from None
+    out = io.StringIO()  # written as read: no list of every row's fields, nor of their JSON
+    out.write('{"instances":[')
+    try:
+        for i, row in enumerate(csv.reader(io.StringIO(source, newline=""))):
+            values = [_field(f) for f in row]
+            out.write(("," if i else "") + (values[0] if len(values) == 1 else
+                                             "[" + ",".join(values) + "]"))
+    except csv.Error as e:
+        raise _unreadable(e) from None
+    out.write("]}")
+    return out.getvalue().encode("utf-8")
+
+
+def _unreadable(e: Exception) -> BadRequest:
+    return BadRequest(f"CSV body is not readable ({e}); expected UTF-8, one instance a line, "
+                      "fields separated by commas")
+
+
+def _field(text: str) -> str:
+    """A CSV field as JSON: a number as the number (without the spaces around it, which
+    JSON may not take: \v, \f, U+00A0), anything else a string."""
+    number = text.strip()
+    return number if _NUMBER.fullmatch(number) else json.dumps(text)
+
+
+class SageMakerTFS:
+    """The ``Codec`` of a JSON or CSV ``/invocations`` body: rewritten by ``convert`` into the
+    TF Serving REST request the container would send, then read and answered as that."""
+
+    name = "sagemaker"
+    _tfs = TFServing()
+
+    def __init__(self, convert: Callable[[bytes], bytes],
+                 exact: Optional[Callable[[bytes], bytes]] = None) -> None:
+        self.convert, self.exact = convert, exact
+
+    def decode(self, body: bytes, headers: Mapping[str, str], model: Signatures,
+               call: Call) -> Decoded:
+        try:
+            return self._tfs.decode(self.convert(bytes(body)), headers, model, call)
+        except NotJSON:
+            if self.exact is None:
+                raise
+        return self._tfs.decode(self.exact(bytes(body)), headers, model, call)
+
+    def encode(self, outputs: Dict[str, np.ndarray], decoded: Decoded,
+               call: Call) -> Tuple[bytes, Dict[str, str]]:
+        return self._tfs.encode(outputs, decoded, call)
+
+
+class SageMakerJSON:
+    """The ``Codec`` of a JSON ``/invocations`` body: a V2 request (``V2_JSON``) is read and
+    answered as V2, anything else as the TF Serving container reads JSON (``SageMakerTFS``).
+    Told apart here, on the body as inflated, not by the route (a gzip body looks like
+    nothing)."""
+
+    name = "sagemaker"
+
+    def __init__(self, tfs: SageMakerTFS, v2: V2) -> None:
+        self.tfs, self.v2 = tfs, v2
+
+    def decode(self, body: bytes, headers: Mapping[str, str], model: Signatures,
+               call: Call) -> Decoded:
+        codec: Codec = self.v2 if V2_JSON.search(body) else self.tfs
+        d = codec.decode(body, headers, model, call)
+        return d._replace(form=(codec, d.form))
+
+    def encode(self, outputs: Dict[str, np.ndarray], decoded: Decoded,
+               call: Call) -> Tuple[bytes, Dict[str, str]]:
+        codec, form = decoded.form
+        encoder: Codec = codec
+        return encoder.encode(outputs, decoded._replace(form=form), call)
+
+
+JSON_CODEC = SageMakerJSON(SageMakerTFS(tfs_json), V2())
+CSV_CODEC = SageMakerTFS(csv_json, csv_fields)
+
+__all__ = ["ATTRIBUTES", "Attributes", "CSV_CODEC", "CSV_TYPE", "JSON_CODEC", "JSON_TYPES",
+           "METHODS", "SageMakerJSON", "SageMakerTFS", "V2_JSON", "csv_fields", "csv_json",
+           "custom_attributes", "media_type", "tfs_json"]
