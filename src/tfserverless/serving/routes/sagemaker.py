@@ -35,11 +35,12 @@ from ...protocol.sagemaker import (
     custom_attributes,
     media_type,
 )
-from ...protocol.v2 import HEADER, V2, header_length
+from ...protocol.v2 import HEADER, V2
 from ...versions import model_name_of
 from ..predictor import Context, Predictor
 from .common import Job, Routed, Routes, allow, ready_reply
 from .eas import EASRoutes
+from .v2 import json_part
 
 PING, INVOCATIONS = "/ping", "/invocations"
 RUNTIME_PREFIX = "/endpoints"
@@ -48,10 +49,6 @@ PROTOCOL = "sagemaker"
 TRITON_BINARY = "application/vnd.sagemaker-triton.binary+json"
 PROTOBUF_TYPES = ("application/octet-stream", "application/x-protobuf", "application/protobuf")
 _V2 = V2()
-
-
-def _json_part(req: Request) -> int:
-    return header_length(req.headers[HEADER], len(req.body))
 
 
 class SageMakerRoutes(Routes):
@@ -110,7 +107,7 @@ class SageMakerRoutes(Routes):
             key, _, value = param.partition("=")
             if key.strip().lower() == "json-header-size":
                 req.headers[HEADER] = value.strip()
-        return self._job(req, attrs, _V2, _json_part if HEADER in req.headers else None)
+        return self._job(req, attrs, _V2, json_part if HEADER in req.headers else None)
 
     def _protobuf(self, req: Request, attrs: Attributes) -> Routed:
         """The EAS protobuf (``PredictRequest``), as on ``POST /`` (an empty body: the schema)."""

@@ -23,7 +23,9 @@ _PATH = re.compile(r"/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?"
                    r"(?P<what>/ready|/infer|/stats)?")
 
 
-def _json_part(req: Request) -> int:
+def json_part(req: Request) -> int:
+    """Where the JSON part of a V2 binary-extension body ends (its ``Inference-Header-Content-
+    Length``): SageMaker's Triton content type carries the same body."""
     return header_length(req.headers[HEADER], len(req.body))
 
 
@@ -45,7 +47,7 @@ class V2Routes(Routes):
         version = m["version"]
         if m["what"] == "/infer":
             allow(req, "POST")
-            binary = _json_part if HEADER in req.headers else None
+            binary = json_part if HEADER in req.headers else None
             return self.predict_job(req, self.codec, Call(name, version or ""), version, binary)
         allow(req, "GET", "HEAD")
         if m["what"] == "/ready":
@@ -114,4 +116,4 @@ def metadata(name: str, model: Servable) -> Dict[str, Any]:
             "outputs": [_tensor(s) for _, s in sorted(sig.outputs.items())]}
 
 
-__all__ = ["EXTENSIONS", "PREFIX", "V2Routes", "metadata", "stats_json"]
+__all__ = ["EXTENSIONS", "PREFIX", "V2Routes", "json_part", "metadata", "stats_json"]
