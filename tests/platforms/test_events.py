@@ -10,7 +10,7 @@ import pytest
 
 from tfserverless.errors import BadRequest
 from tfserverless.messages import Response
-from tfserverless.platforms import aws_lambda, event_body, event_reply_body, fc
+from tfserverless.platforms import aws_lambda, event_body, event_reply_body, fc, reply_size
 
 from ..conftest import DATA
 
@@ -100,7 +100,7 @@ def test_a_reply_over_lambdas_6_mb_once_encoded_is_our_413(name: str, resp: Resp
     source = aws_lambda.source_for(event)
     assert source is not None
     reply = aws_lambda.within_limit(source, resp, event, "tfserving")
-    assert aws_lambda.reply_size(reply) <= aws_lambda.LAMBDA_REPLY_BYTES
+    assert reply_size(reply) <= aws_lambda.LAMBDA_REPLY_BYTES
     if not over:
         assert reply == source.encode(resp, event)
         return
@@ -108,3 +108,26 @@ def test_a_reply_over_lambdas_6_mb_once_encoded_is_our_413(name: str, resp: Resp
     message = json.loads(reply["body"])["error"]
     assert "over AWS Lambda's 6 MB synchronous payload limit of 6291456 bytes" in message
     assert "\n" not in message
+
+
+@pytest.mark.parametrize("resp,over", [
+    (Response(200, b'{"outputs":[' + b'"\\"",' * 4_000_000 + b'""]}',
+              {"Content-Type": "application/json"}), True),  # 20 MB, 36 escaped
+    (Response(200, b"\x01" * fc.FC_PAYLOAD.nbytes, BINARY), True),  # base64 + envelope
+    (Response(200, b"\x01" * (fc.FC_PAYLOAD.nbytes - 1024), BINARY), False),
+])
+def test_a_reply_over_fcs_32_mb_once_encoded_is_our_413(resp: Response, over: bool) -> None:
+    """The sibling on FC's event functions: FC too measures the JSON it is handed back."""
+    with open(os.path.join(DATA, "fc3_http.json"), encoding="utf-8") as f:
+        event = json.load(f)
+    service = _service()
+    service.handle = lambda req: resp  # type: ignore[method-assign]  # the reply under test
+    reply = fc.make_handler(service)(event, None)
+    assert reply_size(reply) <= fc.FC_REPLY.nbytes
+    if not over:
+        assert reply == fc.encode_response(resp)
+        return
+    assert reply["statusCode"] == 413
+    assert "over Function Compute's 32 MB synchronous payload limit of 33554432 bytes" in \
+        reply["body"]
+    assert "\n" not in reply["body"].rstrip("\n")

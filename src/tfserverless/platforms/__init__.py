@@ -6,13 +6,14 @@ Each adapter decodes, calls ``Service.handle`` and encodes: nothing more.
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import threading
 import time
-from typing import Any, Callable, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
-from ..errors import BadRequest, RequestTimeout, TFServerlessError
-from ..messages import Request, Response
+from ..errors import BadRequest, PayloadTooLarge, RequestTimeout, TFServerlessError
+from ..messages import PayloadLimit, Request, Response, error_response
 from ..serving.admission import Held
 from ..serving.routes.common import Routed
 from ..serving.service import Service
@@ -61,6 +62,36 @@ def event_reply_body(resp: Response) -> Tuple[str, bool]:
     if resp.is_binary:
         return base64.b64encode(resp.body).decode("ascii"), True
     return resp.body.decode("utf-8", "replace"), False
+
+
+#: what a JSON event reply's envelope (status, headers) may add to its body: the cheap bound
+ENVELOPE_SLACK = 64 << 10
+
+
+def reply_size(reply: Dict[str, Any]) -> int:
+    """A JSON event reply's size as the runtime sends it back: JSON, UTF-8, non-ASCII as is."""
+    return len(json.dumps(reply, ensure_ascii=False).encode("utf-8"))
+
+
+def reply_within(encode: Callable[[Response], Dict[str, Any]], resp: Response,
+                 limit: PayloadLimit, protocol: str = "") -> Dict[str, Any]:
+    """``encode(resp)``, or a 413 in its place when that JSON reply is over ``limit`` (what
+    the platform takes back: a text body under the request cap can be over it once its quotes
+    are escaped, a binary one once base64 and the envelope are added); measured only when a
+    cheap bound (JSON writes a character as at most six) says it might be over."""
+    reply = encode(resp)
+    body = reply.get("body") or ""
+    b64 = bool(reply.get("isBase64Encoded"))
+    if len(body) * (1 if b64 else 6) + ENVELOPE_SLACK <= limit.nbytes:
+        return reply
+    size = reply_size(reply)
+    if size <= limit.nbytes:
+        return reply
+    err = PayloadTooLarge(
+        f"response of {len(resp.body)} bytes is {size} bytes as the platform's reply (JSON"
+        f"{', base64' if b64 else '-escaped'}), over {limit.name} limit of {limit.nbytes} bytes; "
+        "ask for fewer outputs (output_filter) or a smaller batch")
+    return encode(error_response(err, protocol))
 
 
 def declared_length(value: Any) -> int:

@@ -9,24 +9,22 @@ refuse it with a 502, and the runtime client exits on the refusal.
 
 from __future__ import annotations
 
-import json
 from http import HTTPStatus
 from typing import Any, Callable, Dict, List, Optional, Type
 from urllib.parse import unquote_plus
 
-from ..errors import BadRequest, PayloadTooLarge
+from ..errors import BadRequest
 from ..messages import PayloadLimit, Request, Response, error_response
 from ..serving.service import Service
-from . import event_body, event_reply_body, from_event, load_in_init
+from . import event_body, event_reply_body, from_event, load_in_init, reply_within
 
 # Lambda's synchronous invocation payload cap (request and response, after base64)
 LAMBDA_PAYLOAD = PayloadLimit("AWS Lambda's 6 MB synchronous payload", 6 * 1024 * 1024 * 3 // 4)
 #: the reply as Lambda takes it back: the handler's return value serialised to JSON.  A text
 #: body under LAMBDA_PAYLOAD can still be over it once its quotes and backslashes are escaped
 #: (TF Serving JSON of string tensors: 1.8x), a binary one once base64 and the envelope are added
-LAMBDA_REPLY_BYTES = 6 * 1024 * 1024
-#: what the envelope around the body (status, headers) may add, for the cheap bound
-_ENVELOPE_SLACK = 64 << 10
+LAMBDA_REPLY = PayloadLimit("AWS Lambda's 6 MB synchronous payload", 6 * 1024 * 1024)
+LAMBDA_REPLY_BYTES = LAMBDA_REPLY.nbytes
 
 Event = Dict[str, Any]
 
@@ -147,29 +145,9 @@ def source_for(event: Any) -> Optional[EventSource]:
     return None
 
 
-def reply_size(reply: Dict[str, Any]) -> int:
-    """The reply's size as the runtime client sends it: JSON, UTF-8, non-ASCII unescaped."""
-    return len(json.dumps(reply, ensure_ascii=False).encode("utf-8"))
-
-
 def within_limit(source: EventSource, resp: Response, event: Event, protocol: str = "") -> Dict[str, Any]:
-    """``source.encode(resp, event)``, or a 413 in its place when that reply is over what
-    Lambda takes back; measured only when a cheap bound (JSON escapes a character into at
-    most six) says it might be."""
-    reply = source.encode(resp, event)
-    body = reply.get("body") or ""
-    bound = len(body) * (1 if reply.get("isBase64Encoded") else 6) + _ENVELOPE_SLACK
-    if bound <= LAMBDA_REPLY_BYTES:
-        return reply
-    size = reply_size(reply)
-    if size <= LAMBDA_REPLY_BYTES:
-        return reply
-    err = PayloadTooLarge(
-        f"response of {len(resp.body)} bytes is {size} bytes as Lambda's reply (JSON"
-        f"{', base64' if reply.get('isBase64Encoded') else '-escaped'}), over AWS Lambda's 6 MB "
-        f"synchronous payload limit of {LAMBDA_REPLY_BYTES} bytes; ask for fewer outputs "
-        "(output_filter) or a smaller batch")
-    return source.encode(error_response(err, protocol), event)
+    """``source.encode(resp, event)``, or our 413 when that reply is over what Lambda takes back."""
+    return reply_within(lambda r: source.encode(r, event), resp, LAMBDA_REPLY, protocol)
 
 
 def make_handler(service: Service) -> Callable[[Event, Any], Dict[str, Any]]:
