@@ -10,9 +10,9 @@
 
 ``dtypes`` is the one dtype table all of them convert through (and the ``Layout`` of each
 array message), ``eas_array`` the one decoder of array messages, ``wire`` the protobuf
-primitives, ``signature`` the checks every request passes before the model.  A protocol
-is a ``Codec``: ``decode`` a body into a signature, feeds and outputs; ``encode`` the model's
-outputs into a reply body.
+primitives (``runs``: unpacked repeated fields), ``signature`` the checks every request
+passes before the model.  A protocol is a ``Codec``: ``decode`` a body into a signature, feeds
+and outputs; ``encode`` the model's outputs into a reply body.
 """
 
 from __future__ import annotations

@@ -21,19 +21,17 @@ from .dtypes import (
     dtype_name,
     numpy_dtype,
 )
+from .runs import fixed_run, single, varint_run
 from .wire import (
     SMALL,
     Malformed,
     assemble,
     count_varints,
-    fixed_run,
     read_key,
     read_varint,
-    single,
     skip_field,
     small_varints,
     varint_blocks,
-    varint_run,
 )
 
 FIXED = ARRAY_PROTO.fixed  # ArrayProto's fixed-width fields: field -> (wire type, width, dtype)

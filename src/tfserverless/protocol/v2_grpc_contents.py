@@ -14,21 +14,19 @@ from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Tuple
 
 import numpy as np
 
+from .runs import fixed_run, single, varint_run
 from .wire import (
     SMALL,
     Malformed,
     assemble,
     count_varints,
     encode_varints,
-    fixed_run,
     read_key,
     read_varint,
-    single,
     skip_field,
     small_varints,
     tagged,
     varint_blocks,
-    varint_run,
 )
 
 
