@@ -138,7 +138,7 @@ compat: venv eas-venv $(COMPAT)/tensorflow_cpu_1.15/.installed $(COMPAT)/tensorf
 	for p in tensorflow_cpu_1.15 tensorflow_cpu_2.7; do \
 	  echo "== compat: $$p"; \
 	  TFS_COMPAT=1 TFS_FOREIGN_MODELS="$$foreign" EAS_PYTHON=$(abspath $(EAS_VENV))/bin/python \
-	    $(COMPAT)/$$p/bin/pytest -q -p no:cacheprovider $(COMPAT_TESTS) -rs | tail -n 25; \
+	    $(COMPAT)/$$p/bin/pytest -q -p no:cacheprovider $(COMPAT_TESTS) -rsf | tail -n 25; \
 	  test $${PIPESTATUS[0]} -eq 0; \
 	done; \
 	echo "== compat: current TensorFlow serving the TF 1.15 export"; \

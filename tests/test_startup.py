@@ -34,6 +34,13 @@ def test_grpc_beside_http_and_grpc_alone() -> None:
                             "http+unix:///tmp/tfserverless-7.sock (EAS, ")
 
 
+def test_the_fallback_line_names_functions_frameworks_server() -> None:
+    said = startup.fallback_line(Config(model_path="s3://k:secret@b/m.tar.gz"), "0.0.0.0", 8080)
+    assert said.startswith("serving http://0.0.0.0:8080 (EAS, TF Serving REST, V2, SageMaker); "
+                           "model s3://")
+    assert said.endswith(startup.FALLBACK_WORKERS) and "secret" not in said
+
+
 def test_facts_redact_the_model_url_and_name_grpc() -> None:
     config = Config(model_path="s3://key:secret@bucket/m.tar.gz?X-Amz-Signature=abc", grpc_port=8500)
     config.grpc_host = "127.0.0.1"

@@ -76,6 +76,16 @@ def grpc_refusal(environ: Mapping[str, str], port: int, has_worker: bool) -> str
     return ""
 
 
+def _say_fallback_start(host: str, port: int) -> None:
+    """The startup line before ``serve`` execs functions-framework's server, once the settings
+    pass the checks the server's own start makes (a bad one stops here with its one line)."""
+    from . import startup
+    from .serving.app import create_service_or_exit
+
+    config = create_service_or_exit(os.environ).config  # logging set up, TensorFlow quieted
+    logging.getLogger("tfserverless").info("%s", startup.fallback_line(config, host, port))
+
+
 def run(host: str, port: int) -> None:
     """Serve until stopped; the environment holds the service's settings."""
     worker = worker_class()
@@ -88,6 +98,7 @@ def run(host: str, port: int) -> None:
         print(f"tfserverless: configuration error: {refusal}", file=sys.stderr)
         raise SystemExit(2)
     if worker is None:  # no bare server here: functions-framework serves the same service
+        _say_fallback_start(host, port)
         cmd = [sys.executable, "-m", "functions_framework", "--source", ENTRY, "--target",
                "predict", "--host", host, "--port", str(port)]
         os.execv(cmd[0], cmd)

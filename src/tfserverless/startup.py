@@ -85,4 +85,15 @@ def facts(config: Config, http_bind: str, workers: str) -> Facts:
     return Facts(http_bind, grpc, redact(config.model_path), runtime(config), workers)
 
 
-__all__ = ["GRPC_PROTOCOLS", "HTTP_PROTOCOLS", "Facts", "facts", "installed", "line", "runtime"]
+#: the workers part of the line where ``serve`` hands over to functions-framework's server
+FALLBACK_WORKERS = "workers: functions-framework's server (this Python has no uvicorn worker)"
+
+
+def fallback_line(config: Config, host: str, port: int) -> str:
+    """The startup line where ``serve`` execs functions-framework's server (Python 3.7's
+    processors), said before the exec: that server's own start says nothing of ours."""
+    return line(facts(config, f"{host}:{port}", FALLBACK_WORKERS))
+
+
+__all__ = ["FALLBACK_WORKERS", "GRPC_PROTOCOLS", "HTTP_PROTOCOLS", "Facts", "facts",
+           "fallback_line", "installed", "line", "runtime"]
