@@ -48,9 +48,12 @@ triton-venv: $(TRITON_VENV)/.installed  ## tritonclient, the V2 client the tests
 	touch $@
 
 sample: samples/mnist/saved_model.pb  ## build the sample MNIST SavedModel (samples/mnist)
-# built with the serving venv when it exists (`make serve`), else the dev one
+# built with the serving venv when it exists (`make serve`), else the dev one; TensorFlow's
+# start-up notices (oneDNN, CPU features, absl) go to build/sample.log, shown if the build fails
 samples/mnist/saved_model.pb: samples/build_mnist.py
-	$(if $(wildcard $(SERVE_VENV)/.installed),$(SERVE_VENV),$(VENV))/bin/python samples/build_mnist.py samples/mnist
+	@mkdir -p build
+	$(if $(wildcard $(SERVE_VENV)/.installed),$(SERVE_VENV),$(VENV))/bin/python samples/build_mnist.py samples/mnist \
+	  2>build/sample.log || { cat build/sample.log >&2; exit 1; }
 
 serve: serve-venv sample  ## serve MODEL_PATH (default: the sample) on PORT (8080); `make client` calls it
 	@echo "serving $(MODEL_PATH) on :$(PORT); in another shell: make client PORT=$(PORT)$(if $(SERVICE_TOKEN), SERVICE_TOKEN=\"\$$SERVICE_TOKEN\")"
