@@ -14,7 +14,10 @@ from .dtypes import ARRAY_PROTO, F_DTYPE, F_SHAPE, F_STRING, MAX_STRINGS, check_
 from .eas_array import FIXED, MAX_INPUTS, MAX_OUTPUT_FILTER, WireArray
 from .entries import read_entry
 from .signature import feeds_for_signature, output_names
-from .wire import Buffer, Malformed, encode_varints, read_key, skip_field, span, tagged, utf8, varint_bytes
+from .wire import Buffer, Malformed, delimited, encode_varints, tagged, utf8, varint_bytes, view
+
+#: PredictRequest's length-delimited fields: signature_name = 1, inputs = 2, output_filter = 3
+_REQUEST_FIELDS = {0x0A: "a field", 0x12: "a field", 0x1A: "a field"}
 
 
 class WireRequest(NamedTuple):
@@ -27,31 +30,22 @@ def decode_request(body: Buffer) -> WireRequest:
     """Parse a serialized PredictRequest (protobuf semantics: last scalar wins, maps replace,
     messages merge).  Every input is validated and counted here; values are decoded later by
     ``WireArray.to_numpy``, straight from ``body``."""
-    buf = memoryview(body).cast("B") if not isinstance(body, memoryview) else body.cast("B")
-    end = len(buf)
-    pos = 0
+    buf = view(body)
     signature = ""
     inputs: Dict[str, WireArray] = {}
     output_filter: List[str] = []
-    while pos < end:
-        key, pos = read_key(buf, pos, end)
-        field, wire = key >> 3, key & 7
-        if wire == 2 and field in (1, 2, 3):
-            start, stop = span(buf, pos, end, "a field")
-            if field == 1:
-                signature = utf8(buf, start, stop, "signature_name")
-            elif field == 3:
-                if len(output_filter) >= MAX_OUTPUT_FILTER:
-                    raise Malformed(f"more than {MAX_OUTPUT_FILTER} output_filter entries")
-                output_filter.append(utf8(buf, start, stop, "output_filter"))
-            else:
-                name, arr = read_entry(buf, start, stop, ARRAY_PROTO, "an input name")
-                if name not in inputs and len(inputs) >= MAX_INPUTS:
-                    raise Malformed(f"more than {MAX_INPUTS} inputs")
-                inputs[name] = arr
-            pos = stop
+    for key, start, stop in delimited(buf, 0, len(buf), _REQUEST_FIELDS):
+        if key == 0x0A:
+            signature = utf8(buf, start, stop, "signature_name")
+        elif key == 0x1A:
+            if len(output_filter) >= MAX_OUTPUT_FILTER:
+                raise Malformed(f"more than {MAX_OUTPUT_FILTER} output_filter entries")
+            output_filter.append(utf8(buf, start, stop, "output_filter"))
         else:
-            pos = skip_field(buf, pos, end, wire)
+            name, arr = read_entry(buf, start, stop, ARRAY_PROTO, "an input name")
+            if name not in inputs and len(inputs) >= MAX_INPUTS:
+                raise Malformed(f"more than {MAX_INPUTS} inputs")
+            inputs[name] = arr
     for name, arr in inputs.items():
         arr.scan(MAX_STRINGS)  # a string element is an object apiece: refused before any is made
         check_strings(name, arr.count(F_STRING), counted_all=False)
@@ -118,19 +112,12 @@ def encode_request(
 
 def decode_response(body: Buffer) -> Dict[str, np.ndarray]:
     """Parse a PredictResponse into arrays (clients, warm-up checks and tests)."""
-    buf = memoryview(body).cast("B") if not isinstance(body, memoryview) else body.cast("B")
+    buf = view(body)
     out: Dict[str, np.ndarray] = {}
-    pos, end = 0, len(buf)
-    while pos < end:
-        key, pos = read_key(buf, pos, end)
-        if key == (1 << 3 | 2):
-            start, stop = span(buf, pos, end, "an outputs entry")
-            name, arr = read_entry(buf, start, stop, ARRAY_PROTO, "an output name")
-            arr.scan()
-            out[name] = arr.to_numpy(name)
-            pos = stop
-        else:
-            pos = skip_field(buf, pos, end, key & 7)
+    for _, start, stop in delimited(buf, 0, len(buf), {0x0A: "an outputs entry"}):
+        name, arr = read_entry(buf, start, stop, ARRAY_PROTO, "an output name")
+        arr.scan()
+        out[name] = arr.to_numpy(name)
     return out
 
 

@@ -8,7 +8,9 @@ from typing import Tuple
 
 from .dtypes import Layout
 from .eas_array import WireArray
-from .wire import read_key, skip_field, span, utf8
+from .wire import delimited, utf8
+
+_ENTRY = {0x0A: "a map entry", 0x12: "a map entry"}  # key = 1, value = 2
 
 
 def read_entry(buf: memoryview, pos: int, end: int, layout: Layout, what: str) -> Tuple[str, WireArray]:
@@ -17,15 +19,9 @@ def read_entry(buf: memoryview, pos: int, end: int, layout: Layout, what: str) -
     (``what``: the key, as a refusal names it)."""
     name = ""
     arr = WireArray(buf, layout)
-    while pos < end:
-        key, pos = read_key(buf, pos, end)
-        if key in (0x0A, 0x12):
-            start, stop = span(buf, pos, end, "a map entry")
-            if key == 0x0A:
-                name = utf8(buf, start, stop, what)
-            else:
-                arr.add_part(start, stop)
-            pos = stop
+    for key, start, stop in delimited(buf, pos, end, _ENTRY):
+        if key == 0x0A:
+            name = utf8(buf, start, stop, what)
         else:
-            pos = skip_field(buf, pos, end, key & 7)
+            arr.add_part(start, stop)
     return name, arr

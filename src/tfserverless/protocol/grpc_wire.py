@@ -25,14 +25,10 @@ from .wire import (
     tagged,
     utf8,
     varint_bytes,
+    view,
 )
 
 Handler = Callable[[Any, memoryview, int, int], int]
-
-
-def view(body: Buffer) -> memoryview:
-    """``body`` as a flat byte view (no copy)."""
-    return memoryview(body).cast("B") if not isinstance(body, memoryview) else body.cast("B")
 
 
 def read_message(buf: memoryview, pos: int, end: int, table: Dict[int, Handler], target: Any) -> None:
@@ -108,4 +104,4 @@ def message_field(number: int, payload: bytes) -> bytes:
 
 
 __all__ = ["Handler", "ints_field", "message_field", "read_message", "read_strings", "reading",
-           "span", "string_field", "string_reader", "strings_field", "uint_field", "utf8", "view"]
+           "string_field", "string_reader", "strings_field", "uint_field"]

@@ -23,8 +23,7 @@ from .dtypes import (
     tensor_dtype_for_numpy,
 )
 from .eas_array import WireArray
-from .grpc_wire import view as as_view
-from .wire import Buffer, Malformed, encode_varints, varint_bytes
+from .wire import Buffer, Malformed, encode_varints, varint_bytes, view
 
 Part = Union[bytes, memoryview]
 
@@ -47,7 +46,7 @@ def scanned(arr: WireArray, name: str) -> WireArray:
 def decode_tensor(data: Buffer, name: str = "tensor") -> np.ndarray:
     """One serialized TensorProto as the array TensorFlow's ``make_ndarray`` gives, except that
     the value count must equal the shape's element count (no padding with the last value)."""
-    buf = as_view(data)
+    buf = view(data)
     arr = WireArray(buf, TENSOR_PROTO)
     arr.add_part(0, len(buf))
     try:

@@ -14,13 +14,12 @@ from ..errors import BadRequest
 from .base import Decoded
 from .dtypes import MAX_STRINGS
 from .eas_array import MAX_INPUTS
-from .grpc_wire import view as as_view
 from .signature import Given, Signature, feeds_for_signature
 from .tensor_proto import Part, frame, refused
 from .text import quote
 from .tfs_messages import ModelSpec, encode_spec, merge_spec
 from .tfserving import CLASSIFY, REGRESS
-from .wire import Buffer, Malformed, read_key, skip_field, span, utf8, varint_bytes
+from .wire import Buffer, Malformed, delimited, read_key, skip_field, span, utf8, varint_bytes, view
 
 VERBS = {CLASSIFY: "classify", REGRESS: "regress"}  # method_name -> verb
 METHODS = {v: k for k, v in VERBS.items()}
@@ -48,7 +47,7 @@ def decode_input(data: Buffer) -> np.ndarray:
     """An ``Input`` as the 1-D object array of serialized Examples TF Serving feeds: an
     ``example_list``'s as they are, an ``example_list_with_context``'s each after the context's
     bytes (so the example's own features win, as TF Serving merges them)."""
-    buf = as_view(data)
+    buf = view(data)
     kind, examples, context = 0, [], []  # type: Tuple[int, List[Tuple[int, int]], List[Tuple[int, int]]]
     pos, end = 0, len(buf)
     while pos < end:
@@ -214,39 +213,28 @@ class TaskResult(NamedTuple):
 
 def _task(buf: memoryview, pos: int, end: int) -> Tuple[ModelSpec, str]:
     spec, method = ModelSpec(), ""
-    while pos < end:
-        key, pos = read_key(buf, pos, end)
-        if key in (0x0A, 0x12):
-            start, pos = span(buf, pos, end, "a task")
-            if key == 0x0A:
-                spec = merge_spec(spec, buf, start, pos)
-            else:
-                method = utf8(buf, start, pos, "method_name")
+    for key, start, stop in delimited(buf, pos, end, {0x0A: "a task", 0x12: "a task"}):
+        if key == 0x0A:
+            spec = merge_spec(spec, buf, start, stop)
         else:
-            pos = skip_field(buf, pos, end, key & 7)
+            method = utf8(buf, start, stop, "method_name")
     return spec, method
 
 
 def read_multi(body: Buffer) -> Tuple[List[Task], Buffer]:
     """A MultiInferenceRequest's tasks, checked as TF Serving checks them (one model, each
     signature once, classify or regress), and its ``Input`` for ``decode_input``."""
-    buf = as_view(body)
+    buf = view(body)
     raw: List[Tuple[ModelSpec, str]] = []
     spans: List[Tuple[int, int]] = []
-    pos, end = 0, len(buf)
     try:
-        while pos < end:
-            key, pos = read_key(buf, pos, end)
-            if key in (0x0A, 0x12):
-                start, pos = span(buf, pos, end, "input" if key == 0x12 else "a task")
-                if key == 0x12:
-                    spans.append((start, pos))
-                elif len(raw) >= MAX_INPUTS:
-                    raise Malformed(f"more than {MAX_INPUTS} tasks")
-                else:
-                    raw.append(_task(buf, start, pos))
+        for key, start, stop in delimited(buf, 0, len(buf), {0x0A: "a task", 0x12: "input"}):
+            if key == 0x12:
+                spans.append((start, stop))
+            elif len(raw) >= MAX_INPUTS:
+                raise Malformed(f"more than {MAX_INPUTS} tasks")
             else:
-                pos = skip_field(buf, pos, end, key & 7)
+                raw.append(_task(buf, start, stop))
     except Malformed as e:
         raise refused(e, "tensorflow.serving.MultiInferenceRequest") from None
     if not raw:

@@ -15,16 +15,16 @@ from .base import Call, Decoded, Signatures
 from .dtypes import TENSOR_PROTO
 from .eas_array import MAX_INPUTS, MAX_OUTPUT_FILTER, WireArray
 from .entries import read_entry
-from .grpc_wire import view as as_view
 from .signature import DEFAULT_KEY, Signature, feeds_for_signature, output_names
 from .tensor_proto import Part, frame, refused, scanned, tensor_parts, text_field
 from .text import quote
 from .tfs_examples import Form, decode_input, encode_examples_response, examples_decoded, merged
 from .tfs_messages import ModelSpec, encode_spec, merge_spec
-from .wire import Buffer, Malformed, read_key, skip_field, span, utf8
+from .wire import Buffer, Malformed, delimited, utf8, view
 
 GRPC = {"Content-Type": "application/grpc"}
 _PREDICT_FIELDS = {0x0A: "model_spec", 0x12: "an inputs entry", 0x1A: "output_filter"}
+_EXAMPLES_FIELDS = {0x0A: "model_spec", 0x12: "input"}  # ClassificationRequest, RegressionRequest
 
 
 class PredictWire(NamedTuple):
@@ -37,18 +37,12 @@ def decode_predict(body: Buffer) -> PredictWire:
     """Parse a serialized PredictRequest (protobuf semantics: last scalar wins, map entries
     replace, messages merge).  Every input is validated and counted here; values are decoded
     by ``WireArray.to_numpy``, straight from ``body``."""
-    buf = as_view(body)
+    buf = view(body)
     spec = ModelSpec()
     inputs: Dict[str, WireArray] = {}
     output_filter: List[str] = []
-    pos, end = 0, len(buf)
     try:
-        while pos < end:
-            key, pos = read_key(buf, pos, end)
-            if key not in _PREDICT_FIELDS:
-                pos = skip_field(buf, pos, end, key & 7)
-                continue
-            start, pos = span(buf, pos, end, _PREDICT_FIELDS[key])
+        for key, start, pos in delimited(buf, 0, len(buf), _PREDICT_FIELDS):
             if key == 0x0A:
                 spec = merge_spec(spec, buf, start, pos)
             elif key == 0x12:
@@ -80,21 +74,15 @@ def encode_predict_response(outputs: Mapping[str, Any], spec: ModelSpec) -> byte
 def read_examples_request(body: Buffer, message: str) -> Tuple[ModelSpec, np.ndarray]:
     """A ClassificationRequest or RegressionRequest (model_spec = 1, input = 2): its spec and
     its examples (``decode_input``)."""
-    buf = as_view(body)
+    buf = view(body)
     spec = ModelSpec()
     spans: List[Tuple[int, int]] = []
-    pos, end = 0, len(buf)
     try:
-        while pos < end:
-            key, pos = read_key(buf, pos, end)
-            if key in (0x0A, 0x12):
-                start, pos = span(buf, pos, end, "model_spec" if key == 0x0A else "input")
-                if key == 0x0A:
-                    spec = merge_spec(spec, buf, start, pos)
-                else:
-                    spans.append((start, pos))
+        for key, start, pos in delimited(buf, 0, len(buf), _EXAMPLES_FIELDS):
+            if key == 0x0A:
+                spec = merge_spec(spec, buf, start, pos)
             else:
-                pos = skip_field(buf, pos, end, key & 7)
+                spans.append((start, pos))
         examples = decode_input(merged(buf, spans) if spans else b"")
     except Malformed as e:
         raise refused(e, f"tensorflow.serving.{message}") from None

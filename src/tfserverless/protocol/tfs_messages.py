@@ -7,11 +7,21 @@ from __future__ import annotations
 from typing import Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 from ..errors import BadRequest
-from .grpc_wire import view as as_view
 from .signature import Signature, TensorSpec
 from .tensor_proto import Part, frame, refused, shape_parts, text_field
 from .text import quote
-from .wire import Buffer, Malformed, read_key, read_varint, skip_field, span, utf8, varint_bytes
+from .wire import (
+    Buffer,
+    Malformed,
+    delimited,
+    read_key,
+    read_varint,
+    skip_field,
+    span,
+    utf8,
+    varint_bytes,
+    view,
+)
 
 
 class ModelSpec(NamedTuple):
@@ -62,17 +72,11 @@ def read_spec(body: Buffer) -> ModelSpec:
 
 
 def _read(body: Buffer, message: str) -> Tuple[ModelSpec, bool]:
-    buf = as_view(body)
+    buf = view(body)
     spec, present = ModelSpec(), False
-    pos, end = 0, len(buf)
     try:
-        while pos < end:
-            key, pos = read_key(buf, pos, end)
-            if key == 0x0A:
-                start, pos = span(buf, pos, end, "model_spec")
-                spec, present = merge_spec(spec, buf, start, pos), True
-            else:
-                pos = skip_field(buf, pos, end, key & 7)
+        for _, start, stop in delimited(buf, 0, len(buf), {0x0A: "model_spec"}):
+            spec, present = merge_spec(spec, buf, start, stop), True
     except Malformed as e:
         raise refused(e, message) from None
     return spec, present
@@ -101,7 +105,7 @@ def read_metadata_request(body: Buffer) -> ModelSpec:
     spec, present = _read(body, what)
     if not present:
         raise BadRequest("GetModelMetadataRequest has no model_spec; expected one naming the model")
-    buf, pos, fields = as_view(body), 0, 0
+    buf, pos, fields = view(body), 0, 0
     try:
         while pos < len(buf):
             key, pos = read_key(buf, pos, len(buf))

@@ -14,11 +14,11 @@ import numpy as np
 
 from ..errors import BadRequest
 from .dtypes import BY_V2, MAX_RANK, MAX_STRINGS, V2_NAMES, DType, check_dims, check_strings
-from .grpc_wire import Handler, read_message, span, string_reader, view
+from .grpc_wire import Handler, read_message, string_reader
 from .text import quote
 from .v2 import LENGTH_PREFIX, MAX_TENSORS, bytes_elements
 from .v2_grpc_contents import CONTENTS, FIELD_OF, Contents
-from .wire import Buffer, Malformed, count_varints, read_varint, small_varints
+from .wire import Buffer, Malformed, count_varints, read_varint, small_varints, span, view
 
 Param = Union[bool, int, float, str, None]  # an InferParameter's value (None: none set)
 MAX_PARAMETERS = 1024  # parameter entries in one request, every map's together

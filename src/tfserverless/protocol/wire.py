@@ -7,7 +7,7 @@ and written with these.
 
 from __future__ import annotations
 
-from typing import Iterator, List, NamedTuple, Tuple, Union
+from typing import Iterator, List, Mapping, NamedTuple, Tuple, Union
 
 import numpy as np
 
@@ -178,6 +178,26 @@ def skip_field(buf: memoryview, pos: int, end: int, wire: int) -> int:
     if pos > end:
         raise Malformed("field runs past the end of its message")
     return pos
+
+
+def view(body: Buffer) -> memoryview:
+    """``body`` as a flat byte view (no copy)."""
+    return memoryview(body).cast("B") if not isinstance(body, memoryview) else body.cast("B")
+
+
+def delimited(buf: memoryview, pos: int, end: int,
+              names: Mapping[int, str]) -> Iterator[Tuple[int, int, int]]:
+    """The length-delimited fields of ``buf[pos:end]`` whose key is in ``names``, in order, as
+    (key, start, stop) of each payload; every other field skipped as protobuf skips it
+    (``names``: each key's field as a refusal names it)."""
+    while pos < end:
+        key, pos = read_key(buf, pos, end)
+        what = names.get(key)
+        if what is None:
+            pos = skip_field(buf, pos, end, key & 7)
+            continue
+        start, pos = span(buf, pos, end, what)
+        yield key, start, pos
 
 
 def span(buf: memoryview, pos: int, end: int, what: str = "field") -> Tuple[int, int]:
