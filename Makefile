@@ -149,7 +149,7 @@ compat: venv eas-venv $(COMPAT)/tensorflow_cpu_1.15/.installed $(COMPAT)/tensorf
 	  $(BIN)/pytest -q -p no:cacheprovider tests/test_cross_version.py
 
 # --- real images: debootstrap bases, a local Docker daemon, containers driven with the SDK ---
-images-e2e: venv eas-venv  ## build the Cloud Run images and drive them with the SDK (Docker)
+images-e2e: venv eas-venv  ## build the Cloud Run images and an FC one, drive them with the SDK (Docker)
 	bash packaging/images-e2e.sh
 
 clean:  ## remove the virtualenvs, the sample model and caches

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make images-e2e: build the current CPU processor's image, tensorflow_cpu_2.7's and our
-# litert_cpu's (a converted model, no TensorFlow) for functions-framework/Cloud Run, run each container, drive it over HTTP with the official EAS
-# SDK and the bad-input cases (tests/images).  No registry is reachable here, so the base
+# litert_cpu's (a converted model, no TensorFlow) for functions-framework/Cloud Run, and
+# litert_cpu's for Function Compute's custom container; run each container, drive it over HTTP
+# with the official EAS SDK and the bad-input cases (tests/images).  No registry is reachable here, so the base
 # images come from debootstrap (bookworm: Python 3.11, bullseye: Python 3.9), imported into a
 # Docker daemon this script starts (vfs storage, no iptables, no bridge: builds and containers
 # use the host network).
@@ -12,8 +13,11 @@ DIR=${TFS_DOCKER_DIR:-/tmp/tfserverless-docker}
 export DOCKER_HOST="unix://$DIR/docker.sock"
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 current=$(python3 -c 'import json; print(json.load(open("packaging/processors.json"))["current"])')
-BUILDS=("tensorflow_cpu_$current:bookworm" "tensorflow_cpu_2.7:bullseye" "litert_cpu:bookworm")
-# TFS_E2E_BUILDS="litert_cpu:bookworm": only these <processor>:<debian suite> (one image's rerun)
+# <processor>:<debian suite>[:<flavour>] (default cloudrun); the fc flavour (gunicorn, FC's
+# custom container: s-image.yaml) on litert_cpu, the smallest runtime: the same CMD and handler
+BUILDS=("tensorflow_cpu_$current:bookworm" "tensorflow_cpu_2.7:bullseye" "litert_cpu:bookworm"
+        "litert_cpu:bookworm:fc")
+# TFS_E2E_BUILDS="litert_cpu:bookworm": only these (one image's rerun)
 if [ -n "${TFS_E2E_BUILDS:-}" ]; then read -r -a BUILDS <<<"$TFS_E2E_BUILDS"; fi
 
 if ! command -v dockerd >/dev/null || ! command -v debootstrap >/dev/null; then
@@ -53,8 +57,13 @@ if [ "$free_gb" -lt "$need_gb" ]; then
   exit 1
 fi
 
+part() {  # part <build> <n>: its processor (1), suite (2) or flavour (3, default cloudrun)
+  local proc suite flavour
+  IFS=: read -r proc suite flavour <<<"$1"
+  case $2 in 1) echo "$proc" ;; 2) echo "$suite" ;; 3) echo "${flavour:-cloudrun}" ;; esac
+}
 for b in "${BUILDS[@]}"; do  # the base images first (debootstrap once; then cached)
-  suite=${b##*:}
+  suite=$(part "$b" 2)
   if ! docker image inspect "tfserverless-base:$suite" >/dev/null 2>&1; then
     echo "== base image: debootstrap $suite"
     rm -rf "$DIR/rootfs-$suite"
@@ -66,15 +75,15 @@ for b in "${BUILDS[@]}"; do  # the base images first (debootstrap once; then cac
   fi
 done
 
-build() {  # build <processor> <suite>: its image, its log in $DIR/build-<processor>.log
+build() {  # build <processor> <suite> <flavour>: its image, its log in $DIR/build-<processor>-<flavour>.log
   local start=$(date +%s)
-  "$BIN/python" packaging/build --processor "$1" --flavour cloudrun --base-image \
-    "tfserverless-base:$2" --out "$DIR/contexts-$1" >"$DIR/build-$1.log" 2>&1 || return 1
-  echo "$(( $(date +%s) - start ))" >"$DIR/build-$1.seconds"
+  "$BIN/python" packaging/build --processor "$1" --flavour "$3" --base-image \
+    "tfserverless-base:$2" --out "$DIR/contexts-$1-$3" >"$DIR/build-$1-$3.log" 2>&1 || return 1
+  echo "$(( $(date +%s) - start ))" >"$DIR/build-$1-$3.seconds"
 }
 start_build() {  # in the background: its pid in $building
   local b=$1
-  build "${b%%:*}" "${b##*:}" &
+  build "$(part "$b" 1)" "$(part "$b" 2)" "$(part "$b" 3)" &
   building=$!
   pids+=("$building")
 }
@@ -87,11 +96,11 @@ chmod -R a+rX "$DIR/models"
 
 failed=()
 for i in "${!BUILDS[@]}"; do
-  proc=${BUILDS[$i]%%:*}
-  image="tfserverless:$proc-cloudrun"
-  wait "$building" || { echo "== build $proc failed:"; tail -n 40 "$DIR/build-$proc.log"; exit 1; }
+  name="$(part "${BUILDS[$i]}" 1)-$(part "${BUILDS[$i]}" 3)"
+  image="tfserverless:$name"
+  wait "$building" || { echo "== build $name failed:"; tail -n 40 "$DIR/build-$name.log"; exit 1; }
   size=$(docker image inspect -f '{{.Size}}' "$image")
-  echo "== built $image in $(cat "$DIR/build-$proc.seconds")s, $(( size / 1000000 )) MB"
+  echo "== built $image in $(cat "$DIR/build-$name.seconds")s, $(( size / 1000000 )) MB"
   next=$(( i + 1 ))
   if [ "$next" -lt "${#BUILDS[@]}" ]; then start_build "${BUILDS[$next]}"; fi
   echo "== run and drive: $image"

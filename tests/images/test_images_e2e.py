@@ -23,9 +23,10 @@ from tfserverless import protocol
 
 from ..conftest import PYTHON, eas_call, free_port
 
-IMAGES = [i for i in os.environ.get("TFS_IMAGES", "").split(",") if i]
+#: the images this run drives: ``-fc`` ones (FC's custom container) in test_fc_image.py
+IMAGES = [i for i in os.environ.get("TFS_IMAGES", "").split(",") if i and not i.endswith("-fc")]
 TOKEN = "image-token-2718"
-pytestmark = pytest.mark.skipif(not IMAGES, reason="run by make images-e2e (TFS_IMAGES unset)")
+pytestmark = pytest.mark.skipif(not IMAGES, reason="run by make images-e2e (no Cloud Run image)")
 
 
 def docker(*args: str, check: bool = True) -> str:
@@ -52,14 +53,12 @@ def litert(image: str) -> bool:
     return image.startswith("tfserverless:litert_cpu")
 
 
-@pytest.fixture(scope="module", params=IMAGES or ["none"])  # one container an image: vfs copies its rootfs
-def container(request: Any, models: Dict[str, str]) -> Iterator[Dict[str, Any]]:
-    image = request.param
-    port, grpc_port = free_port(), free_port()
-    # the container runs as uid 10001: give it a world-readable copy of the model
+def mnist_for(image: str, models: Dict[str, str]) -> str:
+    """A world-readable folder holding ``tf1_mnist`` as ``image`` serves it (the container runs
+    as uid 10001): the SavedModel, or for our LiteRT processor what `tfserverless convert` wrote."""
     model_root = tempfile.mkdtemp(prefix="tfs-image-models-")
     os.chmod(model_root, 0o755)
-    if litert(image):  # our LiteRT processor serves the model `tfserverless convert` wrote
+    if litert(image):
         conv = subprocess.run([PYTHON, "-m", "tfserverless", "convert", models["tf1_mnist"],
                                os.path.join(model_root, "tf1_mnist"), "--signatures",
                                "predict_images"], capture_output=True, text=True, timeout=300)
@@ -67,6 +66,14 @@ def container(request: Any, models: Dict[str, str]) -> Iterator[Dict[str, Any]]:
     else:
         shutil.copytree(models["tf1_mnist"], os.path.join(model_root, "tf1_mnist"))
     subprocess.run(["chmod", "-R", "a+rX", model_root], check=True)
+    return model_root
+
+
+@pytest.fixture(scope="module", params=IMAGES or ["none"])  # one container an image: vfs copies its rootfs
+def container(request: Any, models: Dict[str, str]) -> Iterator[Dict[str, Any]]:
+    image = request.param
+    port, grpc_port = free_port(), free_port()
+    model_root = mnist_for(image, models)
     cid = docker("run", "-d", "--network", "host", "-e", f"PORT={port}",
                  "-e", f"GRPC_PORT={grpc_port}", "-e", "MODEL_PATH=/models/tf1_mnist",
                  "-e", f"SERVICE_TOKEN={TOKEN}",
