@@ -72,12 +72,17 @@ def test_bad_csv_is_one_line_400(body: bytes, message: str) -> None:
     assert message in e.value.message and "\n" not in e.value.message
 
 
-def test_text_fields_are_counted_before_any_is_made(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("end", [b"\n", b"\r"])  # csv ends a line at a lone \r too
+def test_text_fields_are_counted_before_any_is_made(monkeypatch: pytest.MonkeyPatch,
+                                                    end: bytes) -> None:
+    """A lone \r was not counted: 4M rows of ``a\r`` (8 MiB) were read, 6 s and ~46x the body,
+    where the same rows ending in \n were refused at once."""
     def never(*a: object, **k: object) -> None:
         raise AssertionError("csv.reader ran on a body over MAX_STRINGS")
     monkeypatch.setattr(sagemaker.csv, "reader", never)
-    with pytest.raises(BadRequest):
-        csv_fields(b"x\n" * (MAX_STRINGS + 1))
+    with pytest.raises(BadRequest) as e:
+        csv_fields((b"x" + end) * (MAX_STRINGS + 1))
+    assert f"over {MAX_STRINGS} (MAX_STRINGS)" in e.value.message
 
 
 @pytest.mark.parametrize("body, want", [

@@ -175,7 +175,8 @@ def csv_fields(body: bytes) -> bytes:
     rows of mixed widths).  Strings are an object apiece whatever reads them, so they are
     held to ``MAX_STRINGS`` before any is made."""
     text = _csv_text(body)
-    fields = text.count(b",") + text.count(b"\n") + 1  # at least as many as there are
+    # at least as many as there are: csv ends a line at a lone \r as at \n (_csv_text keeps it)
+    fields = text.count(b",") + text.count(b"\n") + text.count(b"\r") + 1
     if fields > MAX_STRINGS:
         raise BadRequest(f"CSV of {fields} fields with text in them is over {MAX_STRINGS} "
                          "(MAX_STRINGS); expected numbers only, or fewer fields")
