@@ -203,3 +203,25 @@ def test_the_eas_schema_is_refused_for_another_model(svc: Service, attrs: str, w
     r = invoke(svc, b"", "application/octet-stream", attrs)
     assert r.status == 404 and words in json.loads(r.body)["error"]
     assert invoke(svc, b"", "application/octet-stream", "tfs-model-name=half_plus_two").status == 200
+
+
+@pytest.mark.parametrize("method", ["classify", "regress"])
+def test_a_verb_for_a_body_that_has_none_is_refused(svc: Service, method: str) -> None:
+    """``tfs-method`` picks TF Serving's verb; V2 and EAS requests are predictions, which were
+    answered as such (200, another reply's shape) to a client that asked to classify."""
+    x = np.array([1.0, 2.0], np.float32)
+    v2 = json.dumps({"inputs": [{"name": "x", "shape": [2], "datatype": "FP32",
+                                 "data": x.tolist()}]}).encode()
+    header = json.dumps({"inputs": [{"name": "x", "shape": [2], "datatype": "FP32",
+                                     "parameters": {"binary_data_size": 8}}]}).encode()
+    triton = f"application/vnd.sagemaker-triton.binary+json;json-header-size={len(header)}"
+    attrs = f"tfs-method={method}"
+    for body, content_type in [(v2, "application/json"), (header + x.tobytes(), triton),
+                               (protocol.encode_request({"x": x}), "application/octet-stream"),
+                               (b"", "application/x-protobuf")]:
+        r = invoke(svc, body, content_type, attrs)
+        assert r.status == 400, (content_type, r.body)
+        error = json.loads(r.body)["error"]
+        assert f"tfs-method={method}" in error and "expected tfs-method=predict" in error
+        assert "\n" not in error
+        assert invoke(svc, body, content_type, "tfs-method=predict").status == 200

@@ -99,6 +99,16 @@ def custom_attributes(header: str) -> Attributes:
     return Attributes(model, version, method)
 
 
+def predict_only(method: str, what: str) -> None:
+    """A 400 unless ``method`` is ``predict``: ``tfs-method`` picks TF Serving's verb, which
+    only a TF Serving request has; a ``what`` body is a prediction, and answering it as one
+    would hand a client that asked to classify or regress a reply of another shape."""
+    if method != "predict":
+        raise BadRequest(f"tfs-method={method} in X-Amzn-SageMaker-Custom-Attributes is for "
+                         f"TF Serving JSON or CSV bodies, and this is {what}; expected "
+                         "tfs-method=predict, or none")
+
+
 def _pairs(header: str) -> Iterator[Tuple[str, str]]:
     """What the container's ``/tfs-[a-z\\-]+=[^,]+/g`` finds, split at its first '=', in
     linear time (that regex tries every 'tfs-' of ``tfs-tfs-tfs-...`` to the run's end: 1.2 s
@@ -248,6 +258,8 @@ class SageMakerJSON:
     def decode(self, body: bytes, headers: Mapping[str, str], model: Signatures,
                call: Call) -> Decoded:
         codec: Codec = self.v2 if V2_JSON.search(body) else self.tfs
+        if codec is self.v2:
+            predict_only(call.verb, "a V2 request")
         d = codec.decode(body, headers, model, call)
         return d._replace(form=(codec, d.form))
 
@@ -263,4 +275,4 @@ CSV_CODEC = SageMakerTFS(csv_json, csv_fields)
 
 __all__ = ["ATTRIBUTES", "Attributes", "CSV_CODEC", "CSV_TYPE", "JSON_CODEC", "JSON_TYPES",
            "METHODS", "SageMakerJSON", "SageMakerTFS", "V2_JSON", "csv_fields", "csv_json",
-           "custom_attributes", "media_type", "tfs_json"]
+           "custom_attributes", "media_type", "predict_only", "tfs_json"]

@@ -34,6 +34,7 @@ from ...protocol.sagemaker import (
     Attributes,
     custom_attributes,
     media_type,
+    predict_only,
 )
 from ...protocol.v2 import HEADER, V2
 from ...versions import model_name_of
@@ -103,6 +104,7 @@ class SageMakerRoutes(Routes):
     def _triton_binary(self, req: Request, attrs: Attributes) -> Routed:
         """V2, its JSON header's length in the Content-Type (``json-header-size``) as the
         Triton container takes it; without one the body is all JSON."""
+        predict_only(attrs.method, "a V2 request")
         for param in req.headers.get("content-type", "").split(";")[1:]:
             key, _, value = param.partition("=")
             if key.strip().lower() == "json-header-size":
@@ -111,6 +113,7 @@ class SageMakerRoutes(Routes):
 
     def _protobuf(self, req: Request, attrs: Attributes) -> Routed:
         """The EAS protobuf (``PredictRequest``), as on ``POST /`` (an empty body: the schema)."""
+        predict_only(attrs.method, "an EAS protobuf request")
         check_size(req, self.config.max_body_bytes, "MAX_BODY_BYTES")
         check_coding(req)
         return lambda req: self._checked(self.eas.job(req), attrs)
