@@ -18,14 +18,17 @@ import pytest
 from tfserverless.errors import BadRequest
 from tfserverless.protocol import sagemaker
 from tfserverless.protocol.dtypes import MAX_STRINGS
+from tfserverless.protocol.jsonio import NotJSON, loads
 from tfserverless.protocol.sagemaker import (
     V2_JSON,
     Attributes,
     csv_fields,
     csv_json,
     custom_attributes,
+    located,
     media_type,
     tfs_json,
+    tfs_json_offset,
 )
 
 
@@ -98,6 +101,38 @@ def test_text_fields_are_counted_before_any_is_made(monkeypatch: pytest.MonkeyPa
 ])
 def test_json_as_the_container_reads_it(body: bytes, want: object) -> None:
     assert tfs_json(body) == (body if want is None else want)
+
+
+@pytest.mark.parametrize("body, where", [
+    (b'{"x": [1.0]}\n{"x": ', "at line 2 column 7 (byte 19)"),  # was line 1 column 34 (byte 33)
+    (b'[1]\n  \n\n[2]\n[3 x]\n', "at line 5 column 4 (byte 15)"),
+    (b"\x00", "at line 1 column 1 (byte 0)"),  # was byte 14: the rewrite's opening
+    (b"  [[1], [2] x", "at line 1 column 13 (byte 12)"),
+    (b'[1]\n["\xff"]', "not UTF-8 at line 2 column 3 (byte 6)"),
+    ("[1]\n[\u00e9 x]".encode(), "at line 2 column 2 (byte 5)"),
+    (b"[1]\n[1e999]", "number 1e999 is past float64's range"),
+])
+def test_json_refusals_name_the_clients_body(body: bytes, where: str) -> None:
+    """The parser reads the rewrite (``{"instances":[`` and the lines joined by commas): where
+    it broke in that was no place in the body the client sent, nor what it expected."""
+    with pytest.raises(NotJSON) as e:
+        loads(tfs_json(body), "a JSON object")
+    message = located(e.value, body, tfs_json_offset).message
+    assert where in message and "expected JSON lines (one instance a line)" in message
+
+
+def test_rewritten_bytes_map_back_to_the_body() -> None:
+    rng = random.Random(27)
+    bodies = [bytes(rng.choice(b'{}1x \n\r\t,[]') for _ in range(rng.randint(1, 20)))
+              for _ in range(5000)]
+    bodies += [b"{}\n" + bytes(rng.choice(b"1 \n\r\t,") for _ in range(rng.randint(1 << 16, 1 << 18)))
+               for _ in range(5)]  # across the pieces they are rewritten in
+    for body in bodies:
+        out, lead, end = tfs_json(body), len(body) - len(body.lstrip()), len(body.rstrip())
+        for i in (range(len(out)) if len(out) < 64 else rng.sample(range(len(out)), 2000)):
+            at = tfs_json_offset(body, i)
+            if lead <= at < end:  # a byte of the body's, or a comma where its line break was
+                assert body[at] == out[i] or (out[i] == ord(",") and body[at:at + 1].isspace())
 
 
 @pytest.mark.parametrize("body, v2", [

@@ -105,6 +105,8 @@ def test_answers_are_the_models(svc: Service) -> None:
     ("text/csv", b"one,two", "", 400, "input 'x' holds strings"),
     ("text/csv", b"\n \n", "", 400, "empty CSV body"),
     ("application/jsonlines", b'{"x": [1.0]}\n{"x": ', "", 400, "body is not valid JSON"),
+    ("application/jsonlines", b'{"x": [1.0]}\n\n{"x": 1, }\n', "", 400,
+     "not valid JSON at line 3 column 10 (byte 23); expected JSON lines"),
     ("application/json", b"", "", 400, "\"instances\" must be a non-empty list"),
 ])
 def test_refusals_are_one_json_line(svc: Service, content_type: Optional[str], body: bytes,

@@ -132,14 +132,73 @@ def tfs_json(body: bytes) -> bytes:
     if _TFS_REQUEST.search(body):
         return body
     if _JSON_LINES.search(body):  # the lines that are not blank, joined by commas
-        first = body.rfind(b"\n", 0, len(body) - len(body.lstrip())) + 1
-        last = body.find(b"\n", len(body.rstrip()))
-        lines = body[first:] if last < 0 else body[first:last]
-        return b'{"instances":[' + _sub_spaces(_JSON_LINE_BREAKS, b",", lines) + b"]}"
+        lines = _json_lines(body)[1]
+        return _LINES_START + _sub_spaces(_JSON_LINE_BREAKS, b",", lines) + b"]}"
     text = body.strip()
     if text.startswith(b"[["):
         return b'{"instances":' + text + b"}"
     return b'{"instances":[' + text + b"]}"
+
+
+_LINES_START = b'{"instances":['
+#: where a JSON parser's refusal says it broke, in the words ``jsonio`` gives it
+_WHERE = re.compile(r"at line \d+ column \d+ \(byte (\d+)\)|at byte (\d+)|\(byte (\d+)\)")
+
+
+def _json_lines(body: bytes) -> Tuple[int, bytes]:
+    """The lines of a JSON-lines body from the first that is not blank to the last, and where
+    they start."""
+    first = body.rfind(b"\n", 0, len(body) - len(body.lstrip())) + 1
+    last = body.find(b"\n", len(body.rstrip()))
+    return first, body[first:] if last < 0 else body[first:last]
+
+
+def tfs_json_offset(body: bytes, at: int) -> int:
+    """The byte of ``body`` that byte ``at`` of ``tfs_json(body)`` came from (past the body's
+    end for the brackets ``tfs_json`` closes it with)."""
+    if _TFS_REQUEST.search(body):
+        return at
+    lead = len(body) - len(body.lstrip())
+    if _JSON_LINES.search(body):
+        first, lines = _json_lines(body)
+        return first + _unsub_offset(_JSON_LINE_BREAKS, lines, at - len(_LINES_START))
+    start = b'{"instances":' if body[lead:].startswith(b"[[") else _LINES_START
+    return lead + at - len(start)
+
+
+def _unsub_offset(pattern: re.Pattern[bytes], text: bytes, at: int) -> int:
+    """The byte of ``text`` that byte ``at`` of ``_sub_spaces(pattern, b",", text)`` came
+    from (a comma: where the whitespace it replaced starts), found a piece at a time as that
+    rewrote it: linear time, a piece's worth of memory."""
+    start = done = 0  # done: the rewritten bytes of text[:start]
+    while start < len(text):
+        cut = _NOT_SPACE.search(text, start + _PIECE)
+        end = len(text) if cut is None else cut.start()
+        n = len(pattern.sub(b",", text[start:end]))
+        if done + n > at:
+            for m in pattern.finditer(text, start, end):
+                if done + m.start() - start >= at:
+                    break
+                done += m.start() - start + 1
+                start = m.end()
+            return start + at - done
+        done, start = done + n, end
+    return len(text) + at - done
+
+
+def located(e: NotJSON, body: bytes, offset: Callable[[bytes, int], int]) -> NotJSON:
+    """``e``, a parser's refusal of ``body`` as rewritten, as the client's body has it: where
+    it broke there (``offset``: where a byte of the rewrite came from), and what it may be."""
+    message = e.message.split("; expected", 1)[0]
+    where = _WHERE.search(message)
+    if where is not None:
+        at = min(max(offset(body, int(next(g for g in where.groups() if g))), 0), len(body))
+        line_start = body.rfind(b"\n", 0, at) + 1
+        column = len(body[line_start:at].decode("utf-8", "replace")) + 1
+        line = body.count(b"\n", 0, at) + 1
+        message = _WHERE.sub(f"at line {line} column {column} (byte {at})", message, 1)
+    return NotJSON(f"{message}; expected JSON lines (one instance a line), one instance, or "
+                   'a JSON object with "instances", "inputs" or "examples"')
 
 
 def csv_json(body: bytes) -> bytes:
@@ -227,17 +286,24 @@ class SageMakerTFS:
     _tfs = TFServing()
 
     def __init__(self, convert: Callable[[bytes], bytes],
-                 exact: Optional[Callable[[bytes], bytes]] = None) -> None:
-        self.convert, self.exact = convert, exact
+                 exact: Optional[Callable[[bytes], bytes]] = None,
+                 offset: Optional[Callable[[bytes, int], int]] = None) -> None:
+        """``exact``: the rewrite to read again should ``convert``'s not be JSON; ``offset``:
+        where a byte of ``convert``'s came from in the body (refusals name that)."""
+        self.convert, self.exact, self.offset = convert, exact, offset
 
     def decode(self, body: bytes, headers: Mapping[str, str], model: Signatures,
                call: Call) -> Decoded:
+        body = bytes(body)
+        converted = self.convert(body)
         try:
-            return self._tfs.decode(self.convert(bytes(body)), headers, model, call)
-        except NotJSON:
+            return self._tfs.decode(converted, headers, model, call)
+        except NotJSON as e:
+            if self.offset is not None and converted is not body:
+                raise located(e, body, self.offset) from None
             if self.exact is None:
                 raise
-        return self._tfs.decode(self.exact(bytes(body)), headers, model, call)
+        return self._tfs.decode(self.exact(body), headers, model, call)
 
     def encode(self, outputs: Dict[str, np.ndarray], decoded: Decoded,
                call: Call) -> Tuple[bytes, Dict[str, str]]:
@@ -270,9 +336,10 @@ class SageMakerJSON:
         return encoder.encode(outputs, decoded._replace(form=form), call)
 
 
-JSON_CODEC = SageMakerJSON(SageMakerTFS(tfs_json), V2())
+JSON_CODEC = SageMakerJSON(SageMakerTFS(tfs_json, offset=tfs_json_offset), V2())
 CSV_CODEC = SageMakerTFS(csv_json, csv_fields)
 
 __all__ = ["ATTRIBUTES", "Attributes", "CSV_CODEC", "CSV_TYPE", "JSON_CODEC", "JSON_TYPES",
            "METHODS", "SageMakerJSON", "SageMakerTFS", "V2_JSON", "csv_fields", "csv_json",
-           "custom_attributes", "media_type", "predict_only", "tfs_json"]
+           "custom_attributes", "located", "media_type", "predict_only", "tfs_json",
+           "tfs_json_offset"]
