@@ -18,7 +18,7 @@ import pytest
 from tfserverless.errors import BadRequest
 from tfserverless.protocol import sagemaker
 from tfserverless.protocol.dtypes import MAX_STRINGS
-from tfserverless.protocol.jsonio import NotJSON, loads
+from tfserverless.protocol.jsonio import MAX_CONTAINERS, NotJSON, loads
 from tfserverless.protocol.sagemaker import (
     V2_JSON,
     Attributes,
@@ -73,6 +73,27 @@ def test_bad_csv_is_one_line_400(body: bytes, message: str) -> None:
     with pytest.raises(BadRequest) as e:
         csv_json(body)
     assert message in e.value.message and "\n" not in e.value.message
+
+
+@pytest.mark.parametrize("rewrite", [csv_json, csv_fields])
+@pytest.mark.parametrize("line, words", [
+    (b"1,2\n", f"CSV of {MAX_CONTAINERS - 1} lines of several fields is a request of "
+                f"{MAX_CONTAINERS + 1} JSON arrays or objects, over {MAX_CONTAINERS}"),
+    (b"a,2\r", f"CSV of {MAX_CONTAINERS - 1} lines of several fields"),
+])
+def test_csv_past_the_parsers_arrays_is_refused_in_csvs_words(
+        rewrite: Callable[[bytes], bytes], line: bytes, words: str) -> None:
+    """A line of several fields is a JSON array of the request: past ``MAX_CONTAINERS`` the
+    parser said 'body opens N JSON arrays or objects' and to send columnar "inputs"."""
+    assert rewrite(line * (MAX_CONTAINERS - 2))
+    with pytest.raises(BadRequest) as e:
+        rewrite(line * (MAX_CONTAINERS - 1))
+    assert words in e.value.message and f"fewer lines a request (at most {MAX_CONTAINERS - 2})" \
+        in e.value.message
+    brackets = b"[{]," * (MAX_CONTAINERS // 2)
+    with pytest.raises(BadRequest) as e:
+        rewrite(brackets)
+    assert f"and {MAX_CONTAINERS} '[' or '{{' in its fields" in e.value.message
 
 
 @pytest.mark.parametrize("end", [b"\n", b"\r"])  # csv ends a line at a lone \r too
@@ -213,7 +234,7 @@ def test_attributes_take_linear_time() -> None:
 
 
 @pytest.mark.parametrize("rewrite, body", [
-    (csv_json, b"1,1\n" * (1 << 19)),  # re.sub's object per line: 55x the body
+    (csv_json, b"1,1\n" * (MAX_CONTAINERS - 2)),  # re.sub's object per line: 55x the body
     (csv_json, b"1 \n" * (1 << 19)),
     (tfs_json, b"{}\n{}\n" + b"12\n" * (1 << 19)),  # split's object per line: 42x
 ])

@@ -104,6 +104,7 @@ def test_answers_are_the_models(svc: Service) -> None:
     (None, b"1.0", "", 415, "Unsupported Media Type: Unknown; expected "),
     ("text/csv", b"one,two", "", 400, "input 'x' holds strings"),
     ("text/csv", b"\n \n", "", 400, "empty CSV body"),
+    ("text/csv", b"1,2\n" * 300000, "", 400, "CSV of 300000 lines of several fields"),
     ("application/jsonlines", b'{"x": [1.0]}\n{"x": ', "", 400, "body is not valid JSON"),
     ("application/jsonlines", b'{"x": [1.0]}\n\n{"x": 1, }\n', "", 400,
      "not valid JSON at line 3 column 10 (byte 23); expected JSON lines"),

@@ -32,7 +32,7 @@ import numpy as np
 from ..errors import BadRequest
 from .base import Call, Codec, Decoded, Signatures
 from .dtypes import MAX_STRINGS
-from .jsonio import NotJSON
+from .jsonio import MAX_CONTAINERS, NotJSON
 from .tfserving import TFServing
 from .v2 import V2
 
@@ -231,7 +231,24 @@ def _csv_text(body: bytes) -> bytes:
     text = _sub_spaces(_LINE_BREAKS, b"\n", body.strip())  # lines trimmed, blank ones gone
     if not text:
         raise BadRequest("empty CSV body; expected one instance a line")
+    _check_arrays(text)
     return text
+
+
+def _check_arrays(text: bytes) -> None:
+    """A 400 in CSV's words for a body whose request would open more JSON arrays than the
+    parser takes (``MAX_CONTAINERS``: one a line of several fields, and each '[' or '{' in a
+    field, which it counts too): it said 'body opens N JSON arrays or objects' and to send
+    columnar "inputs", of a body that had neither."""
+    lines = text.count(b"\n") + text.count(b"\r") + 1 if b"," in text else 0  # at least
+    brackets = text.count(b"[") + text.count(b"{")
+    opens = lines + brackets + 2  # and the request's own {"instances":[
+    if opens > MAX_CONTAINERS:
+        held, fewer = (f" and {brackets} '[' or '{{' in its fields", ", or fewer '[' and '{'"
+                       ) if brackets else ("", "")
+        raise BadRequest(f"CSV of {lines} lines of several fields{held} is a request of "
+                         f"{opens} JSON arrays or objects, over {MAX_CONTAINERS}; expected "
+                         f"fewer lines a request (at most {MAX_CONTAINERS - 2}){fewer}")
 
 
 def _mixed_widths(text: bytes) -> bool:
