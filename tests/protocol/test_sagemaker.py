@@ -16,20 +16,19 @@ import numpy as np
 import pytest
 
 from tfserverless.errors import BadRequest
-from tfserverless.protocol import sagemaker
+from tfserverless.protocol import sagemaker, sagemaker_text
 from tfserverless.protocol.dtypes import MAX_STRINGS
 from tfserverless.protocol.jsonio import MAX_CONTAINERS, NotJSON, loads
 from tfserverless.protocol.sagemaker import (
     V2_JSON,
     Attributes,
-    csv_fields,
-    csv_json,
     custom_attributes,
     located,
     media_type,
     tfs_json,
     tfs_json_offset,
 )
+from tfserverless.protocol.sagemaker_text import csv_fields, csv_json
 
 
 @pytest.mark.parametrize("body, want", [
@@ -103,7 +102,7 @@ def test_text_fields_are_counted_before_any_is_made(monkeypatch: pytest.MonkeyPa
     where the same rows ending in \n were refused at once."""
     def never(*a: object, **k: object) -> None:
         raise AssertionError("csv.reader ran on a body over MAX_STRINGS")
-    monkeypatch.setattr(sagemaker.csv, "reader", never)
+    monkeypatch.setattr(sagemaker_text.csv, "reader", never)
     with pytest.raises(BadRequest) as e:
         csv_fields((b"x" + end) * (MAX_STRINGS + 1))
     assert f"over {MAX_STRINGS} (MAX_STRINGS)" in e.value.message
@@ -266,12 +265,12 @@ def test_rewrites_are_the_containers_on_random_bodies() -> None:
     for _ in range(20000):
         body = bytes(rng.choice(b"{}1 \n\r\t\x0b\x0c,") for _ in range(rng.randint(1, 12)))
         if body.strip():
-            assert sagemaker._csv_text(body) == _container_csv_text(body), body
+            assert sagemaker_text.csv_text(body) == _container_csv_text(body), body
         lines = b"{}\n{}\n" + body
         assert tfs_json(lines) == _container_lines(lines), lines
     for _ in range(20):  # across the pieces they are rewritten in
         body = bytes(rng.choice(b"1 \n\r\t,") for _ in range(rng.randint(1 << 16, 1 << 18)))
-        assert sagemaker._csv_text(body) == _container_csv_text(body)
+        assert sagemaker_text.csv_text(body) == _container_csv_text(body)
         lines = b"{}\n{}\n" + body
         assert tfs_json(lines) == _container_lines(lines)
 
