@@ -22,6 +22,15 @@ _repr.maxstring = _repr.maxother = LIMIT
 _repr.maxlong = LIMIT
 
 
+PATH_LIMIT = 200  # characters of a path or method an error echoes
+
+
+def clip(text: str, limit: int = PATH_LIMIT) -> str:
+    """``text`` as it is (a path, a method: no quotes), cut to ``limit`` characters and '...'
+    when longer: an error echoing what a client sent stays short whatever it sent."""
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def quote(value: Any, limit: int = LIMIT) -> str:
     """``repr(value)``, cut to ``limit`` characters and '...' when longer; never raises."""
     try:
@@ -43,4 +52,4 @@ def listed(values: Iterable[Any], limit: int = MAX_LISTED) -> str:
     return shown if len(items) <= limit else f"{shown} and {len(items) - limit} more"
 
 
-__all__ = ["LIMIT", "MAX_LISTED", "listed", "quote"]
+__all__ = ["LIMIT", "MAX_LISTED", "PATH_LIMIT", "clip", "listed", "quote"]

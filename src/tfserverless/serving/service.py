@@ -19,6 +19,7 @@ from ..config import Config
 from ..errors import ClientGone, NotFound, PayloadTooLarge, TFServerlessError, Unauthorized
 from ..messages import GATEWAY_PREFIX, Request, Response, check_size, error_response, json_response
 from ..protocol import grpc_health
+from ..protocol.text import clip
 from .admission import Admission, Held, Watch, limits_for
 from .auth import check_auth, check_content_md5
 from .jobs import Runner
@@ -141,7 +142,7 @@ class Service:
             return route(req, path)
         if path.startswith(TFS_API):  # TF Serving's clients read its errors as JSON
             req.protocol = self.tfserving.codec.name
-        raise NotFound(f"no route {req.path}; expected POST / or POST {GATEWAY_PREFIX}<service> "
+        raise NotFound(f"no route {clip(req.path)}; expected POST / or POST {GATEWAY_PREFIX}<service> "
                        "(EAS), /v1/models/<name>:predict (TF Serving REST), "
                        "/v2/models/<name>/infer (V2), POST /invocations (SageMaker), GET /healthz")
 

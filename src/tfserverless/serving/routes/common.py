@@ -13,7 +13,7 @@ from ...config import Config
 from ...errors import MethodNotAllowed, NotFound, PayloadTooLarge
 from ...messages import Request, Response, check_coding, check_size, decoded_body, is_encoded, json_response
 from ...protocol.base import Call, Codec
-from ...protocol.text import quote
+from ...protocol.text import clip, quote
 from ...versions import version_number, version_of
 from ..auth import check_auth
 from ..predictor import Context, Predictor
@@ -89,7 +89,7 @@ def ready_reply(ready: bool, body: Dict[str, Any]) -> Response:
 def allow(req: Request, *allowed: str) -> None:
     """A 405 naming the allowed methods unless ``req``'s is one of them."""
     if req.method not in allowed:
-        raise MethodNotAllowed(f"{req.method} {req.path}; expected {' or '.join(allowed)}",
+        raise MethodNotAllowed(f"{clip(req.method)} {clip(req.path)}; expected {' or '.join(allowed)}",
                                headers={"Allow": ", ".join(allowed)})
 
 
@@ -121,7 +121,7 @@ class Routes:
         ask only once the caller is authorised."""
         served = self.config.service_name
         if served and name != served:
-            raise NotFound(f"model '{name}' not found; this function serves '{served}'")
+            raise NotFound(f"model {quote(name)} not found; this function serves '{served}'")
         return name
 
     def loaded_version(self, name: str, version: Optional[str]) -> Optional[Servable]:

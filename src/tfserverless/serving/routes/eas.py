@@ -21,6 +21,7 @@ from ...messages import (
 from ...protocol.base import Call
 from ...protocol.eas import EAS
 from ...protocol.signature import signature_json_bytes
+from ...protocol.text import clip, quote
 from ..auth import check_auth
 from .common import Job, Routed, Routes
 
@@ -33,7 +34,7 @@ class EASRoutes(Routes):
     def prefixed(self, req: Request, path: str) -> Routed:
         """``/api/predict/<service>``."""
         if path.count("/") != 3:
-            raise NotFound(f"no route {req.path}; expected {GATEWAY_PREFIX}<service>")
+            raise NotFound(f"no route {clip(req.path)}; expected {GATEWAY_PREFIX}<service>")
         return self.gateway(req, path[len(GATEWAY_PREFIX):])
 
     def gateway(self, req: Request, name: Optional[str] = None) -> Routed:
@@ -41,15 +42,15 @@ class EASRoutes(Routes):
         job is made once the body is read (an empty one asks for the schema)."""
         req.protocol = self.codec.name
         if req.method not in ("GET", "POST", "HEAD"):
-            raise MethodNotAllowed(f"{req.method} {req.path}; expected POST (or GET for the schema)",
-                                   headers={"Allow": "GET, POST"})
+            raise MethodNotAllowed(f"{clip(req.method)} {clip(req.path)}; expected POST (or GET "
+                                   "for the schema)", headers={"Allow": "GET, POST"})
         configured = self.config.service_name
         resource = GATEWAY_PREFIX + (configured if name is None else name)
         check_auth(self.config.service_token, req, resource,
                    max_skew=self.config.signature_max_skew, body=False)
         if name is not None and configured and name != configured:
             # after auth: only a caller with the token learns the real name (or the limits)
-            raise NotFound(f"service '{name}' not found; this function serves '{configured}' at "
+            raise NotFound(f"service {quote(name)} not found; this function serves '{configured}' at "
                            f"{GATEWAY_PREFIX}{configured}")
         check_size(req, self.config.max_body_bytes, "MAX_BODY_BYTES")
         check_coding(req)

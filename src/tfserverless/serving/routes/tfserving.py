@@ -14,7 +14,7 @@ from ...messages import Request, Response, json_response
 from ...protocol.base import Call
 from ...protocol.dtypes import dtype_name
 from ...protocol.signature import TensorSpec
-from ...protocol.text import quote
+from ...protocol.text import clip, quote
 from ...protocol.tfserving import TFServing
 from ...versions import MAX_VERSION, version_number
 from .common import Routed, Routes, allow, model_version
@@ -31,11 +31,11 @@ class TFServingRoutes(Routes):
         req.protocol = self.codec.name
         m = _PATH.fullmatch(path[len(PREFIX):])
         if m is None:
-            raise NotFound(f"no route {req.path}; expected {PREFIX}<name>[/versions/<n>]"
+            raise NotFound(f"no route {clip(req.path)}; expected {PREFIX}<name>[/versions/<n>]"
                            "[:predict|:classify|:regress|/metadata]")
         name = self.model_name(req, m["name"])
         if m["label"]:
-            raise NotFound(f"version label '{m['label']}' not found; this function serves one "
+            raise NotFound(f"version label {quote(m['label'])} not found; this function serves one "
                            f"version of '{name}' (use {PREFIX}{name} or /versions/<n>)")
         version = m["version"]
         if version and version_number(version) is None:  # TF Serving: "Failed to convert version"

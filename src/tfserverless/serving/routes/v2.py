@@ -15,6 +15,7 @@ from ...messages import Request, Response, json_response
 from ...protocol.base import Call
 from ...protocol.dtypes import DTYPES, dtype_name
 from ...protocol.signature import TensorSpec
+from ...protocol.text import clip
 from ...protocol.v2 import HEADER, V2, header_length
 from .common import Routed, Routes, allow, model_version, ready_reply
 
@@ -41,7 +42,7 @@ class V2Routes(Routes):
             return simple(self)
         m = _PATH.fullmatch(rest)
         if m is None:
-            raise NotFound(f"no route {req.path}; expected /v2, /v2/health/live|ready or "
+            raise NotFound(f"no route {clip(req.path)}; expected /v2, /v2/health/live|ready or "
                            "/v2/models/<name>[/versions/<v>][/ready|/infer]")
         name = self.model_name(req, m["name"])
         version = m["version"]
