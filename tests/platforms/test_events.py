@@ -100,7 +100,7 @@ def test_a_reply_over_lambdas_6_mb_once_encoded_is_our_413(name: str, resp: Resp
     source = aws_lambda.source_for(event)
     assert source is not None
     reply = aws_lambda.within_limit(source, resp, event, "tfserving")
-    assert reply_size(reply) <= aws_lambda.LAMBDA_REPLY_BYTES
+    assert reply_size(reply) <= aws_lambda.LAMBDA_REPLY.nbytes
     if not over:
         assert reply == source.encode(resp, event)
         return

@@ -35,6 +35,7 @@ def message(body: bytes) -> str:
     ("POST", "/v1/models/mnist/labels/" + LONG + ":predict", 404),  # TF Serving: a version label
     ("POST", "/v1/" + LONG, 404),  # TF Serving REST
     ("POST", "/v2/" + LONG, 404),  # V2
+    ("POST", "/endpoints/" + LONG, 404),  # SageMaker Runtime's path
     ("GET", "/v2/models/" + LONG + "/ready", 404),  # V2: another model's name
     ("GET", "/v1/models/" + LONG, 404),  # TF Serving: another model's name
     ("DELETE", "/api/predict/mnist", 405),

@@ -24,7 +24,6 @@ LAMBDA_PAYLOAD = PayloadLimit("AWS Lambda's 6 MB synchronous payload", 6 * 1024 
 #: body under LAMBDA_PAYLOAD can still be over it once its quotes and backslashes are escaped
 #: (TF Serving JSON of string tensors: 1.8x), a binary one once base64 and the envelope are added
 LAMBDA_REPLY = PayloadLimit("AWS Lambda's 6 MB synchronous payload", 6 * 1024 * 1024)
-LAMBDA_REPLY_BYTES = LAMBDA_REPLY.nbytes
 
 Event = Dict[str, Any]
 

@@ -36,6 +36,7 @@ from ...protocol.sagemaker import (
     media_type,
     predict_only,
 )
+from ...protocol.text import clip
 from ...protocol.v2 import HEADER, V2
 from ...versions import model_name_of
 from ..predictor import Context, Predictor
@@ -76,7 +77,7 @@ class SageMakerRoutes(Routes):
         req.protocol = PROTOCOL
         m = _RUNTIME_PATH.fullmatch(path)
         if m is None:
-            raise NotFound(f"no route {req.path[:200]}; expected POST {RUNTIME_PREFIX}/<name>"
+            raise NotFound(f"no route {clip(req.path)}; expected POST {RUNTIME_PREFIX}/<name>"
                            f"{INVOCATIONS} or POST {INVOCATIONS}")
         allow(req, "POST")
         self.model_name(req, m["name"])
