@@ -36,13 +36,15 @@ def docker(*args: str, check: bool = True) -> str:
     return proc.stdout.strip()
 
 
-def wait_ready(url: str, cid: str, timeout: float = 120.0) -> None:
-    """Until ``url`` answers 200 (a readiness probe), or fail with the container's log."""
+def wait_ready(url: str, cid: str, timeout: float = 120.0) -> requests.Response:
+    """Until ``url`` answers 200 (a readiness probe), that answer; or fail with the
+    container's log."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            if requests.get(url, timeout=2).status_code == 200:
-                return
+            r = requests.get(url, timeout=2)
+            if r.status_code == 200:
+                return r
         except requests.RequestException:
             pass
         time.sleep(0.5)
@@ -109,7 +111,10 @@ def test_sdk_and_bad_inputs(container: Dict[str, Any]) -> None:
                          (protocol.encode_request({"images": x}, signature_name="predict_images"), 200)):
         assert requests.post(url + "/api/predict/mnist", data=body, headers=auth).status_code == status
     assert requests.post(url + "/api/predict/mnist", data=b"x").status_code == 401
-    health = requests.get(url + "/healthz")
+    # each worker loads its own copy: the fixture's first 200 came from one of them, and
+    # SO_REUSEPORT may hand this probe to another still loading (as a platform's probe
+    # would be, retried)
+    health = wait_ready(url + "/healthz", container["id"])
     assert health.json()["status"] == "ready"
     # the image serves the bare ASGI app (`tfserverless serve`) on gunicorn's uvicorn worker
     assert health.headers.get("server") == "uvicorn", health.headers
